@@ -1,0 +1,19 @@
+//! The claworc contract: the one source of truth for every label, annotation,
+//! default and name that the webhook, the plugin and the docs share.
+//!
+//! - [`names`]: labels, annotation keys, container, volume, Secret-key and path names.
+//! - [`annotations`]: the table of `claworc.io/*` annotations with defaults and meanings.
+//! - [`settings`]: a Deployment's annotations parsed into typed, validated [`Settings`].
+//! - [`sshd_config`]: the hardened OpenSSH server config rendered from [`Settings`].
+//! - [`known_hosts`]: the pinned host keys of the large git hosts.
+
+pub mod annotations;
+pub mod known_hosts;
+pub mod names;
+pub mod settings;
+pub mod sshd_config;
+
+pub use settings::{AnnotationError, Settings, StrictHostKeyChecking};
+
+/// The version written to `claworc.io/injected`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

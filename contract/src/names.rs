@@ -1,0 +1,66 @@
+//! Names fixed by the contract (../shared/DESIGN.md). Never spell these out elsewhere.
+
+/// Prefix of every claworc label and annotation key.
+pub const PREFIX: &str = "claworc.io/";
+
+/// Opt-in label on the Deployment; the webhook configurations select on it.
+pub const LABEL_SSH: &str = "claworc.io/ssh";
+/// The only value of [`LABEL_SSH`] that opts in.
+pub const SSH_ENABLED: &str = "enabled";
+/// Pod template label: the instance (Deployment) name.
+pub const LABEL_INSTANCE: &str = "claworc.io/instance";
+/// Pod template label: the network profile read by the shipped NetworkPolicies.
+pub const LABEL_EGRESS: &str = "claworc.io/egress";
+/// Pod template label `app.kubernetes.io/managed-by`.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY: &str = "claworc";
+/// Namespace label that marks a tenant namespace made by `kubectl claworc tenant create`.
+pub const LABEL_TENANT: &str = "claworc.io/tenant";
+
+/// Pod template annotation written by the webhook: its version.
+pub const ANNOTATION_INJECTED: &str = "claworc.io/injected";
+
+/// Name of the injected sshd sidecar (a native sidecar init container).
+pub const SIDECAR: &str = "claworc-sshd";
+/// Default image of the sidecar; the webhook's `--sshd-image` overrides it.
+pub const SIDECAR_IMAGE: &str = "ghcr.io/claworc/sshd:0.1.0";
+
+/// Keys of the instance Secret.
+pub const SECRET_AUTHORIZED_KEYS: &str = "authorized_keys";
+pub const SECRET_HOST_KEY: &str = "ssh_host_ed25519_key";
+pub const SECRET_HOST_KEY_PUB: &str = "ssh_host_ed25519_key.pub";
+/// Key of the user ConfigMap named by `claworc.io/known-hosts-configmap`.
+pub const CONFIGMAP_KNOWN_HOSTS: &str = "known_hosts";
+
+/// Volumes added to the pod.
+pub const VOLUME_KEYS: &str = "claworc-ssh-keys";
+pub const VOLUME_RUN: &str = "claworc-run";
+pub const VOLUME_KNOWN_HOSTS: &str = "claworc-known-hosts";
+pub const VOLUME_KNOWN_HOSTS_USER: &str = "claworc-known-hosts-user";
+
+/// Where the Secret is mounted in the sidecar (read-only).
+pub const KEYS_DIR: &str = "/etc/claworc/ssh";
+/// Writable in-memory directory of the sidecar (rendered config, pid-less runtime state).
+pub const RUN_DIR: &str = "/run/claworc";
+/// Where `known_hosts` is mounted in every container.
+pub const KNOWN_HOSTS_PATH: &str = "/etc/ssh/ssh_known_hosts";
+/// Where the user ConfigMap's `known_hosts` is mounted in every container.
+pub const KNOWN_HOSTS_USER_PATH: &str = "/etc/ssh/ssh_known_hosts.d/user";
+/// Environment variable carrying the rendered sshd config into the sidecar.
+pub const ENV_SSHD_CONFIG: &str = "CLAWORC_SSHD_CONFIG";
+/// Environment variable carrying the pinned known_hosts into every container.
+pub const ENV_KNOWN_HOSTS: &str = "CLAWORC_KNOWN_HOSTS";
+
+/// The port name of the sidecar's ssh port.
+pub const SSH_PORT_NAME: &str = "claworc-ssh";
+
+/// Namespaces the webhook never sees (besides its own).
+pub const EXCLUDED_NAMESPACES: &[&str] = &["kube-system", "kube-public", "kube-node-lease"];
+/// The webhook's own namespace in `manifests/`.
+pub const WEBHOOK_NAMESPACE: &str = "claworc-system";
+
+/// Default name of an instance's Secret.
+pub fn default_secret_name(instance: &str) -> String {
+    format!("{instance}-ssh")
+}
