@@ -1,0 +1,139 @@
+//! The local control plane itself: API, fake nodes, and the two kubelet features
+//! kwok serves for us (port-forward, logs), all through the real kube-apiserver
+//! and the real kubectl, on loopback only.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use claworc_e2e::{Cluster, TestNamespace, kubectl, wait_for};
+use serde_json::Value;
+
+#[test]
+fn api_is_up_and_fake_nodes_are_ready_on_loopback() {
+    let version = kubectl(&["version", "-o", "json"]).json();
+    assert_eq!(version["serverVersion"]["gitVersion"], "v1.37.2", "{version}");
+
+    let nodes = kubectl(&["get", "nodes", "-o", "json"]).json();
+    let nodes = nodes["items"].as_array().expect("items");
+    let fake: Vec<&Value> =
+        nodes.iter().filter(|n| n["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake").collect();
+    assert_eq!(fake.len(), 2, "expected 2 kwok nodes: {nodes:?}");
+    for node in fake {
+        let name = &node["metadata"]["name"];
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        assert!(ready, "node {name} is not Ready: {}", node["status"]);
+        for addr in node["status"]["addresses"].as_array().expect("addresses") {
+            if addr["type"] == "InternalIP" {
+                assert_eq!(addr["address"], "127.0.0.1", "node {name}");
+            }
+        }
+    }
+}
+
+/// Create a pod and wait until kwok reports it Running on one of its nodes.
+fn running_pod(ns: &TestNamespace, name: &str, container_port: u16) {
+    ns.apply(&format!(
+        r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "{name}"}},
+            "spec": {{"containers": [{{"name": "main", "image": "example.invalid/none:1",
+                      "ports": [{{"containerPort": {container_port}}}]}}]}}}}"#
+    ))
+    .expect_ok("create pod");
+    wait_for("the pod to run", Duration::from_secs(60), || {
+        let pod = ns.kubectl(&["get", "pod", name, "-o", "json"]).json();
+        (pod["status"]["phase"] == "Running").then_some(())
+    });
+}
+
+/// Kills the background kubectl when the test ends, even on panic.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn port_forward_reaches_a_local_server_through_the_apiserver() {
+    // A tiny HTTP server on an ephemeral loopback port, standing in for a pod's process.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let local_port = listener.local_addr().unwrap().port();
+    let token = claworc_e2e::unique_name("reached");
+    let body = token.clone();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+
+    let ns = TestNamespace::new("portfwd");
+    running_pod(&ns, "web", 8080);
+    // kwok answers port-forward requests for this pod by dialling the target.
+    ns.apply(&format!(
+        r#"{{"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward", "metadata": {{"name": "web"}},
+            "spec": {{"forwards": [{{"ports": [8080], "target": {{"port": {local_port}, "address": "127.0.0.1"}}}}]}}}}"#
+    ))
+    .expect_ok("create PortForward");
+
+    let cluster = Cluster::get();
+    let mut cmd = cluster.command(cluster.kubectl_path());
+    cmd.args(["-n", ns.name(), "port-forward", "pod/web", ":8080"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut pf = KillOnDrop(cmd.spawn().expect("kubectl port-forward"));
+    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+    let mut line = String::new();
+    BufReader::new(pf.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let forwarded: u16 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected port-forward output: {line:?}"));
+
+    // kwok may not have seen the PortForward object yet: retry briefly.
+    let reply = wait_for("an HTTP reply through port-forward", Duration::from_secs(30), || {
+        let mut conn = TcpStream::connect(("127.0.0.1", forwarded)).ok()?;
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).ok()?;
+        reply.contains(&token).then_some(reply)
+    });
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+}
+
+#[test]
+fn kubectl_logs_serves_a_local_file() {
+    let ns = TestNamespace::new("logs");
+    running_pod(&ns, "app", 8080);
+    // kwok-controller runs on this machine, so it can read a file we write.
+    let dir = std::env::temp_dir().join(claworc_e2e::unique_name("claworc-logs"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("main.log");
+    let token = claworc_e2e::unique_name("log-line");
+    std::fs::write(&file, format!("first line\n{token}\n")).unwrap();
+    ns.apply(&format!(
+        r#"{{"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs", "metadata": {{"name": "app"}},
+            "spec": {{"logs": [{{"containers": ["main"], "logsFile": "{}"}}]}}}}"#,
+        file.display()
+    ))
+    .expect_ok("create Logs");
+
+    let logs = wait_for("kubectl logs to serve the file", Duration::from_secs(30), || {
+        let out = ns.kubectl(&["logs", "pod/app", "-c", "main"]);
+        (out.success() && out.stdout.contains(&token)).then_some(out.stdout)
+    });
+    assert!(logs.starts_with("first line\n"), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
