@@ -1,1 +1,73 @@
-//! kubectl-claworc
+//! `kubectl claworc`: create, reach and manage SSH-reachable claworc instances.
+//!
+//! Table of contents:
+//! - [`cli`]: the command line (clap derive), with examples on every command.
+//! - [`context`]: the [`context::Ctx`] built from `KUBECONFIG` / `--kubeconfig` /
+//!   `--context` / `-n` the way kubectl does.
+//! - [`error`]: the [`error::Error`] type and its exit codes (2 invalid input, 3 not
+//!   found, 4 already exists, 5 forbidden, 1 anything else).
+//! - [`keystore`]: local state under `$XDG_CONFIG_HOME/claworc`: client keys and the
+//!   `known_hosts` of pinned instance host keys.
+//! - [`keys`]: ed25519 key generation and OpenSSH encodings.
+//! - [`objects`]: the plain objects of an instance (Secret, PVCs, Deployment), pure.
+//! - [`instance`]: `create`, `delete`.
+//! - [`status`]: `list`, `status` (and the report the SSH side extends).
+//! - [`rotate`]: `rotate-keys`.
+//! - [`tenant`]: `tenant create|kubeconfig|list|delete`.
+//! - [`output`]: `-o json|yaml` printing.
+//!
+//! SSH side (another owner): `transport`, `session`, `tunnel`, `logs`, `hostkey`.
+
+pub mod cli;
+pub mod context;
+pub mod error;
+pub mod instance;
+pub mod keys;
+pub mod keystore;
+pub mod objects;
+pub mod output;
+pub mod rotate;
+pub mod status;
+pub mod tenant;
+// SSH side.
+pub mod hostkey;
+pub mod logs;
+pub mod session;
+pub mod transport;
+pub mod tunnel;
+
+pub use error::{Error, Result};
+
+use cli::{Cli, Command};
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Completion(args) => {
+            cli::completion(args.shell);
+            Ok(())
+        }
+        Command::Create(args) => {
+            if args.dry_run.is_some() {
+                return instance::dry_run(&cli.global, &args);
+            }
+            let ctx = context::Ctx::load(&cli.global).await?;
+            instance::create(&ctx, &args).await
+        }
+        Command::Delete(args) => instance::delete(&context::Ctx::load(&cli.global).await?, &args).await,
+        Command::List(args) => status::list(&context::Ctx::load(&cli.global).await?, &args).await,
+        Command::Status(args) => status::status(&context::Ctx::load(&cli.global).await?, &args).await,
+        Command::RotateKeys(args) => rotate::rotate(&context::Ctx::load(&cli.global).await?, &args).await,
+        Command::Tenant(t) => tenant::run(&context::Ctx::load(&cli.global).await?, t).await,
+        // SSH side. `ssh` and `logs` exit with the remote command's status.
+        Command::Ssh(args) => {
+            let code = session::ssh(&context::Ctx::load(&cli.global).await?, &args).await?;
+            session::exit(code)
+        }
+        Command::Tunnel(args) => tunnel::run(&context::Ctx::load(&cli.global).await?, &args).await,
+        Command::Logs(args) => {
+            let code = logs::run(&context::Ctx::load(&cli.global).await?, &args).await?;
+            if code == 0 { Ok(()) } else { session::exit(code) }
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! The command line (clap derive). Every command carries examples in its `--help`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+/// Create, reach and manage SSH-reachable claworc instances.
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubectl-claworc",
+    bin_name = "kubectl claworc",
+    version,
+    about = "Create, reach and manage SSH-reachable claworc instances",
+    after_help = "Examples:\n  kubectl claworc create dev --image ghcr.io/acme/agent:1.4 --wait\n  kubectl claworc list -o wide\n  kubectl claworc ssh dev\n  kubectl claworc tenant create team-a --ttl 720h --output team-a.kubeconfig\n\nExit codes: 0 ok, 1 failure, 2 invalid input, 3 not found, 4 already exists, 5 forbidden."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command understands, as kubectl spells them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Global {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace (default: the context's namespace, else "default").
+    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// More output on stderr (repeat for more).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create an instance: key pairs, Secret, volumes and an opted-in Deployment.
+    #[command(after_help = CREATE_EXAMPLES)]
+    Create(CreateArgs),
+    /// Delete an instance and its Secret, volumes and local keys.
+    #[command(after_help = DELETE_EXAMPLES)]
+    Delete(DeleteArgs),
+    /// List the instances in the namespace.
+    #[command(after_help = LIST_EXAMPLES)]
+    List(ListArgs),
+    /// Show one instance: readiness, injection, key ages, host key, warnings.
+    #[command(after_help = STATUS_EXAMPLES)]
+    Status(StatusArgs),
+    /// Replace the client key (and optionally the host key) without losing access.
+    #[command(name = "rotate-keys", after_help = ROTATE_EXAMPLES)]
+    RotateKeys(RotateArgs),
+    /// Tenants: namespaces with quotas, policies and a least-privilege kubeconfig.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETION_EXAMPLES)]
+    Completion(CompletionArgs),
+    /// A shell, or a command (after `--`), on the instance over SSH through the API.
+    #[command(after_help = SSH_EXAMPLES)]
+    Ssh(crate::session::SshArgs),
+    /// Forward local ports to the instance's forward ports over SSH through the API.
+    #[command(after_help = TUNNEL_EXAMPLES)]
+    Tunnel(crate::tunnel::TunnelArgs),
+    /// Container logs of the instance, or a file inside it (--file).
+    #[command(after_help = LOGS_EXAMPLES)]
+    Logs(crate::logs::LogsArgs),
+}
+
+const SSH_EXAMPLES: &str = "Examples:
+  kubectl claworc ssh dev                          # a shell (PTY when stdin is a terminal)
+  kubectl claworc ssh dev -- id -u                 # a command; its exit status is ours
+  kubectl claworc ssh dev -- sh -c 'ls | wc -l'    # shell syntax: words are passed as argv
+  kubectl claworc ssh dev --identity ci_key -- make test   # CI: a key file instead of the key store
+  kubectl claworc ssh dev --repin                  # after a deliberate host-key rotation
+The host key is checked against the local pin, else the Deployment's
+claworc.io/host-key-fingerprint (never trusted on first use). See docs/ssh.md.";
+
+const TUNNEL_EXAMPLES: &str = "Examples:
+  kubectl claworc tunnel dev                 # every claworc.io/forward-ports port, on free local ports
+  kubectl claworc tunnel dev -L 8080         # localhost:8080 in the instance, on a free local port
+  kubectl claworc tunnel dev -L 6080:3000    # 127.0.0.1:6080 -> localhost:3000 in the instance
+Reconnects by itself (1s doubling to 16s) when the pod or connection goes away; Ctrl-C ends it.";
+
+const LOGS_EXAMPLES: &str = "Examples:
+  kubectl claworc logs dev -f --since 10m
+  kubectl claworc logs dev --container claworc-sshd --tail 100
+  kubectl claworc logs dev --file /home/agent/agent.log -f   # a file inside, over SSH";
+
+const CREATE_EXAMPLES: &str = "Examples:
+  # an instance with the default forward ports (3000, 8080), waiting until it is ready
+  kubectl claworc create dev --image ghcr.io/acme/agent:1.4 --wait
+
+  # a volume of 10Gi at /home/agent, an environment variable, only port 6080 forwardable
+  kubectl claworc create dev --image ghcr.io/acme/agent:1.4 \\
+      --volume home=/home/agent:10Gi --env LOG_LEVEL=debug --forward-ports 6080
+
+  # print the objects instead (keys included: treat the output as a secret)
+  kubectl claworc create dev --image ghcr.io/acme/agent:1.4 --dry-run=client -o yaml > dev.yaml
+  kubectl apply -f dev.yaml";
+
+const DELETE_EXAMPLES: &str = "Examples:
+  kubectl claworc delete dev
+  # keep the data volumes and the host key (a later `create dev` reuses the host key)
+  kubectl claworc delete dev --keep-volumes --keep-host-key";
+
+const LIST_EXAMPLES: &str = "Examples:
+  kubectl claworc list
+  kubectl claworc list -n team-a -o wide
+  kubectl claworc list -o json | jq -r '.[] | select(.warnings | length > 0) | .name'";
+
+const STATUS_EXAMPLES: &str = "Examples:
+  kubectl claworc status dev
+  kubectl claworc status dev -o yaml --max-key-age 30d";
+
+const ROTATE_EXAMPLES: &str = "Examples:
+  kubectl claworc rotate-keys dev
+  # also replace the host key (the new one is pinned locally and on the Deployment)
+  kubectl claworc rotate-keys dev --host-key
+Re-running after a failure half-way finishes the rotation.";
+
+const TENANT_CREATE_EXAMPLES: &str = "Examples:
+  kubectl claworc tenant create team-a --ttl 720h --output team-a.kubeconfig
+  kubectl claworc tenant create team-b --cpu 8 --memory 16Gi --pods 20 --storage 100Gi
+  KUBECONFIG=team-a.kubeconfig kubectl auth can-i create deployments";
+
+const TENANT_KUBECONFIG_EXAMPLES: &str = "Examples:
+  # a fresh token for a tenant (earlier tokens stay valid until they expire)
+  kubectl claworc tenant kubeconfig team-a --ttl 24h --output ci.kubeconfig
+  # revoke every earlier token: the ServiceAccount is deleted and recreated
+  kubectl claworc tenant kubeconfig team-a --rotate --output team-a.kubeconfig";
+
+const TENANT_LIST_EXAMPLES: &str = "Examples:
+  kubectl claworc tenant list
+  kubectl claworc tenant list -o json";
+
+const TENANT_DELETE_EXAMPLES: &str = "Examples:
+  kubectl claworc tenant delete team-a        # asks for confirmation on a terminal
+  kubectl claworc tenant delete team-a --yes  # in scripts";
+
+const COMPLETION_EXAMPLES: &str = "Examples:
+  source <(kubectl-claworc completion bash)
+  kubectl-claworc completion zsh > \"${fpath[1]}/_kubectl-claworc\"
+  kubectl-claworc completion fish > ~/.config/fish/completions/kubectl-claworc.fish";
+
+/// `--dry-run` values (only `client` is supported).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DryRun {
+    Client,
+}
+
+/// `-o` for objects: JSON or YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Yaml,
+}
+
+/// `-o` for lists: JSON, YAML or a wide table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Json,
+    Yaml,
+    Wide,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Instance name (a DNS-1123 label).
+    pub name: String,
+    /// Image of the workload container.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: String,
+    /// The only localhost ports SSH forwarding may reach (default 3000,8080).
+    #[arg(long, value_delimiter = ',', value_name = "PORT,…")]
+    pub forward_ports: Vec<u16>,
+    /// A volume NAME=PATH:SIZE (a PersistentVolumeClaim mounted at PATH); repeatable.
+    #[arg(long = "volume", value_name = "NAME=PATH:SIZE")]
+    pub volumes: Vec<String>,
+    /// An environment variable K=V of the workload container; repeatable.
+    #[arg(long = "env", short = 'e', value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Wait until the rollout is complete.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. 90s, 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Duration,
+    /// Print the objects instead of creating them; touches nothing.
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "client")]
+    pub dry_run: Option<DryRun>,
+    /// Output format of --dry-run.
+    #[arg(short = 'o', long, value_enum, default_value = "yaml")]
+    pub output: Format,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// Instance name.
+    pub name: String,
+    /// Keep the PersistentVolumeClaims (the data).
+    #[arg(long)]
+    pub keep_volumes: bool,
+    /// Keep the host key pair locally (and its pin) so a later `create` reuses it.
+    #[arg(long)]
+    pub keep_host_key: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<ListFormat>,
+    /// Warn about client keys older than this (rotation policy).
+    #[arg(long, default_value = "90d", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_key_age: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Instance name.
+    pub name: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+    /// Warn about client keys older than this (rotation policy).
+    #[arg(long, default_value = "90d", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_key_age: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RotateArgs {
+    /// Instance name.
+    pub name: String,
+    /// Also replace the host key.
+    #[arg(long)]
+    pub host_key: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant namespace, its limits and policies, and a kubeconfig for it.
+    #[command(after_help = TENANT_CREATE_EXAMPLES)]
+    Create(TenantCreateArgs),
+    /// Write a new kubeconfig (a new token) for a tenant.
+    #[command(after_help = TENANT_KUBECONFIG_EXAMPLES)]
+    Kubeconfig(TenantKubeconfigArgs),
+    /// List tenants.
+    #[command(after_help = TENANT_LIST_EXAMPLES)]
+    List(TenantListArgs),
+    /// Delete a tenant and everything in its namespace.
+    #[command(after_help = TENANT_DELETE_EXAMPLES)]
+    Delete(TenantDeleteArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TenantCreateArgs {
+    /// Tenant name: also the namespace name (a DNS-1123 label).
+    pub name: String,
+    /// Lifetime of the token in the kubeconfig.
+    #[arg(long, default_value = "720h", value_parser = parse_duration, value_name = "DURATION")]
+    pub ttl: Duration,
+    /// Where to write the kubeconfig (mode 0600; default <NAME>.kubeconfig).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// CPU quota (requests and limits).
+    #[arg(long, default_value = "4")]
+    pub cpu: String,
+    /// Memory quota (requests and limits).
+    #[arg(long, default_value = "8Gi")]
+    pub memory: String,
+    /// Maximum number of pods.
+    #[arg(long, default_value_t = 10)]
+    pub pods: u32,
+    /// Storage quota of all PersistentVolumeClaims.
+    #[arg(long, default_value = "50Gi")]
+    pub storage: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TenantKubeconfigArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Lifetime of the token.
+    #[arg(long, default_value = "720h", value_parser = parse_duration, value_name = "DURATION")]
+    pub ttl: Duration,
+    /// Revoke every earlier token (deletes and recreates the ServiceAccount).
+    #[arg(long)]
+    pub rotate: bool,
+    /// Where to write the kubeconfig (mode 0600; default <NAME>.kubeconfig).
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TenantListArgs {
+    /// Output format.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TenantDeleteArgs {
+    /// Tenant name.
+    pub name: String,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Prints the completion script for `shell` to stdout.
+pub fn completion(shell: clap_complete::Shell) {
+    let mut cmd = Cli::command();
+    clap_complete::generate(shell, &mut cmd, "kubectl-claworc", &mut std::io::stdout());
+}
+
+/// Parses `90d`, `720h`, `30m`, `45s`, `1h30m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let bad = || format!("invalid duration {s:?}: use a number with a unit, e.g. 90s, 30m, 720h, 90d");
+    if s.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats a duration the way [`parse_duration`] reads it (largest units first).
+pub fn format_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
+        if s >= n {
+            out.push_str(&format!("{}{unit}", s / n));
+            s %= n;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(parse_duration("720h").unwrap(), Duration::from_secs(720 * 3_600));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
+        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("10").is_ok());
+        assert!(parse_duration("5m3").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5_400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_secs(90 * 86_400)), "90d");
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn dry_run_parses() {
+        let cli = Cli::try_parse_from(["k", "create", "a", "--image", "i", "--dry-run=client", "-o", "json"]).unwrap();
+        let Command::Create(c) = cli.command else { panic!() };
+        assert_eq!(c.dry_run, Some(DryRun::Client));
+        assert_eq!(c.output, Format::Json);
+        let cli = Cli::try_parse_from(["k", "-n", "x", "create", "a", "--image", "i", "--forward-ports", "1,2"]).unwrap();
+        assert_eq!(cli.global.namespace.as_deref(), Some("x"));
+        let Command::Create(c) = cli.command else { panic!() };
+        assert_eq!(c.forward_ports, vec![1, 2]);
+    }
+}

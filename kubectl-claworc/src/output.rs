@@ -1,0 +1,1 @@
+//! `-o json|yaml` printing.
