@@ -1,0 +1,267 @@
+//! `kubectl claworc ssh NAME [-- CMD…]`: a shell or a command on the instance.
+//!
+//! - No command and stdin a terminal: an interactive shell on a PTY, the local
+//!   terminal in raw mode, window-size changes (SIGWINCH) passed on.
+//! - A command: run without a PTY, stdout and stderr kept apart, stdin passed
+//!   on, and the remote exit status returned (128+N for a signal, 255 when the
+//!   connection is lost, as OpenSSH does).
+//!
+//! The command's words are quoted for the remote shell, so `-- sh -c 'exit 7'`
+//! runs `sh` with the two arguments `-c` and `exit 7` (argv semantics, like
+//! `kubectl exec`); use `-- sh -c '…'` for pipes and other shell syntax.
+
+use std::io::IsTerminal;
+
+use clap::Args;
+use russh::ChannelMsg;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+use crate::context::Ctx;
+use crate::transport::{self, Connection};
+use crate::tunnel::SshOptions;
+
+/// `kubectl claworc ssh` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SshArgs {
+    /// Instance name.
+    pub name: String,
+    #[command(flatten)]
+    pub ssh: SshOptions,
+    /// A command to run instead of a shell (after `--`); its exit status is ours.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `kubectl claworc ssh`: returns the exit code to exit with.
+pub async fn ssh(ctx: &Ctx, args: &SshArgs) -> Result<i32> {
+    let (_, conn) = transport::connect(ctx, &args.name, &args.ssh.connect_options()).await?;
+    let command = (!args.command.is_empty()).then(|| command_line(&args.command));
+    if command.is_none() && !stdin_is_tty() {
+        eprintln!("ssh: stdin is not a terminal: running a shell without a PTY");
+    }
+    let code = run(&conn, command.as_deref()).await?;
+    conn.close().await;
+    Ok(code)
+}
+
+/// Flushes stdout and stderr and exits with `code`. Used by `ssh` and `logs
+/// --file`: a blocking stdin reader must not keep the process alive.
+pub fn exit(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    std::process::exit(code)
+}
+
+/// Quotes one word for a POSIX shell (left alone when it is safe as it is).
+pub fn shell_quote(word: &str) -> String {
+    let safe = !word.is_empty()
+        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
+    if safe { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+}
+
+/// The remote command line for argv `words`.
+pub fn command_line<S: AsRef<str>>(words: &[S]) -> String {
+    words.iter().map(|w| shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+}
+
+/// Exit code for a remote signal, as shells report it.
+pub fn signal_exit_code(sig: &russh::Sig) -> i32 {
+    let n = match sig {
+        russh::Sig::HUP => 1,
+        russh::Sig::INT => 2,
+        russh::Sig::QUIT => 3,
+        russh::Sig::ILL => 4,
+        russh::Sig::ABRT => 6,
+        russh::Sig::FPE => 8,
+        russh::Sig::KILL => 9,
+        russh::Sig::SEGV => 11,
+        russh::Sig::PIPE => 13,
+        russh::Sig::ALRM => 14,
+        russh::Sig::TERM => 15,
+        russh::Sig::USR1 => 10,
+        _ => return 255,
+    };
+    128 + n
+}
+
+/// Is stdin a terminal?
+pub fn stdin_is_tty() -> bool {
+    std::io::stdin().is_terminal()
+}
+
+/// Runs `command` (or an interactive shell when `None`) and returns the exit code.
+pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
+    let channel = conn
+        .handle
+        .channel_open_session()
+        .await
+        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
+    let interactive = command.is_none() && stdin_is_tty();
+    let _raw = if interactive {
+        let (cols, rows) = terminal_size().unwrap_or((80, 24));
+        let term = std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into());
+        channel
+            .request_pty(true, &term, cols, rows, 0, 0, &[])
+            .await
+            .map_err(|e| Error::other(format!("ssh: requesting a terminal: {e}")))?;
+        Some(RawMode::enter()?)
+    } else {
+        None
+    };
+    match command {
+        Some(cmd) => channel.exec(true, cmd).await,
+        None => channel.request_shell(true).await,
+    }
+    .map_err(|e| Error::other(format!("ssh: starting the command: {e}")))?;
+
+    let (mut read, write) = channel.split();
+    let mut stdin = tokio::io::stdin();
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let mut winch = if interactive {
+        Some(
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+                .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stdin_open = true;
+    let mut code: Option<i32> = None;
+    loop {
+        tokio::select! {
+            n = stdin.read(&mut buf), if stdin_open => match n {
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    let _ = write.eof().await;
+                }
+                Ok(n) => {
+                    if write.data(&buf[..n]).await.is_err() {
+                        stdin_open = false;
+                    }
+                }
+            },
+            Some(()) = async { match winch.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
+                if let Some((cols, rows)) = terminal_size() {
+                    let _ = write.window_change(cols, rows, 0, 0).await;
+                }
+            },
+            msg = read.wait() => match msg {
+                None | Some(ChannelMsg::Close) => break,
+                Some(ChannelMsg::Data { data }) => {
+                    stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
+                    stdout.flush().await.ok();
+                }
+                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
+                    stderr.write_all(&data).await.ok();
+                    stderr.flush().await.ok();
+                }
+                Some(ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status as i32),
+                Some(ChannelMsg::ExitSignal { signal_name, error_message, .. }) => {
+                    if !error_message.is_empty() {
+                        stderr.write_all(format!("remote: {error_message}\n").as_bytes()).await.ok();
+                    }
+                    code = Some(signal_exit_code(&signal_name));
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    stdout.flush().await.ok();
+    stderr.flush().await.ok();
+    drop(_raw);
+    Ok(code.unwrap_or_else(|| {
+        eprintln!("ssh: the connection ended without an exit status");
+        255
+    }))
+}
+
+/// Runs `command` collecting stdout, for checks (`status`, `rotate-keys`).
+pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<u8>, Vec<u8>)> {
+    let mut channel = conn
+        .handle
+        .channel_open_session()
+        .await
+        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
+    channel.exec(true, command).await.map_err(|e| Error::other(format!("ssh: exec: {e}")))?;
+    channel.eof().await.ok();
+    let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+    while let Some(msg) = channel.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => out.extend_from_slice(&data),
+            ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
+            ChannelMsg::ExitSignal { signal_name, .. } => code = Some(signal_exit_code(&signal_name)),
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    Ok((code.unwrap_or(255), out, err))
+}
+
+/// The local terminal's size (columns, rows), if stdout or stdin is a terminal.
+pub fn terminal_size() -> Option<(u32, u32)> {
+    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
+        // SAFETY: TIOCGWINSZ writes a `winsize` into the struct we pass.
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+            return Some((u32::from(ws.ws_col), u32::from(ws.ws_row)));
+        }
+    }
+    None
+}
+
+/// The local terminal in raw mode; restored when dropped (also on error paths).
+pub struct RawMode {
+    saved: libc::termios,
+}
+
+impl RawMode {
+    pub fn enter() -> Result<Self> {
+        // SAFETY: plain termios calls on stdin with structs we own.
+        unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut saved) != 0 {
+                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
+                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
+            }
+            Ok(RawMode { saved })
+        }
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes saved in `enter`.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_for_the_remote_shell() {
+        assert_eq!(command_line(&["id", "-u"]), "id -u");
+        assert_eq!(command_line(&["sh", "-c", "exit 7"]), "sh -c 'exit 7'");
+        assert_eq!(command_line(&["echo", "it's"]), r"echo 'it'\''s'");
+        assert_eq!(command_line(&["printf", ""]), "printf ''");
+        assert_eq!(command_line(&["ls", "$HOME", "a;b"]), "ls '$HOME' 'a;b'");
+    }
+
+    #[test]
+    fn signals_map_to_shell_exit_codes() {
+        assert_eq!(signal_exit_code(&russh::Sig::KILL), 137);
+        assert_eq!(signal_exit_code(&russh::Sig::TERM), 143);
+    }
+}
