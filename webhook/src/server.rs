@@ -1,0 +1,562 @@
+//! The HTTPS server: routes, TLS with certificates re-read on change, body
+//! limit, health, readiness and metrics.
+//!
+//! Request path: TLS (rustls, TLS 1.2/1.3) → hyper (HTTP/1.1 or h2) → axum
+//! [`router`] → [`admit`]: read the body (at most [`BODY_LIMIT`]), parse the
+//! `admission.k8s.io/v1` AdmissionReview, call [`review::mutate`] or
+//! [`review::validate`], answer `response.into_review()`, record metrics and
+//! write one log line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use http_body_util::BodyExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use tokio::task::JoinHandle;
+
+use crate::inject::Config;
+use crate::metrics::{Endpoint, Metrics, Outcome};
+use crate::review;
+
+/// Largest request body accepted; larger ones are answered 413.
+pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
+/// Past the limit the body is still read (and dropped) up to this size, so the
+/// client can read the 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
+/// Time allowed to receive a request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for changes.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The `apiVersion` and `kind` the webhook answers.
+const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+
+/// State shared by the handlers.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    metrics: Metrics,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                metrics: Metrics::default(),
+                ready: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Ready means: a certificate is loaded and the server is not shutting down.
+    pub fn set_ready(&self, ready: bool) {
+        self.inner.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// The routes, without TLS (tests call it directly).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<AppState>, req: Request) -> Response {
+    admit(&state, Endpoint::Mutate, req).await
+}
+
+async fn validate(State(state): State<AppState>, req: Request) -> Response {
+    admit(&state, Endpoint::Validate, req).await
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let text = state.metrics().render(state.is_ready());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Why a request got no AdmissionReview back.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn error_response(refusal: &Refusal) -> Response {
+    let body =
+        serde_json::to_vec(&serde_json::json!({ "error": refusal.message })).unwrap_or_default();
+    json_response(refusal.status, body)
+}
+
+/// Reads the body: at most [`BODY_LIMIT`] bytes, else 413 (after draining a
+/// bounded amount so the client sees the answer).
+async fn read_body(body: Body, content_length: Option<u64>) -> Result<Bytes, Refusal> {
+    let too_large = || Refusal {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!("request body is larger than {BODY_LIMIT} bytes"),
+    };
+    if content_length.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let read = async {
+        let mut body = body;
+        let mut buf = Vec::with_capacity(
+            content_length.map_or(16 * 1024, |n| n.min(BODY_LIMIT as u64) as usize),
+        );
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| Refusal::bad_request(format!("reading the request body: {e}")))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total += data.len();
+            if total > DRAIN_LIMIT {
+                return Err(too_large());
+            }
+            if total <= BODY_LIMIT {
+                buf.extend_from_slice(&data);
+            }
+        }
+        if total > BODY_LIMIT {
+            Err(too_large())
+        } else {
+            Ok(Bytes::from(buf))
+        }
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Refusal {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: "timed out reading the request body".into(),
+            })
+        })
+}
+
+/// Parses an `admission.k8s.io/v1` AdmissionReview carrying a Deployment.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<Deployment>, String> {
+    // apiVersion and kind first, so a wrong kind gets a clear answer rather
+    // than a complaint about a field of some other schema.
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Types {
+        api_version: Option<String>,
+        kind: Option<String>,
+    }
+    let types: Types = serde_json::from_slice(body).map_err(|e| describe_json_error(&e))?;
+    if types.api_version.as_deref() != Some(API_VERSION) || types.kind.as_deref() != Some(KIND) {
+        return Err(format!(
+            "expected apiVersion {API_VERSION:?} and kind {KIND:?}, got apiVersion {:?} and kind {:?}",
+            types.api_version.as_deref().unwrap_or(""),
+            types.kind.as_deref().unwrap_or("")
+        ));
+    }
+    let review: AdmissionReview<Deployment> =
+        serde_json::from_slice(body).map_err(|e| describe_json_error(&e))?;
+    let request: AdmissionRequest<Deployment> = review
+        .try_into()
+        .map_err(|_| "the AdmissionReview has no \"request\"".to_string())?;
+    if request.uid.is_empty() {
+        return Err("request.uid is empty".into());
+    }
+    Ok(request)
+}
+
+fn describe_json_error(e: &serde_json::Error) -> String {
+    format!("malformed AdmissionReview: {e}")
+}
+
+fn operation(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// Answers one admission request.
+async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
+    let start = Instant::now();
+    let content_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let parsed = match read_body(req.into_body(), content_length).await {
+        Ok(body) => parse_review(&body).map_err(Refusal::bad_request),
+        Err(refusal) => Err(refusal),
+    };
+    let request = match parsed {
+        Ok(request) => request,
+        Err(refusal) => {
+            let elapsed = start.elapsed();
+            state.metrics().record(endpoint, Outcome::Error, elapsed);
+            tracing::warn!(
+                endpoint = endpoint.as_str(),
+                uid = "",
+                namespace = "",
+                name = "",
+                operation = "",
+                decision = Outcome::Error.as_str(),
+                status = refusal.status.as_u16(),
+                duration_ms = elapsed.as_secs_f64() * 1e3,
+                error = %truncate(&refusal.message, 300),
+                "admission"
+            );
+            return error_response(&refusal);
+        }
+    };
+
+    let config = &state.inner.config;
+    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match endpoint {
+        Endpoint::Mutate => review::mutate(&request, config),
+        Endpoint::Validate => review::validate(&request, config),
+    }));
+    let namespace = request.namespace.as_deref().unwrap_or("");
+    let name = if request.name.is_empty() {
+        request
+            .object
+            .as_ref()
+            .and_then(|d| d.metadata.generate_name.as_deref())
+            .unwrap_or("")
+    } else {
+        &request.name
+    };
+    let response: AdmissionResponse = match answered {
+        Ok(response) => response,
+        Err(_) => {
+            let elapsed = start.elapsed();
+            state.metrics().record(endpoint, Outcome::Error, elapsed);
+            tracing::error!(
+                endpoint = endpoint.as_str(),
+                uid = %request.uid,
+                namespace,
+                name,
+                operation = operation(&request.operation),
+                decision = Outcome::Error.as_str(),
+                status = 500,
+                duration_ms = elapsed.as_secs_f64() * 1e3,
+                "admission"
+            );
+            let body = serde_json::to_vec(
+                &serde_json::json!({ "error": "internal error while reviewing the request" }),
+            )
+            .unwrap_or_default();
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, body);
+        }
+    };
+    let outcome = if !response.allowed {
+        Outcome::Denied
+    } else if response.patch.is_some() {
+        Outcome::Patched
+    } else {
+        Outcome::Allowed
+    };
+    let reason = if response.allowed {
+        String::new()
+    } else {
+        truncate(&response.result.message, 500).to_string()
+    };
+    let body = match serde_json::to_vec(&response.into_review()) {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::error!(error = %e, "serializing the AdmissionReview");
+            Vec::new()
+        }
+    };
+    let elapsed = start.elapsed();
+    state.metrics().record(endpoint, outcome, elapsed);
+    tracing::info!(
+        endpoint = endpoint.as_str(),
+        uid = %request.uid,
+        namespace,
+        name,
+        operation = operation(&request.operation),
+        dry_run = request.dry_run,
+        decision = outcome.as_str(),
+        duration_ms = elapsed.as_secs_f64() * 1e3,
+        reason = %reason,
+        "admission"
+    );
+    if body.is_empty() {
+        return error_response(&Refusal {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "could not serialize the AdmissionReview".into(),
+        });
+    }
+    json_response(StatusCode::OK, body)
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub config: Config,
+    /// How often the certificate files are checked ([`RELOAD_INTERVAL`]).
+    pub reload_interval: Duration,
+    /// How long in-flight requests get after a shutdown is asked for.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(
+        listen: SocketAddr,
+        tls_cert: impl Into<PathBuf>,
+        tls_key: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            listen,
+            tls_cert: tls_cert.into(),
+            tls_key: tls_key.into(),
+            config: Config::default(),
+            reload_interval: RELOAD_INTERVAL,
+            shutdown_grace: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Makes ring the process's rustls provider (TLS 1.2 and 1.3 only, the
+/// rustls defaults). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    state: AppState,
+    handle: Handle<SocketAddr>,
+    grace: Duration,
+    serve: JoinHandle<std::io::Result<()>>,
+    reloader: JoinHandle<()>,
+}
+
+impl Server {
+    /// Loads the certificate, binds, and serves the webhook's [`router`].
+    pub async fn start(opts: ServeOptions) -> Result<Self> {
+        let state = AppState::new(opts.config.clone());
+        let app = router(state.clone());
+        Self::start_with(opts, state, app).await
+    }
+
+    /// Like [`Server::start`] with any router (the benchmark's floor uses a trivial one).
+    pub async fn start_with(opts: ServeOptions, state: AppState, app: Router) -> Result<Self> {
+        install_crypto_provider();
+        let tls = RustlsConfig::from_pem_file(&opts.tls_cert, &opts.tls_key)
+            .await
+            .with_context(|| {
+                format!(
+                    "loading the certificate {} and key {}",
+                    opts.tls_cert.display(),
+                    opts.tls_key.display()
+                )
+            })?;
+        let listener = std::net::TcpListener::bind(opts.listen)
+            .with_context(|| format!("binding {}", opts.listen))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let handle = Handle::new();
+        let server = axum_server::from_tcp_rustls(listener, tls.clone())?.handle(handle.clone());
+        let serve = tokio::spawn(server.serve(app.into_make_service()));
+        let reloader = tokio::spawn(watch_certificates(
+            tls,
+            opts.tls_cert.clone(),
+            opts.tls_key.clone(),
+            opts.reload_interval,
+            state.clone(),
+        ));
+        state.set_ready(true);
+        tracing::info!(listen = %addr, cert = %opts.tls_cert.display(), "serving");
+        Ok(Self {
+            addr,
+            state,
+            handle,
+            grace: opts.shutdown_grace,
+            serve,
+            reloader,
+        })
+    }
+
+    /// The address the server listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), and returns.
+    pub async fn shutdown(self) -> Result<()> {
+        self.state.set_ready(false);
+        self.reloader.abort();
+        self.handle.graceful_shutdown(Some(self.grace));
+        self.serve
+            .await
+            .context("server task")?
+            .context("serving")?;
+        Ok(())
+    }
+
+    /// Serves until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<()> {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+/// What identifies a version of a file: modification time, size and inode.
+type Stamp = Option<(std::time::SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len(), m.ino()))
+}
+
+/// Polls the certificate and key; when either changed, reloads the pair. A
+/// pair that does not load (missing, half-written, key not matching) is
+/// logged and the current one kept; it is tried again when a file changes.
+async fn watch_certificates(
+    tls: RustlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+    state: AppState,
+) {
+    let mut seen = (stamp(&cert), stamp(&key));
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let now = (stamp(&cert), stamp(&key));
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        match tls.reload_from_pem_file(&cert, &key).await {
+            Ok(()) => {
+                state.metrics().record_reload(true);
+                tracing::info!(cert = %cert.display(), "reloaded the serving certificate");
+            }
+            Err(e) => {
+                state.metrics().record_reload(false);
+                tracing::warn!(cert = %cert.display(), error = %e, "the new certificate or key does not load; keeping the current one");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_wrong_kinds_and_missing_parts() {
+        assert!(parse_review(b"{").unwrap_err().contains("malformed"));
+        assert!(
+            parse_review(br#"{"apiVersion":"v1","kind":"Pod"}"#)
+                .unwrap_err()
+                .contains("expected apiVersion")
+        );
+        assert!(
+            parse_review(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#)
+                .unwrap_err()
+                .contains("expected apiVersion")
+        );
+        assert!(
+            parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#)
+                .unwrap_err()
+                .contains("no \"request\"")
+        );
+        assert!(parse_review(b"[]").is_err());
+        assert!(parse_review(b"null").is_err());
+    }
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("ééé", 3), "é");
+        assert_eq!(truncate("abc", 10), "abc");
+    }
+}
