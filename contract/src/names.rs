@@ -21,6 +21,10 @@ pub const LABEL_TENANT: &str = "claworc.io/tenant";
 /// Pod template annotation written by the webhook: its version.
 pub const ANNOTATION_INJECTED: &str = "claworc.io/injected";
 
+/// Pod template annotation written by the webhook: the `known_hosts` content,
+/// projected into every container through a downward API volume.
+pub const ANNOTATION_KNOWN_HOSTS_DATA: &str = "claworc.io/known-hosts-data";
+
 /// Name of the injected sshd sidecar (a native sidecar init container).
 pub const SIDECAR: &str = "claworc-sshd";
 /// Default image of the sidecar; the webhook's `--sshd-image` overrides it.
@@ -45,12 +49,15 @@ pub const KEYS_DIR: &str = "/etc/claworc/ssh";
 pub const RUN_DIR: &str = "/run/claworc";
 /// Where `known_hosts` is mounted in every container.
 pub const KNOWN_HOSTS_PATH: &str = "/etc/ssh/ssh_known_hosts";
-/// Where the user ConfigMap's `known_hosts` is mounted in every container.
-pub const KNOWN_HOSTS_USER_PATH: &str = "/etc/ssh/ssh_known_hosts.d/user";
 /// Environment variable carrying the rendered sshd config into the sidecar.
 pub const ENV_SSHD_CONFIG: &str = "CLAWORC_SSHD_CONFIG";
-/// Environment variable carrying the pinned known_hosts into every container.
-pub const ENV_KNOWN_HOSTS: &str = "CLAWORC_KNOWN_HOSTS";
+/// Where the user ConfigMap's `known_hosts` is mounted: OpenSSH's second default
+/// global known-hosts file, so plain `ssh` and git read both without options.
+pub const KNOWN_HOSTS2_PATH: &str = "/etc/ssh/ssh_known_hosts2";
+/// Environment variable set in every container so outbound git checks host keys.
+pub const ENV_GIT_SSH_COMMAND: &str = "GIT_SSH_COMMAND";
+/// The login name of the sidecar's user, whatever its UID.
+pub const SSH_USER: &str = "claworc";
 
 /// The port name of the sidecar's ssh port.
 pub const SSH_PORT_NAME: &str = "claworc-ssh";
