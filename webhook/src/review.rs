@@ -12,7 +12,9 @@ use crate::validate;
 /// a denial for annotations that cannot be read.
 pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResponse {
     let res = AdmissionResponse::from(req);
-    let Some(d) = req.object.as_ref().filter(|d| inject::opted_in(d)) else { return res };
+    let Some(d) = req.object.as_ref().filter(|d| inject::opted_in(d)) else {
+        return res;
+    };
     let settings = match inject::settings(d) {
         Ok(s) => s,
         Err(errors) => return res.deny(join(errors.iter().map(ToString::to_string))),
@@ -24,7 +26,9 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
             if patch.0.is_empty() {
                 return res;
             }
-            res.with_patch(patch).unwrap_or_else(|e| AdmissionResponse::from(req).deny(format!("internal error: {e}")))
+            res.with_patch(patch).unwrap_or_else(|e| {
+                AdmissionResponse::from(req).deny(format!("internal error: {e}"))
+            })
         }
         _ => res.deny("internal error: the Deployment could not be serialized"),
     }
@@ -34,12 +38,18 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
 /// AdmissionResponse warnings (kubectl prints them).
 pub fn validate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResponse {
     let mut res = AdmissionResponse::from(req);
-    let Some(d) = req.object.as_ref() else { return res };
+    let Some(d) = req.object.as_ref() else {
+        return res;
+    };
     let verdict = validate::validate(d, cfg);
     if !verdict.warnings.is_empty() {
         res.warnings = Some(verdict.warnings);
     }
-    if verdict.denials.is_empty() { res } else { res.deny(join(verdict.denials)) }
+    if verdict.denials.is_empty() {
+        res
+    } else {
+        res.deny(join(verdict.denials))
+    }
 }
 
 fn join(messages: impl IntoIterator<Item = String>) -> String {
@@ -102,19 +112,38 @@ mod tests {
 
     #[test]
     fn unreadable_annotations_are_denied_at_mutation() {
-        let res = mutate(&request(&deployment(json!({"claworc.io/ssh-port": "22"}))), &Config::default());
+        let res = mutate(
+            &request(&deployment(json!({"claworc.io/ssh-port": "22"}))),
+            &Config::default(),
+        );
         assert!(!res.allowed);
-        assert!(res.result.message.contains("claworc.io/ssh-port"), "{}", res.result.message);
+        assert!(
+            res.result.message.contains("claworc.io/ssh-port"),
+            "{}",
+            res.result.message
+        );
     }
 
     #[test]
     fn validation_returns_warnings_and_denials() {
-        let res = validate(&request(&injected(&deployment(json!({})))), &Config::default());
+        let res = validate(
+            &request(&injected(&deployment(json!({})))),
+            &Config::default(),
+        );
         assert!(res.allowed);
-        assert!(res.warnings.unwrap().iter().any(|w| w.contains("host-key-fingerprint")));
+        assert!(
+            res.warnings
+                .unwrap()
+                .iter()
+                .any(|w| w.contains("host-key-fingerprint"))
+        );
         let mut d = injected(&deployment(json!({})));
         d.spec.replicas = Some(2);
         let res = validate(&request(&d), &Config::default());
-        assert!(!res.allowed && res.result.message.contains("spec.replicas"), "{}", res.result.message);
+        assert!(
+            !res.allowed && res.result.message.contains("spec.replicas"),
+            "{}",
+            res.result.message
+        );
     }
 }

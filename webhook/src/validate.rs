@@ -4,7 +4,9 @@
 //! for docs/webhook.md.
 
 use claworc_contract::Settings;
-use claworc_contract::names::{SIDECAR, VOLUME_KEYS, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER, VOLUME_RUN};
+use claworc_contract::names::{
+    SIDECAR, VOLUME_KEYS, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER, VOLUME_RUN,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
@@ -29,21 +31,66 @@ pub struct Rule {
 /// Every rule [`validate`] enforces besides the annotation checks of
 /// `claworc_contract::settings` (unknown keys, malformed values).
 pub const RULES: &[Rule] = &[
-    Rule { field: "spec.replicas", refuses: "anything but 0 or 1" },
-    Rule { field: "spec.template.spec.hostNetwork / hostPID / hostIPC", refuses: "true" },
-    Rule { field: "spec.template.spec.volumes[*].hostPath", refuses: "any hostPath volume" },
-    Rule { field: "spec.template.spec.securityContext.runAsUser", refuses: "0 (root)" },
-    Rule { field: "spec.template.spec.securityContext.seccompProfile.type", refuses: "Unconfined" },
-    Rule { field: "containers[*].securityContext.privileged", refuses: "true" },
-    Rule { field: "containers[*].securityContext.allowPrivilegeEscalation", refuses: "true" },
-    Rule { field: "containers[*].securityContext.capabilities.add", refuses: "anything but NET_BIND_SERVICE" },
-    Rule { field: "containers[*].securityContext.runAsUser", refuses: "0 (root)" },
-    Rule { field: "containers[*].securityContext.runAsNonRoot", refuses: "false" },
-    Rule { field: "containers[*].securityContext.seccompProfile.type", refuses: "Unconfined" },
-    Rule { field: "containers[*].ports[*].hostPort", refuses: "any host port" },
-    Rule { field: "metadata.annotations[\"claworc.io/target-container\"]", refuses: "a name that is not one of spec.template.spec.containers" },
-    Rule { field: "spec.template.spec.containers", refuses: "an empty list" },
-    Rule { field: "spec.template.spec.initContainers[\"claworc-sshd\"]", refuses: "a missing or altered sidecar (not what claworc's mutation makes)" },
+    Rule {
+        field: "spec.replicas",
+        refuses: "anything but 0 or 1",
+    },
+    Rule {
+        field: "spec.template.spec.hostNetwork / hostPID / hostIPC",
+        refuses: "true",
+    },
+    Rule {
+        field: "spec.template.spec.volumes[*].hostPath",
+        refuses: "any hostPath volume",
+    },
+    Rule {
+        field: "spec.template.spec.securityContext.runAsUser",
+        refuses: "0 (root)",
+    },
+    Rule {
+        field: "spec.template.spec.securityContext.seccompProfile.type",
+        refuses: "Unconfined",
+    },
+    Rule {
+        field: "containers[*].securityContext.privileged",
+        refuses: "true",
+    },
+    Rule {
+        field: "containers[*].securityContext.allowPrivilegeEscalation",
+        refuses: "true",
+    },
+    Rule {
+        field: "containers[*].securityContext.capabilities.add",
+        refuses: "anything but NET_BIND_SERVICE",
+    },
+    Rule {
+        field: "containers[*].securityContext.runAsUser",
+        refuses: "0 (root)",
+    },
+    Rule {
+        field: "containers[*].securityContext.runAsNonRoot",
+        refuses: "false",
+    },
+    Rule {
+        field: "containers[*].securityContext.seccompProfile.type",
+        refuses: "Unconfined",
+    },
+    Rule {
+        field: "containers[*].ports[*].hostPort",
+        refuses: "any host port",
+    },
+    Rule {
+        field: "metadata.annotations[\"claworc.io/target-container\"]",
+        refuses: "a name that is not one of spec.template.spec.containers",
+    },
+    Rule {
+        field: "spec.template.spec.containers",
+        refuses: "an empty list",
+    },
+    Rule {
+        field: "spec.template.spec.initContainers[\"claworc-sshd\"]",
+        refuses: "a missing or altered sidecar (not what claworc's mutation makes)",
+    },
 ];
 
 /// Validates a Deployment as it will be stored (after all mutations).
@@ -69,7 +116,8 @@ pub fn validate(d: &Deployment, cfg: &Config) -> Verdict {
     check_pod(pod, &mut v);
     if let Some(s) = &settings {
         if pod.containers.is_empty() {
-            v.denials.push("spec.template.spec.containers: empty; add the workload container".into());
+            v.denials
+                .push("spec.template.spec.containers: empty; add the workload container".into());
         } else if inject::target_index(pod, s).is_none() {
             let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
             v.denials.push(format!(
@@ -85,12 +133,21 @@ pub fn validate(d: &Deployment, cfg: &Config) -> Verdict {
 }
 
 fn check_pod(pod: &PodSpec, v: &mut Verdict) {
-    for (field, on) in [("hostNetwork", pod.host_network), ("hostPID", pod.host_pid), ("hostIPC", pod.host_ipc)] {
+    for (field, on) in [
+        ("hostNetwork", pod.host_network),
+        ("hostPID", pod.host_pid),
+        ("hostIPC", pod.host_ipc),
+    ] {
         if on == Some(true) {
             v.denials.push(format!("spec.template.spec.{field}: true is not allowed: it exposes the node to the workload; remove it"));
         }
     }
-    for vol in pod.volumes.iter().flatten().filter(|vol| vol.host_path.is_some()) {
+    for vol in pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|vol| vol.host_path.is_some())
+    {
         v.denials.push(format!(
             "spec.template.spec.volumes[{:?}].hostPath: host paths are not allowed; use a PersistentVolumeClaim or an emptyDir",
             vol.name
@@ -100,11 +157,19 @@ fn check_pod(pod: &PodSpec, v: &mut Verdict) {
         if sc.run_as_user == Some(0) {
             v.denials.push("spec.template.spec.securityContext.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID (default 1000)".into());
         }
-        if sc.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        if sc
+            .seccomp_profile
+            .as_ref()
+            .is_some_and(|p| p.type_ == "Unconfined")
+        {
             v.denials.push("spec.template.spec.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault".into());
         }
     }
-    let init = pod.init_containers.iter().flatten().map(|c| ("initContainers", c));
+    let init = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| ("initContainers", c));
     for (kind, c) in pod.containers.iter().map(|c| ("containers", c)).chain(init) {
         check_container(kind, c, v);
     }
@@ -112,10 +177,17 @@ fn check_pod(pod: &PodSpec, v: &mut Verdict) {
 
 fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
     let at = format!("spec.template.spec.{kind}[{:?}]", c.name);
-    for p in c.ports.iter().flatten().filter(|p| p.host_port.is_some_and(|h| h != 0)) {
+    for p in c
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.host_port.is_some_and(|h| h != 0))
+    {
         v.denials.push(format!("{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`", p.container_port));
     }
-    let Some(sc) = &c.security_context else { return };
+    let Some(sc) = &c.security_context else {
+        return;
+    };
     if sc.privileged == Some(true) {
         v.denials.push(format!("{at}.securityContext.privileged: true is not allowed; remove it (claworc instances run under Pod Security \"restricted\")"));
     }
@@ -123,16 +195,26 @@ fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
         v.denials.push(format!("{at}.securityContext.allowPrivilegeEscalation: true is not allowed; remove it or set it to false"));
     }
     let added = sc.capabilities.as_ref().and_then(|caps| caps.add.as_ref());
-    for cap in added.into_iter().flatten().filter(|c| !ALLOWED_CAPABILITIES.contains(&c.trim_start_matches("CAP_"))) {
+    for cap in added
+        .into_iter()
+        .flatten()
+        .filter(|c| !ALLOWED_CAPABILITIES.contains(&c.trim_start_matches("CAP_")))
+    {
         v.denials.push(format!("{at}.securityContext.capabilities.add: {cap} is not allowed; only NET_BIND_SERVICE may be added"));
     }
     if sc.run_as_user == Some(0) {
         v.denials.push(format!("{at}.securityContext.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID"));
     }
     if sc.run_as_non_root == Some(false) {
-        v.denials.push(format!("{at}.securityContext.runAsNonRoot: false is not allowed; remove it"));
+        v.denials.push(format!(
+            "{at}.securityContext.runAsNonRoot: false is not allowed; remove it"
+        ));
     }
-    if sc.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+    if sc
+        .seccomp_profile
+        .as_ref()
+        .is_some_and(|p| p.type_ == "Unconfined")
+    {
         v.denials.push(format!("{at}.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
     }
 }
@@ -142,9 +224,27 @@ fn check_sidecar(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict) {
     let want = inject::inject(d, s, cfg);
     let pod = |d: &Deployment| d.spec.template.spec.clone().unwrap_or_default();
     let (have, want) = (pod(d), pod(&want));
-    let sidecar = |p: &PodSpec| p.init_containers.iter().flatten().find(|c| c.name == SIDECAR).cloned();
-    let ours = [VOLUME_KEYS, VOLUME_RUN, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER];
-    let volumes = |p: &PodSpec| -> Vec<_> { p.volumes.iter().flatten().filter(|v| ours.contains(&v.name.as_str())).cloned().collect() };
+    let sidecar = |p: &PodSpec| {
+        p.init_containers
+            .iter()
+            .flatten()
+            .find(|c| c.name == SIDECAR)
+            .cloned()
+    };
+    let ours = [
+        VOLUME_KEYS,
+        VOLUME_RUN,
+        VOLUME_KNOWN_HOSTS,
+        VOLUME_KNOWN_HOSTS_USER,
+    ];
+    let volumes = |p: &PodSpec| -> Vec<_> {
+        p.volumes
+            .iter()
+            .flatten()
+            .filter(|v| ours.contains(&v.name.as_str()))
+            .cloned()
+            .collect()
+    };
     let fix = "remove your change to it (claworc rewrites it from the claworc.io/* annotations), or look for a webhook that alters it after claworc's";
     match sidecar(&have) {
         None => v.denials.push(format!(
@@ -161,8 +261,19 @@ fn check_sidecar(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict) {
 }
 
 fn warn(d: &Deployment, s: &Settings, v: &mut Verdict) {
-    let rolling = d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()).is_none_or(|t| t == "RollingUpdate");
-    let claims = d.spec.template.spec.iter().flat_map(|p| p.volumes.iter().flatten()).any(|v| v.persistent_volume_claim.is_some());
+    let rolling = d
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.type_.as_deref())
+        .is_none_or(|t| t == "RollingUpdate");
+    let claims = d
+        .spec
+        .template
+        .spec
+        .iter()
+        .flat_map(|p| p.volumes.iter().flatten())
+        .any(|v| v.persistent_volume_claim.is_some());
     if rolling && claims {
         v.warnings.push("spec.strategy: RollingUpdate with a PersistentVolumeClaim: a ReadWriteOnce volume keeps the new pod from starting while the old one runs; use strategy Recreate".into());
     }
@@ -194,12 +305,20 @@ mod tests {
 
     fn denied(d: &Deployment, field: &str, fix: &str) {
         let v = verdict(d);
-        assert!(v.denials.iter().any(|m| m.contains(field) && m.contains(fix)), "want {field:?} … {fix:?} in {:#?}", v.denials);
+        assert!(
+            v.denials
+                .iter()
+                .any(|m| m.contains(field) && m.contains(fix)),
+            "want {field:?} … {fix:?} in {:#?}",
+            v.denials
+        );
     }
 
     #[test]
     fn an_injected_deployment_passes() {
-        let v = verdict(&injected(&deployment(json!({"claworc.io/host-key-fingerprint": format!("SHA256:{}", "a".repeat(43))}))));
+        let v = verdict(&injected(&deployment(
+            json!({"claworc.io/host-key-fingerprint": format!("SHA256:{}", "a".repeat(43))}),
+        )));
         assert_eq!(v, Verdict::default());
     }
 
@@ -216,49 +335,144 @@ mod tests {
     fn insecure_pods_are_refused_naming_the_field_and_the_fix() {
         let c0 = "/spec/template/spec/containers/0";
         let cases: Vec<(&str, serde_json::Value, &str, &str)> = vec![
-            ("/spec/replicas", json!(3), "spec.replicas", "set replicas to 1"),
-            ("/spec/template/spec/hostNetwork", json!(true), "hostNetwork", "remove it"),
-            ("/spec/template/spec/hostPID", json!(true), "hostPID", "remove it"),
-            ("/spec/template/spec/hostIPC", json!(true), "hostIPC", "remove it"),
-            ("/spec/template/spec/volumes/0/hostPath", json!({"path": "/"}), "hostPath", "PersistentVolumeClaim"),
+            (
+                "/spec/replicas",
+                json!(3),
+                "spec.replicas",
+                "set replicas to 1",
+            ),
+            (
+                "/spec/template/spec/hostNetwork",
+                json!(true),
+                "hostNetwork",
+                "remove it",
+            ),
+            (
+                "/spec/template/spec/hostPID",
+                json!(true),
+                "hostPID",
+                "remove it",
+            ),
+            (
+                "/spec/template/spec/hostIPC",
+                json!(true),
+                "hostIPC",
+                "remove it",
+            ),
+            (
+                "/spec/template/spec/volumes/0/hostPath",
+                json!({"path": "/"}),
+                "hostPath",
+                "PersistentVolumeClaim",
+            ),
         ];
         for (path, value, field, fix) in cases {
             let (parent, key) = path.rsplit_once('/').unwrap();
-            denied(&edited(|v| v.pointer_mut(parent).unwrap()[key] = value), field, fix);
+            denied(
+                &edited(|v| v.pointer_mut(parent).unwrap()[key] = value),
+                field,
+                fix,
+            );
         }
         let container_cases: Vec<(&str, serde_json::Value, &str, &str)> = vec![
-            ("privileged", json!(true), "containers[\"work\"].securityContext.privileged", "remove it"),
-            ("allowPrivilegeEscalation", json!(true), "allowPrivilegeEscalation", "false"),
-            ("capabilities", json!({"add": ["SYS_ADMIN"], "drop": ["ALL"]}), "capabilities.add: SYS_ADMIN", "only NET_BIND_SERVICE"),
-            ("runAsUser", json!(0), "containers[\"work\"].securityContext.runAsUser", "non-zero"),
+            (
+                "privileged",
+                json!(true),
+                "containers[\"work\"].securityContext.privileged",
+                "remove it",
+            ),
+            (
+                "allowPrivilegeEscalation",
+                json!(true),
+                "allowPrivilegeEscalation",
+                "false",
+            ),
+            (
+                "capabilities",
+                json!({"add": ["SYS_ADMIN"], "drop": ["ALL"]}),
+                "capabilities.add: SYS_ADMIN",
+                "only NET_BIND_SERVICE",
+            ),
+            (
+                "runAsUser",
+                json!(0),
+                "containers[\"work\"].securityContext.runAsUser",
+                "non-zero",
+            ),
             ("runAsNonRoot", json!(false), "runAsNonRoot", "remove it"),
-            ("seccompProfile", json!({"type": "Unconfined"}), "seccompProfile.type", "RuntimeDefault"),
+            (
+                "seccompProfile",
+                json!({"type": "Unconfined"}),
+                "seccompProfile.type",
+                "RuntimeDefault",
+            ),
         ];
         for (key, value, field, fix) in container_cases {
-            denied(&edited(|v| v.pointer_mut(&format!("{c0}/securityContext")).unwrap()[key] = value), field, fix);
+            denied(
+                &edited(|v| v.pointer_mut(&format!("{c0}/securityContext")).unwrap()[key] = value),
+                field,
+                fix,
+            );
         }
-        denied(&edited(|v| v.pointer_mut(c0).unwrap()["ports"] = json!([{"containerPort": 80, "hostPort": 80}])), "hostPort", "kubectl claworc tunnel");
+        denied(
+            &edited(|v| {
+                v.pointer_mut(c0).unwrap()["ports"] = json!([{"containerPort": 80, "hostPort": 80}])
+            }),
+            "hostPort",
+            "kubectl claworc tunnel",
+        );
     }
 
     #[test]
     fn net_bind_service_may_be_added() {
-        let d = edited(|v| v.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap()["capabilities"] = json!({"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}));
+        let d = edited(|v| {
+            v.pointer_mut("/spec/template/spec/containers/0/securityContext")
+                .unwrap()["capabilities"] = json!({"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]})
+        });
         assert!(verdict(&d).denials.is_empty(), "{:?}", verdict(&d).denials);
     }
 
     #[test]
     fn bad_annotations_are_refused() {
-        let d = deployment(json!({"claworc.io/strict-host-key-checking": "no", "claworc.io/ssh-prot": "2222"}));
+        let d = deployment(
+            json!({"claworc.io/strict-host-key-checking": "no", "claworc.io/ssh-prot": "2222"}),
+        );
         denied(&d, "claworc.io/strict-host-key-checking", "accept-new");
-        denied(&d, "claworc.io/ssh-prot", "did you mean \"claworc.io/ssh-port\"");
-        denied(&injected(&deployment(json!({"claworc.io/target-container": "nope"}))), "target-container", "[\"work\", \"gateway\"]");
+        denied(
+            &d,
+            "claworc.io/ssh-prot",
+            "did you mean \"claworc.io/ssh-port\"",
+        );
+        denied(
+            &injected(&deployment(json!({"claworc.io/target-container": "nope"}))),
+            "target-container",
+            "[\"work\", \"gateway\"]",
+        );
     }
 
     #[test]
     fn a_missing_or_altered_sidecar_is_refused() {
-        denied(&deployment(json!({})), "initContainers[\"claworc-sshd\"]: missing", "mutating webhook did not run");
-        denied(&edited(|v| v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("other:1")), "not the sidecar claworc makes", "remove your change");
-        denied(&edited(|v| v.pointer_mut("/spec/template/spec/volumes/2/secret").unwrap()["secretName"] = json!("other")), "claworc-* volumes were altered", "remove your change");
+        denied(
+            &deployment(json!({})),
+            "initContainers[\"claworc-sshd\"]: missing",
+            "mutating webhook did not run",
+        );
+        denied(
+            &edited(|v| {
+                v.pointer_mut("/spec/template/spec/initContainers/0")
+                    .unwrap()["image"] = json!("other:1")
+            }),
+            "not the sidecar claworc makes",
+            "remove your change",
+        );
+        denied(
+            &edited(|v| {
+                v.pointer_mut("/spec/template/spec/volumes/2/secret")
+                    .unwrap()["secretName"] = json!("other")
+            }),
+            "claworc-* volumes were altered",
+            "remove your change",
+        );
     }
 
     #[test]
@@ -266,7 +480,19 @@ mod tests {
         let d = edited(|v| v["spec"]["strategy"] = json!({"type": "RollingUpdate"}));
         let v = verdict(&d);
         assert!(v.denials.is_empty(), "{:?}", v.denials);
-        assert!(v.warnings.iter().any(|w| w.contains("spec.strategy") && w.contains("Recreate")), "{:?}", v.warnings);
-        assert!(v.warnings.iter().any(|w| w.contains("host-key-fingerprint")), "{:?}", v.warnings);
+        assert!(
+            v.warnings
+                .iter()
+                .any(|w| w.contains("spec.strategy") && w.contains("Recreate")),
+            "{:?}",
+            v.warnings
+        );
+        assert!(
+            v.warnings
+                .iter()
+                .any(|w| w.contains("host-key-fingerprint")),
+            "{:?}",
+            v.warnings
+        );
     }
 }
