@@ -323,7 +323,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     } else {
         truncate(&response.result.message, 500).to_string()
     };
-    let body = match serde_json::to_vec(&response.into_review()) {
+    let body = match review_json(response) {
         Ok(body) => body,
         Err(e) => {
             tracing::error!(error = %e, "serializing the AdmissionReview");
@@ -351,6 +351,24 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
         });
     }
     json_response(StatusCode::OK, body)
+}
+
+/// `response.into_review()` as JSON, with the patch base64-encoded as the
+/// apiserver requires (Go `[]byte`). kube-core serializes `Vec<u8>` as an array
+/// of numbers, which the apiserver refuses (kube-rs/kube#1781).
+pub fn review_json(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8>> {
+    let patch = response.patch.take();
+    let mut review = serde_json::to_value(response.into_review())?;
+    if let (Some(patch), Some(res)) = (
+        patch,
+        review.get_mut("response").and_then(|r| r.as_object_mut()),
+    ) {
+        res.insert(
+            "patch".into(),
+            serde_json::to_value(k8s_openapi::ByteString(patch))?,
+        );
+    }
+    serde_json::to_vec(&review)
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -552,6 +570,33 @@ mod tests {
         );
         assert!(parse_review(b"[]").is_err());
         assert!(parse_review(b"null").is_err());
+    }
+
+    #[test]
+    fn encodes_the_patch_in_base64() {
+        let review: AdmissionReview<Deployment> = serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": KIND,
+            "request": {
+                "uid": "u1",
+                "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "operation": "CREATE", "userInfo": {}, "object": null, "oldObject": null
+            }
+        }))
+        .unwrap();
+        let req: AdmissionRequest<Deployment> = review.try_into().unwrap();
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::json!([{"op": "add", "path": "/a", "value": 1}]))
+                .unwrap();
+        let res = AdmissionResponse::from(&req).with_patch(patch).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&review_json(res).unwrap()).unwrap();
+        assert_eq!(
+            json["response"]["patch"],
+            "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2EiLCJ2YWx1ZSI6MX1d"
+        );
+        assert_eq!(json["response"]["patchType"], "JSONPatch");
+        assert_eq!(json["response"]["uid"], "u1");
+        assert_eq!(json["apiVersion"], API_VERSION);
     }
 
     #[test]
