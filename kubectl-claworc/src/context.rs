@@ -86,6 +86,24 @@ impl Ctx {
     }
 }
 
+/// The namespace and key-store scope without contacting the cluster (for
+/// `--dry-run=client`): `-n`, else the context's namespace, else `default`; the scope
+/// is `None` when no kubeconfig can be read.
+pub fn resolve_offline(global: &Global) -> (Option<String>, Option<String>) {
+    let kubeconfig = match &global.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path).ok(),
+        None => Kubeconfig::read().ok(),
+    };
+    let Some(kc) = kubeconfig else { return (global.namespace.clone(), None) };
+    let context = global.context.clone().or_else(|| kc.current_context.clone());
+    let ctx_ns = context
+        .as_ref()
+        .and_then(|c| kc.contexts.iter().find(|n| &n.name == c))
+        .and_then(|n| n.context.as_ref()?.namespace.clone());
+    let namespace = global.namespace.clone().or(ctx_ns).unwrap_or_else(|| "default".into());
+    (Some(namespace), context.map(|c| sanitize(&c)))
+}
+
 /// Maps a context name to a safe single path component.
 pub fn sanitize(s: &str) -> String {
     let out: String = s

@@ -1,14 +1,407 @@
 //! `create` and `delete`.
-use crate::cli::{CreateArgs, DeleteArgs, Global};
-use crate::context::Ctx;
-use crate::error::{Error, Result};
+//!
+//! `create` generates the client and host key pairs on this machine, stores the
+//! client private key in the key store, creates the Secret, the claims and the
+//! Deployment, and pins the host key. If any step fails (or Ctrl-C), the objects it
+//! created are deleted and the key store is put back; if even that fails, the error
+//! names exactly what remains.
 
-pub fn dry_run(_global: &Global, _args: &CreateArgs) -> Result<()> {
-    Err(Error::other("create --dry-run: not implemented yet"))
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use claworc_contract::{annotations as ann, names};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams};
+
+use crate::cli::{CreateArgs, DeleteArgs, Format, Global};
+use crate::context::Ctx;
+use crate::error::{Error, Result, is_not_found};
+use crate::keys::{self, PrivateKey};
+use crate::keystore::{InstanceId, KeyStore};
+use crate::objects::{self, InstanceSpec, Objects};
+
+/// `kind/name` of an object this command created (for rollback and reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Made {
+    Secret(String),
+    Claim(String),
+    Deployment(String),
 }
-pub async fn create(_ctx: &Ctx, _args: &CreateArgs) -> Result<()> {
-    Err(Error::other("create: not implemented yet"))
+
+impl std::fmt::Display for Made {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Made::Secret(n) => write!(f, "secret/{n}"),
+            Made::Claim(n) => write!(f, "persistentvolumeclaim/{n}"),
+            Made::Deployment(n) => write!(f, "deployment/{n}"),
+        }
+    }
 }
-pub async fn delete(_ctx: &Ctx, _args: &DeleteArgs) -> Result<()> {
-    Err(Error::other("delete: not implemented yet"))
+
+fn spec_of(args: &CreateArgs, namespace: Option<&str>) -> Result<InstanceSpec> {
+    InstanceSpec::new(&args.name, namespace, &args.image, &args.forward_ports, &args.volumes, &args.env)
+}
+
+fn client_comment(id: &InstanceId) -> String {
+    format!("claworc {}", id.host_pattern().trim_start_matches("claworc/"))
+}
+
+/// `create --dry-run=client`: prints the objects, touches nothing (reads the
+/// kubeconfig for the namespace, and the key store for a kept host key).
+pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
+    let (namespace, scope) = crate::context::resolve_offline(global);
+    let spec = spec_of(args, namespace.as_deref())?;
+    let kept = match (&scope, &namespace) {
+        (Some(c), Some(ns)) => KeyStore::open_default()
+            .ok()
+            .and_then(|ks| ks.load_host_key(&InstanceId::new(c, ns, &spec.name)).ok().flatten()),
+        _ => None,
+    };
+    let id = InstanceId::new(scope.as_deref().unwrap_or("cluster"), namespace.as_deref().unwrap_or("default"), &spec.name);
+    let client = keys::generate(&client_comment(&id))?;
+    let host = match kept {
+        Some(k) => k,
+        None => keys::generate(&format!("claworc host {}", spec.name))?,
+    };
+    let objects = objects::build(&spec, client.public_key(), &host)?;
+    match args.output {
+        Format::Yaml => {
+            println!("# claworc instance {:?}: apply with `kubectl apply -f`. It holds private keys: keep it secret.", spec.name);
+            println!("# The client private key below matches authorized_keys; save it (mode 0600) to log in, e.g.");
+            println!("# as {}.", KeyStore::at("$XDG_CONFIG_HOME/claworc").client_key_path(&id).display());
+            for line in keys::private_openssh(&client)?.lines() {
+                println!("#   {line}");
+            }
+            print!("{}", objects.to_yaml());
+        }
+        Format::Json => println!("{}", objects.to_json()),
+    }
+    Ok(())
+}
+
+pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
+    let spec = spec_of(args, Some(&ctx.namespace))?;
+    let ks = KeyStore::open_default()?;
+    let id = InstanceId::new(&ctx.cluster, &ctx.namespace, &spec.name);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let what = format!("instance {:?} in namespace {:?}", spec.name, ctx.namespace);
+    if deployments.get_opt(&spec.name).await.map_err(|e| Error::kube(e, &what))?.is_some() {
+        return Err(Error::AlreadyExists(format!(
+            "{what} already exists: pick another name, or `kubectl claworc delete {}` first",
+            spec.name
+        )));
+    }
+
+    let snapshot = ks.snapshot(&id)?;
+    let kept_host = ks.load_host_key(&id)?;
+    let reused_host = kept_host.is_some();
+    let client = keys::generate(&client_comment(&id))?;
+    let host = match kept_host {
+        Some(k) => k,
+        None => keys::generate(&format!("claworc host {}", spec.name))?,
+    };
+    let objects = objects::build(&spec, client.public_key(), &host)?;
+
+    let made = Mutex::new(Vec::new());
+    let steps = create_steps(ctx, &ks, &id, &objects, &client, &host, &made);
+    let result = tokio::select! {
+        r = steps => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::other("interrupted")),
+    };
+    if let Err(e) = result {
+        let made = made.into_inner().unwrap_or_default();
+        let remains = rollback(ctx, &made).await;
+        let store = ks.restore(&snapshot);
+        let mut msg = format!("create {}: {e}", spec.name);
+        if remains.is_empty() {
+            msg.push_str("; nothing was left behind");
+        } else {
+            msg.push_str(&format!(
+                "; could not delete {} — remove with `kubectl delete -n {} {}`",
+                remains.join(", "),
+                ctx.namespace,
+                remains.join(" ")
+            ));
+        }
+        if let Err(se) = store {
+            msg.push_str(&format!("; the key store could not be restored ({se}): check {}", ks.instance_dir(&id).display()));
+        }
+        return Err(match e {
+            Error::Invalid(_) => Error::Invalid(msg),
+            Error::NotFound(_) => Error::NotFound(msg),
+            Error::AlreadyExists(_) => Error::AlreadyExists(msg),
+            Error::Forbidden(_) => Error::Forbidden(msg),
+            Error::Other(_) => Error::Other(msg),
+        });
+    }
+    if reused_host {
+        // It now lives in the Secret.
+        let _ = ks.remove_host_key(&id);
+    }
+    eprintln!(
+        "instance {} created in namespace {} (host key {}{}; client key {})",
+        spec.name,
+        ctx.namespace,
+        keys::fingerprint(host.public_key()),
+        if reused_host { ", reused" } else { "" },
+        ks.client_key_path(&id).display()
+    );
+    if args.wait {
+        wait_rollout(ctx, &spec.name, args.timeout).await?;
+    }
+    println!("deployment.apps/{} created", spec.name);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create_steps(
+    ctx: &Ctx,
+    ks: &KeyStore,
+    id: &InstanceId,
+    objects: &Objects,
+    client: &PrivateKey,
+    host: &PrivateKey,
+    made: &Mutex<Vec<Made>>,
+) -> Result<()> {
+    let pp = PostParams { field_manager: Some("kubectl-claworc".into()), ..Default::default() };
+    ks.save_client_key(id, client)?;
+    ks.pin_host_key(id, host.public_key())?;
+
+    let record = |m: Made| made.lock().expect("lock").push(m);
+    let forget = |m: &Made| made.lock().expect("lock").retain(|x| x != m);
+    // Record before the call (a dropped call may still have created it); forget on 409
+    // (it was there before us, and is not ours to delete).
+    async fn step<K, F>(api: &Api<K>, pp: &PostParams, obj: &K, m: Made, record: F, forget: impl Fn(&Made)) -> Result<()>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+        F: Fn(Made),
+    {
+        record(m.clone());
+        match api.create(pp, obj).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                if crate::error::is_conflict(&e) {
+                    forget(&m);
+                }
+                Err(Error::kube(e, &m))
+            }
+        }
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let name = objects.secret.metadata.name.clone().unwrap_or_default();
+    ctx.debug(format!("creating secret/{name}"));
+    step(&secrets, &pp, &objects.secret, Made::Secret(name), record, forget).await?;
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    for c in &objects.claims {
+        let name = c.metadata.name.clone().unwrap_or_default();
+        ctx.debug(format!("creating persistentvolumeclaim/{name}"));
+        step(&claims, &pp, c, Made::Claim(name), record, forget).await?;
+    }
+
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let name = objects.deployment.metadata.name.clone().unwrap_or_default();
+    ctx.debug(format!("creating deployment/{name}"));
+    step(&deployments, &pp, &objects.deployment, Made::Deployment(name), record, forget).await
+}
+
+/// Deletes what `create` made, newest first; returns what could not be deleted.
+async fn rollback(ctx: &Ctx, made: &[Made]) -> Vec<String> {
+    let dp = DeleteParams::background();
+    let mut remains = Vec::new();
+    for m in made.iter().rev() {
+        let r = match m {
+            Made::Deployment(n) => Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ()),
+            Made::Claim(n) => {
+                Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ())
+            }
+            Made::Secret(n) => Api::<Secret>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ()),
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(_) => remains.push(m.to_string()),
+        }
+    }
+    remains
+}
+
+/// Waits until the Deployment's rollout is complete, printing progress on stderr.
+pub async fn wait_rollout(ctx: &Ctx, name: &str, timeout: Duration) -> Result<()> {
+    let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        let d = api.get(name).await.map_err(|e| Error::kube(e, format!("deployment {name:?}")))?;
+        let (done, progress) = rollout_progress(&d);
+        if progress != last {
+            eprintln!("{name}: {progress}");
+            last = progress;
+        }
+        if done {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(Error::other(format!(
+                "timed out after {} waiting for the rollout of {name} ({last}): see `kubectl claworc status {name}` and `kubectl describe deployment {name}`",
+                crate::cli::format_duration(timeout)
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Is the rollout complete, and a one-line description of where it is.
+pub fn rollout_progress(d: &Deployment) -> (bool, String) {
+    let generation = d.metadata.generation.unwrap_or(0);
+    let want = d.spec.replicas.unwrap_or(1);
+    let Some(s) = &d.status else { return (false, "waiting for the deployment controller".into()) };
+    if s.observed_generation.unwrap_or(0) < generation {
+        return (false, "waiting for the deployment controller to observe the new generation".into());
+    }
+    for c in s.conditions.iter().flatten() {
+        if c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True") {
+            return (false, format!("replica failure: {}", c.message.as_deref().unwrap_or("")));
+        }
+        if c.type_.as_deref() == Some("Progressing") && c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+            return (false, format!("progress deadline exceeded: {}", c.message.as_deref().unwrap_or("")));
+        }
+    }
+    let updated = s.updated_replicas.unwrap_or(0);
+    let available = s.available_replicas.unwrap_or(0);
+    let replicas = s.replicas.unwrap_or(0);
+    let done = updated >= want && available >= want && replicas <= want;
+    (done, format!("{updated}/{want} updated, {available}/{want} available{}", if done { ": rollout complete" } else { "" }))
+}
+
+pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
+    objects::validate_name("instance name", &args.name)?;
+    let ks = KeyStore::open_default()?;
+    let id = InstanceId::new(&ctx.cluster, &ctx.namespace, &args.name);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let what = format!("instance {:?} in namespace {:?}", args.name, ctx.namespace);
+
+    let deployment = deployments.get_opt(&args.name).await.map_err(|e| Error::kube(e, &what))?;
+    if let Some(d) = &deployment {
+        let opted_in = d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH)).map(String::as_str) == Some(names::SSH_ENABLED);
+        if !opted_in {
+            return Err(Error::invalid(format!(
+                "deployment {:?} is not a claworc instance (no label {}={}): delete it with kubectl",
+                args.name,
+                names::LABEL_SSH,
+                names::SSH_ENABLED
+            )));
+        }
+    }
+    let secret_name = deployment
+        .as_ref()
+        .and_then(|d| d.metadata.annotations.as_ref()?.get(ann::SSH_SECRET).cloned())
+        .unwrap_or_else(|| names::default_secret_name(&args.name));
+    let secret = secrets.get_opt(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
+    let selector = format!("{}={},{}={}", names::LABEL_INSTANCE, args.name, names::LABEL_MANAGED_BY, names::MANAGED_BY);
+    let pvcs = claims
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::kube(e, "persistentvolumeclaims"))?
+        .items;
+    let local = ks.load_client_key(&id)?.is_some() || ks.lookup_host_key(&id)?.is_some();
+    if deployment.is_none() && secret.is_none() && (pvcs.is_empty() || args.keep_volumes) && !local {
+        return Err(Error::not_found(format!("{what} not found (see `kubectl claworc list`)")));
+    }
+
+    if args.keep_host_key {
+        let host = secret.as_ref().and_then(|s| {
+            let b = s.data.as_ref()?.get(names::SECRET_HOST_KEY)?;
+            keys::parse_private(std::str::from_utf8(&b.0).ok()?).ok()
+        });
+        match host {
+            Some(h) => {
+                ks.save_host_key(&id, &h)?;
+                ks.pin_host_key(&id, h.public_key())?;
+            }
+            None if ks.load_host_key(&id)?.is_some() => {}
+            None => {
+                return Err(Error::not_found(format!(
+                    "--keep-host-key: secret {secret_name:?} has no readable {} to keep: run without --keep-host-key",
+                    names::SECRET_HOST_KEY
+                )));
+            }
+        }
+    }
+
+    let dp = DeleteParams::background();
+    let mut deleted = Vec::new();
+    if deployment.is_some() {
+        ignore_404(deployments.delete(&args.name, &dp).await.map(|_| ()), &what)?;
+        deleted.push(format!("deployment.apps/{}", args.name));
+    }
+    if secret.is_some() {
+        ignore_404(secrets.delete(&secret_name, &dp).await.map(|_| ()), format!("secret {secret_name:?}"))?;
+        deleted.push(format!("secret/{secret_name}"));
+    }
+    if !args.keep_volumes {
+        for p in &pvcs {
+            let n = p.metadata.name.clone().unwrap_or_default();
+            ignore_404(claims.delete(&n, &dp).await.map(|_| ()), format!("persistentvolumeclaim {n:?}"))?;
+            deleted.push(format!("persistentvolumeclaim/{n}"));
+        }
+    }
+    ks.remove_client_key(&id)?;
+    ks.remove_pending_key(&id)?;
+    if !args.keep_host_key {
+        ks.unpin_host_key(&id)?;
+        ks.remove_host_key(&id)?;
+    }
+    ks.remove_instance_dir_if_empty(&id);
+    for d in deleted {
+        println!("{d} deleted");
+    }
+    if args.keep_volumes && !pvcs.is_empty() {
+        let kept: Vec<String> = pvcs.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        eprintln!("kept volumes: {}", kept.join(", "));
+    }
+    if args.keep_host_key {
+        eprintln!("kept the host key of {} locally: `kubectl claworc create {}` reuses it", args.name, args.name);
+    }
+    Ok(())
+}
+
+fn ignore_404(r: kube::Result<()>, what: impl std::fmt::Display) -> Result<()> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube(e, what)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentStatus};
+
+    #[test]
+    fn rollout_progress_needs_the_new_generation_and_availability() {
+        let mut d = Deployment::default();
+        d.metadata.generation = Some(2);
+        d.spec.replicas = Some(1);
+        assert!(!rollout_progress(&d).0);
+        d.status = Some(DeploymentStatus { observed_generation: Some(1), available_replicas: Some(1), updated_replicas: Some(1), replicas: Some(1), ..Default::default() });
+        assert!(!rollout_progress(&d).0);
+        d.status.as_mut().unwrap().observed_generation = Some(2);
+        assert!(rollout_progress(&d).0, "{}", rollout_progress(&d).1);
+        d.status.as_mut().unwrap().available_replicas = Some(0);
+        d.status.as_mut().unwrap().conditions = Some(vec![DeploymentCondition {
+            type_: Some("ReplicaFailure".into()),
+            status: Some("True".into()),
+            message: Some("admission webhook denied".into()),
+            ..Default::default()
+        }]);
+        let (done, msg) = rollout_progress(&d);
+        assert!(!done && msg.contains("admission webhook denied"), "{msg}");
+    }
 }
