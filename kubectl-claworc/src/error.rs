@@ -70,6 +70,17 @@ impl Error {
         }
     }
 
+    /// Appends `tail` to the message.
+    pub fn context_suffix(self, tail: &str) -> Self {
+        match self {
+            Error::Invalid(m) => Error::Invalid(m + tail),
+            Error::NotFound(m) => Error::NotFound(m + tail),
+            Error::AlreadyExists(m) => Error::AlreadyExists(m + tail),
+            Error::Forbidden(m) => Error::Forbidden(m + tail),
+            Error::Other(m) => Error::Other(m + tail),
+        }
+    }
+
     /// Maps a kube error, naming the object (`what`, e.g. `deployment "dev" in namespace "a"`).
     pub fn kube(e: kube::Error, what: impl std::fmt::Display) -> Self {
         match &e {
