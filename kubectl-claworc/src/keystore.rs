@@ -149,9 +149,15 @@ impl KeyStore {
         self.remove_pair(id, HOST_KEY)
     }
 
-    /// Removes the instance directory if nothing is left in it.
+    /// Removes the instance directory, and its namespace and cluster directories, if
+    /// nothing is left in them.
     pub fn remove_instance_dir_if_empty(&self, id: &InstanceId) {
-        let _ = fs::remove_dir(self.instance_dir(id));
+        let dir = self.instance_dir(id);
+        for d in dir.ancestors().take(3) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+        }
     }
 
     // ---- pinned host keys ----
@@ -372,6 +378,8 @@ mod tests {
         ks.remove_client_key(&id).unwrap();
         ks.remove_instance_dir_if_empty(&id);
         assert!(!dir.exists());
+        assert!(!ks.root().join("keys").join("kind-dev").exists());
+        assert!(ks.root().join("keys").exists());
     }
 
     #[test]

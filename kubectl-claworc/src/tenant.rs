@@ -6,7 +6,8 @@
 //! least-privilege Role, and a kubeconfig with a token from the TokenRequest API.
 //!
 //! `tenant kubeconfig --rotate` deletes and recreates the ServiceAccount: every token
-//! issued earlier is bound to the old ServiceAccount's UID and stops working at once.
+//! issued earlier is bound to the old ServiceAccount's UID and stops working (within
+//! about 10 seconds: the API server caches successful token authentications).
 //! The trade-off: *every* holder of an earlier kubeconfig (other CI pipelines,
 //! colleagues) is cut off too, and pods running as that ServiceAccount (none by
 //! default: instances use `default`) lose their token. Without `--rotate`, a new
@@ -346,7 +347,7 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<
     println!(
         "kubeconfig for tenant {name} written to {} (token expires {expires}){}",
         out.display(),
-        if args.rotate { "; earlier tokens no longer work" } else { "" }
+        if args.rotate { "; earlier tokens stop working within about 10s (the API server's token cache)" } else { "" }
     );
     Ok(())
 }
