@@ -92,8 +92,11 @@ fn port_forward_reaches_a_local_server_through_the_apiserver() {
         .stderr(Stdio::inherit());
     let mut pf = KillOnDrop(cmd.spawn().expect("kubectl port-forward"));
     // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+    let mut stdout = BufReader::new(pf.0.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(pf.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    stdout.read_line(&mut line).unwrap();
+    // Keep reading kubectl's stdout: it dies of SIGPIPE if the pipe is closed.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let forwarded: u16 = line
         .split_whitespace()
         .nth(2)
@@ -106,9 +109,17 @@ fn port_forward_reaches_a_local_server_through_the_apiserver() {
         let mut conn = TcpStream::connect(("127.0.0.1", forwarded)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-        let mut reply = String::new();
-        conn.read_to_string(&mut reply).ok()?;
-        reply.contains(&token).then_some(reply)
+        // Read until the body arrived: kubectl port-forward does not always pass on
+        // the server's close promptly, so do not wait for EOF.
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&reply).contains(&token) {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+            }
+        }
+        Some(String::from_utf8_lossy(&reply).into_owned())
     });
     assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
 }
@@ -117,12 +128,18 @@ fn port_forward_reaches_a_local_server_through_the_apiserver() {
 fn kubectl_logs_serves_a_local_file() {
     let ns = TestNamespace::new("logs");
     running_pod(&ns, "app", 8080);
-    // kwok-controller runs on this machine, so it can read a file we write.
+    // kwok-controller runs on this machine, so it can read a file we write. It must
+    // be in the CRI log format ("<RFC 3339 time> <stream> F <line>"), as a
+    // kubelet's container log files are; kwok rejects plain text.
     let dir = std::env::temp_dir().join(claworc_e2e::unique_name("claworc-logs"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("main.log");
     let token = claworc_e2e::unique_name("log-line");
-    std::fs::write(&file, format!("first line\n{token}\n")).unwrap();
+    std::fs::write(
+        &file,
+        format!("2026-01-01T00:00:00.000000000Z stdout F first line\n2026-01-01T00:00:01.000000000Z stderr F {token}\n"),
+    )
+    .unwrap();
     ns.apply(&format!(
         r#"{{"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs", "metadata": {{"name": "app"}},
             "spec": {{"logs": [{{"containers": ["main"], "logsFile": "{}"}}]}}}}"#,
@@ -134,6 +151,6 @@ fn kubectl_logs_serves_a_local_file() {
         let out = ns.kubectl(&["logs", "pod/app", "-c", "main"]);
         (out.success() && out.stdout.contains(&token)).then_some(out.stdout)
     });
-    assert!(logs.starts_with("first line\n"), "{logs}");
+    assert_eq!(logs, format!("first line\n{token}\n"));
     let _ = std::fs::remove_dir_all(&dir);
 }
