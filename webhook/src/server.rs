@@ -21,7 +21,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
@@ -200,31 +201,43 @@ async fn read_body(body: Body, content_length: Option<u64>) -> Result<Bytes, Ref
 
 /// Parses an `admission.k8s.io/v1` AdmissionReview carrying a Deployment.
 pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<Deployment>, String> {
-    // apiVersion and kind first, so a wrong kind gets a clear answer rather
-    // than a complaint about a field of some other schema.
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Types {
-        api_version: Option<String>,
-        kind: Option<String>,
+    match serde_json::from_slice::<AdmissionReview<Deployment>>(body) {
+        Ok(review) => {
+            check_types(Some(&review.types.api_version), Some(&review.types.kind))?;
+            let request: AdmissionRequest<Deployment> = review
+                .try_into()
+                .map_err(|_| "the AdmissionReview has no \"request\"".to_string())?;
+            if request.uid.is_empty() {
+                return Err("request.uid is empty".into());
+            }
+            Ok(request)
+        }
+        Err(e) => {
+            // A wrong apiVersion or kind deserves that answer rather than a
+            // complaint about some field of another schema.
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Types {
+                api_version: Option<String>,
+                kind: Option<String>,
+            }
+            if let Ok(types) = serde_json::from_slice::<Types>(body) {
+                check_types(types.api_version.as_deref(), types.kind.as_deref())?;
+            }
+            Err(describe_json_error(&e))
+        }
     }
-    let types: Types = serde_json::from_slice(body).map_err(|e| describe_json_error(&e))?;
-    if types.api_version.as_deref() != Some(API_VERSION) || types.kind.as_deref() != Some(KIND) {
-        return Err(format!(
-            "expected apiVersion {API_VERSION:?} and kind {KIND:?}, got apiVersion {:?} and kind {:?}",
-            types.api_version.as_deref().unwrap_or(""),
-            types.kind.as_deref().unwrap_or("")
-        ));
+}
+
+fn check_types(api_version: Option<&str>, kind: Option<&str>) -> Result<(), String> {
+    if api_version == Some(API_VERSION) && kind == Some(KIND) {
+        return Ok(());
     }
-    let review: AdmissionReview<Deployment> =
-        serde_json::from_slice(body).map_err(|e| describe_json_error(&e))?;
-    let request: AdmissionRequest<Deployment> = review
-        .try_into()
-        .map_err(|_| "the AdmissionReview has no \"request\"".to_string())?;
-    if request.uid.is_empty() {
-        return Err("request.uid is empty".into());
-    }
-    Ok(request)
+    Err(format!(
+        "expected apiVersion {API_VERSION:?} and kind {KIND:?}, got apiVersion {:?} and kind {:?}",
+        api_version.unwrap_or(""),
+        kind.unwrap_or("")
+    ))
 }
 
 fn describe_json_error(e: &serde_json::Error) -> String {
@@ -454,7 +467,12 @@ impl Server {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let handle = Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, tls.clone())?.handle(handle.clone());
+        // TCP_NODELAY: a response leaves in as few segments as TLS makes,
+        // without waiting for the peer's ACK of the previous one.
+        let acceptor = RustlsAcceptor::new(tls.clone()).acceptor(NoDelayAcceptor::new());
+        let server = axum_server::from_tcp(listener)?
+            .acceptor(acceptor)
+            .handle(handle.clone());
         let serve = tokio::spawn(server.serve(app.into_make_service()));
         let reloader = tokio::spawn(watch_certificates(
             tls,
