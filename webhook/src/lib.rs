@@ -1,1 +1,18 @@
-//! claworc-webhook
+//! claworc-webhook: makes opted-in Deployments SSH-reachable and secure, and
+//! refuses what would be insecure or broken.
+//!
+//! - [`inject`]: an opted-in Deployment → the same Deployment with the sshd
+//!   sidecar, security contexts, `known_hosts` and labels (pure).
+//! - [`validate`]: a Deployment → denials and warnings (pure).
+//! - [`review`]: AdmissionReview requests → responses for `/mutate` and `/validate` (pure).
+//! - [`server`]: the HTTPS server: routes, TLS with certificates re-read on change,
+//!   body limit, health and readiness.
+//! - [`metrics`]: request counts and latency histograms in Prometheus text.
+//! - [`certs`]: `gen-certs`, a CA and a serving certificate for the webhook Service.
+
+pub mod certs;
+pub mod inject;
+pub mod metrics;
+pub mod review;
+pub mod server;
+pub mod validate;
