@@ -41,6 +41,9 @@ enum Command {
         /// Image of the injected claworc-sshd sidecar.
         #[arg(long, env = "CLAWORC_SIDECAR_IMAGE", default_value = claworc_contract::names::SIDECAR_IMAGE)]
         sidecar_image: String,
+        /// Seconds to keep serving, unready, after SIGTERM before closing the listener.
+        #[arg(long, env = "CLAWORC_SHUTDOWN_DELAY", default_value_t = 5)]
+        shutdown_delay: u64,
     },
     /// Print the sshd_config the sidecar would get for a Deployment's annotations.
     RenderSshdConfig {
@@ -79,9 +82,11 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             sidecar_image,
+            shutdown_delay,
         } => {
             init_logging();
             let mut opts = ServeOptions::new(listen, tls_cert, tls_key);
+            opts.shutdown_delay = std::time::Duration::from_secs(shutdown_delay);
             #[allow(clippy::needless_update)] // more settings may come
             let config = Config {
                 sidecar_image,

@@ -406,6 +406,9 @@ pub struct ServeOptions {
     pub reload_interval: Duration,
     /// How long in-flight requests get after a shutdown is asked for.
     pub shutdown_grace: Duration,
+    /// How long to keep serving, unready, after SIGTERM before closing the
+    /// listener, so that Endpoints drop the pod before connections are refused.
+    pub shutdown_delay: Duration,
 }
 
 impl ServeOptions {
@@ -421,6 +424,7 @@ impl ServeOptions {
             config: Config::default(),
             reload_interval: RELOAD_INTERVAL,
             shutdown_grace: Duration::from_secs(20),
+            shutdown_delay: Duration::ZERO,
         }
     }
 }
@@ -438,6 +442,7 @@ pub struct Server {
     state: AppState,
     handle: Handle<SocketAddr>,
     grace: Duration,
+    delay: Duration,
     serve: JoinHandle<std::io::Result<()>>,
     reloader: JoinHandle<()>,
 }
@@ -488,6 +493,7 @@ impl Server {
             state,
             handle,
             grace: opts.shutdown_grace,
+            delay: opts.shutdown_delay,
             serve,
             reloader,
         })
@@ -514,9 +520,18 @@ impl Server {
         Ok(())
     }
 
-    /// Serves until `signal` completes, then shuts down gracefully.
+    /// Serves until `signal` completes, then turns unready, keeps serving for
+    /// the shutdown delay, and shuts down gracefully.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) -> Result<()> {
         signal.await;
+        self.state.set_ready(false);
+        if !self.delay.is_zero() {
+            tracing::info!(
+                delay_s = self.delay.as_secs_f64(),
+                "unready; serving on until Endpoints drop this pod"
+            );
+            tokio::time::sleep(self.delay).await;
+        }
         tracing::info!("shutting down");
         self.shutdown().await
     }
