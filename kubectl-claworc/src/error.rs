@@ -87,6 +87,10 @@ impl Error {
             kube::Error::Api(s) => match s.code {
                 404 => Error::NotFound(format!("{what} not found")),
                 409 => Error::AlreadyExists(format!("{what} already exists ({})", s.message)),
+                403 if s.message.contains("exceeded quota") => Error::Forbidden(format!(
+                    "{what}: {} (a ResourceQuota refuses it: see `kubectl describe resourcequota`)",
+                    s.message
+                )),
                 403 => Error::Forbidden(format!(
                     "{what}: forbidden: {} (ask a cluster admin for the RBAC permission, or use another --context)",
                     s.message
