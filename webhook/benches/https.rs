@@ -115,10 +115,10 @@ fn floor_router() -> Router {
 }
 
 /// CPU time per request of each stage, in-process (no HTTP, no TLS), in µs.
-fn stages(opted_in: &[u8], injected: &[u8]) {
+fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
     use claworc_webhook::{inject::Config, review, server};
     let cfg = Config::default();
-    let n = 2000;
+
     let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
         for _ in 0..n {
@@ -164,8 +164,11 @@ fn parse_only_router() -> Router {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; run as a test (`cargo test --benches`), this
+    // is only a quick smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
     let clients = env_usize("CLAWORC_BENCH_CLIENTS", 4);
-    let total = env_usize("CLAWORC_BENCH_REQUESTS", 8000);
+    let total = env_usize("CLAWORC_BENCH_REQUESTS", if full { 8000 } else { 200 });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -195,7 +198,7 @@ fn main() {
 
         // Rounds interleave the scenarios, and each keeps its best round: the
         // machine may be shared, and noise only ever makes figures worse.
-        let rounds = env_usize("CLAWORC_BENCH_ROUNDS", 3).max(1);
+        let rounds = env_usize("CLAWORC_BENCH_ROUNDS", if full { 3 } else { 1 }).max(1);
         let mut best: [Option<Figures>; 4] = [None, None, None, None];
         for _ in 0..rounds {
             let figs = [
@@ -235,7 +238,7 @@ fn main() {
                 100.0 * f.throughput / floor_fig.throughput
             );
         }
-        stages(&opted_in, &injected_for_stages);
+        stages(&opted_in, &injected_for_stages, if full { 2000 } else { 20 });
         println!();
         let mut all_ok = true;
         for f in [&mutate, &validate] {
