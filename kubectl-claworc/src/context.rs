@@ -44,18 +44,27 @@ impl Ctx {
             Some(path) => Kubeconfig::read_from(path)
                 .map_err(|e| Error::other(format!("--kubeconfig {}: {e}", path.display())))?,
             None => Kubeconfig::read().map_err(|e| {
-                Error::other(format!("cannot read a kubeconfig ({e}): set KUBECONFIG or pass --kubeconfig FILE"))
+                Error::other(format!(
+                    "cannot read a kubeconfig ({e}): set KUBECONFIG or pass --kubeconfig FILE"
+                ))
             })?,
         };
-        let context = global.context.clone().or_else(|| kubeconfig.current_context.clone());
-        if let Some(name) = &global.context {
-            if !kubeconfig.contexts.iter().any(|c| &c.name == name) {
-                return Err(Error::not_found(format!(
-                    "--context {name}: no such context in the kubeconfig (see `kubectl config get-contexts`)"
-                )));
-            }
+        let context = global
+            .context
+            .clone()
+            .or_else(|| kubeconfig.current_context.clone());
+        if let Some(name) = &global.context
+            && !kubeconfig.contexts.iter().any(|c| &c.name == name)
+        {
+            return Err(Error::not_found(format!(
+                "--context {name}: no such context in the kubeconfig (see `kubectl config get-contexts`)"
+            )));
         }
-        let options = KubeConfigOptions { context: global.context.clone(), cluster: None, user: None };
+        let options = KubeConfigOptions {
+            context: global.context.clone(),
+            cluster: None,
+            user: None,
+        };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
             .map_err(|e| Error::other(format!("kubeconfig: {e}")))?;
@@ -66,16 +75,38 @@ impl Ctx {
             }
             None => config.default_namespace.clone(),
         };
-        let scope = context.clone().unwrap_or_else(|| config.cluster_url.host().unwrap_or("cluster").to_string());
-        let client = kube::Client::try_from(config.clone()).map_err(|e| Error::other(format!("kube client: {e}")))?;
-        Ok(Ctx { client, namespace, cluster: sanitize(&scope), config, kubeconfig, context, verbose: global.verbose })
+        let scope = context
+            .clone()
+            .unwrap_or_else(|| config.cluster_url.host().unwrap_or("cluster").to_string());
+        let client = kube::Client::try_from(config.clone())
+            .map_err(|e| Error::other(format!("kube client: {e}")))?;
+        Ok(Ctx {
+            client,
+            namespace,
+            cluster: sanitize(&scope),
+            config,
+            kubeconfig,
+            context,
+            verbose: global.verbose,
+        })
     }
 
     /// The kubeconfig cluster entry of the context in use.
     pub fn cluster_entry(&self) -> Option<&kube::config::Cluster> {
         let ctx_name = self.context.as_deref()?;
-        let ctx = self.kubeconfig.contexts.iter().find(|c| c.name == ctx_name)?.context.as_ref()?;
-        self.kubeconfig.clusters.iter().find(|c| c.name == ctx.cluster)?.cluster.as_ref()
+        let ctx = self
+            .kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == ctx_name)?
+            .context
+            .as_ref()?;
+        self.kubeconfig
+            .clusters
+            .iter()
+            .find(|c| c.name == ctx.cluster)?
+            .cluster
+            .as_ref()
     }
 
     /// Prints a progress line to stderr when `-v` is given.
@@ -94,13 +125,22 @@ pub fn resolve_offline(global: &Global) -> (Option<String>, Option<String>) {
         Some(path) => Kubeconfig::read_from(path).ok(),
         None => Kubeconfig::read().ok(),
     };
-    let Some(kc) = kubeconfig else { return (global.namespace.clone(), None) };
-    let context = global.context.clone().or_else(|| kc.current_context.clone());
+    let Some(kc) = kubeconfig else {
+        return (global.namespace.clone(), None);
+    };
+    let context = global
+        .context
+        .clone()
+        .or_else(|| kc.current_context.clone());
     let ctx_ns = context
         .as_ref()
         .and_then(|c| kc.contexts.iter().find(|n| &n.name == c))
         .and_then(|n| n.context.as_ref()?.namespace.clone());
-    let namespace = global.namespace.clone().or(ctx_ns).unwrap_or_else(|| "default".into());
+    let namespace = global
+        .namespace
+        .clone()
+        .or(ctx_ns)
+        .unwrap_or_else(|| "default".into());
     (Some(namespace), context.map(|c| sanitize(&c)))
 }
 
@@ -108,7 +148,13 @@ pub fn resolve_offline(global: &Global) -> (Option<String>, Option<String>) {
 pub fn sanitize(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     match out.as_str() {
         "" | "." | ".." => "_".to_string(),

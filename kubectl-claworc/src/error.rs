@@ -55,7 +55,10 @@ impl Error {
 
     /// The message on one line (inner newlines folded).
     pub fn one_line(&self) -> String {
-        self.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+        self.to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Prefixes the message with what was being done (`context: message`).
@@ -95,7 +98,9 @@ impl Error {
                     "{what}: forbidden: {} (ask a cluster admin for the RBAC permission, or use another --context)",
                     s.message
                 )),
-                401 => Error::Other(format!("{what}: Unauthorized: the credentials of the kubeconfig were rejected (expired or revoked token?)")),
+                401 => Error::Other(format!(
+                    "{what}: Unauthorized: the credentials of the kubeconfig were rejected (expired or revoked token?)"
+                )),
                 422 | 400 => Error::Invalid(format!("{what}: {}", s.message)),
                 _ => Error::Other(format!("{what}: {} ({})", s.message, s.code)),
             },
@@ -139,6 +144,9 @@ mod tests {
     #[test]
     fn one_line() {
         assert_eq!(Error::other("a\n  b").one_line(), "a b");
-        assert_eq!(Error::invalid("x").context("create").to_string(), "create: x");
+        assert_eq!(
+            Error::invalid("x").context("create").to_string(),
+            "create: x"
+        );
     }
 }

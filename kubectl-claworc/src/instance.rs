@@ -41,11 +41,21 @@ impl std::fmt::Display for Made {
 }
 
 fn spec_of(args: &CreateArgs, namespace: Option<&str>) -> Result<InstanceSpec> {
-    InstanceSpec::new(&args.name, namespace, &args.image, &args.forward_ports, &args.volumes, &args.env)
+    InstanceSpec::new(
+        &args.name,
+        namespace,
+        &args.image,
+        &args.forward_ports,
+        &args.volumes,
+        &args.env,
+    )
 }
 
 fn client_comment(id: &InstanceId) -> String {
-    format!("claworc {}", id.host_pattern().trim_start_matches("claworc/"))
+    format!(
+        "claworc {}",
+        id.host_pattern().trim_start_matches("claworc/")
+    )
 }
 
 /// `create --dry-run=client`: prints the objects, touches nothing (reads the
@@ -54,12 +64,18 @@ pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
     let (namespace, scope) = crate::context::resolve_offline(global);
     let spec = spec_of(args, namespace.as_deref())?;
     let kept = match (&scope, &namespace) {
-        (Some(c), Some(ns)) => KeyStore::open_default()
-            .ok()
-            .and_then(|ks| ks.load_host_key(&InstanceId::new(c, ns, &spec.name)).ok().flatten()),
+        (Some(c), Some(ns)) => KeyStore::open_default().ok().and_then(|ks| {
+            ks.load_host_key(&InstanceId::new(c, ns, &spec.name))
+                .ok()
+                .flatten()
+        }),
         _ => None,
     };
-    let id = InstanceId::new(scope.as_deref().unwrap_or("cluster"), namespace.as_deref().unwrap_or("default"), &spec.name);
+    let id = InstanceId::new(
+        scope.as_deref().unwrap_or("cluster"),
+        namespace.as_deref().unwrap_or("default"),
+        &spec.name,
+    );
     let client = keys::generate(&client_comment(&id))?;
     let host = match kept {
         Some(k) => k,
@@ -68,9 +84,19 @@ pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
     let objects = objects::build(&spec, client.public_key(), &host)?;
     match args.output {
         Format::Yaml => {
-            println!("# claworc instance {:?}: apply with `kubectl apply -f`. It holds private keys: keep it secret.", spec.name);
-            println!("# The client private key below matches authorized_keys; save it (mode 0600) to log in, e.g.");
-            println!("# as {}.", KeyStore::at("$XDG_CONFIG_HOME/claworc").client_key_path(&id).display());
+            println!(
+                "# claworc instance {:?}: apply with `kubectl apply -f`. It holds private keys: keep it secret.",
+                spec.name
+            );
+            println!(
+                "# The client private key below matches authorized_keys; save it (mode 0600) to log in, e.g."
+            );
+            println!(
+                "# as {}.",
+                KeyStore::at("$XDG_CONFIG_HOME/claworc")
+                    .client_key_path(&id)
+                    .display()
+            );
             for line in keys::private_openssh(&client)?.lines() {
                 println!("#   {line}");
             }
@@ -87,7 +113,12 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
     let id = InstanceId::new(&ctx.cluster, &ctx.namespace, &spec.name);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", spec.name, ctx.namespace);
-    if deployments.get_opt(&spec.name).await.map_err(|e| Error::kube(e, &what))?.is_some() {
+    if deployments
+        .get_opt(&spec.name)
+        .await
+        .map_err(|e| Error::kube(e, &what))?
+        .is_some()
+    {
         return Err(Error::AlreadyExists(format!(
             "{what} already exists: pick another name, or `kubectl claworc delete {}` first",
             spec.name
@@ -126,7 +157,10 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
             ));
         }
         if let Err(se) = store {
-            msg.push_str(&format!("; the key store could not be restored ({se}): check {}", ks.instance_dir(&id).display()));
+            msg.push_str(&format!(
+                "; the key store could not be restored ({se}): check {}",
+                ks.instance_dir(&id).display()
+            ));
         }
         return Err(match e {
             Error::Invalid(_) => Error::Invalid(msg),
@@ -165,7 +199,10 @@ async fn create_steps(
     host: &PrivateKey,
     made: &Mutex<Vec<Made>>,
 ) -> Result<()> {
-    let pp = PostParams { field_manager: Some("kubectl-claworc".into()), ..Default::default() };
+    let pp = PostParams {
+        field_manager: Some("kubectl-claworc".into()),
+        ..Default::default()
+    };
     ks.save_client_key(id, client)?;
     ks.pin_host_key(id, host.public_key())?;
 
@@ -173,9 +210,20 @@ async fn create_steps(
     let forget = |m: &Made| made.lock().expect("lock").retain(|x| x != m);
     // Record before the call (a dropped call may still have created it); forget on 409
     // (it was there before us, and is not ours to delete).
-    async fn step<K, F>(api: &Api<K>, pp: &PostParams, obj: &K, m: Made, record: F, forget: impl Fn(&Made)) -> Result<()>
+    async fn step<K, F>(
+        api: &Api<K>,
+        pp: &PostParams,
+        obj: &K,
+        m: Made,
+        record: F,
+        forget: impl Fn(&Made),
+    ) -> Result<()>
     where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+        K: kube::Resource
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
         F: Fn(Made),
     {
         record(m.clone());
@@ -193,7 +241,15 @@ async fn create_steps(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let name = objects.secret.metadata.name.clone().unwrap_or_default();
     ctx.debug(format!("creating secret/{name}"));
-    step(&secrets, &pp, &objects.secret, Made::Secret(name), record, forget).await?;
+    step(
+        &secrets,
+        &pp,
+        &objects.secret,
+        Made::Secret(name),
+        record,
+        forget,
+    )
+    .await?;
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     for c in &objects.claims {
@@ -205,7 +261,15 @@ async fn create_steps(
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let name = objects.deployment.metadata.name.clone().unwrap_or_default();
     ctx.debug(format!("creating deployment/{name}"));
-    step(&deployments, &pp, &objects.deployment, Made::Deployment(name), record, forget).await
+    step(
+        &deployments,
+        &pp,
+        &objects.deployment,
+        Made::Deployment(name),
+        record,
+        forget,
+    )
+    .await
 }
 
 /// Deletes what `create` made, newest first; returns what could not be deleted.
@@ -214,11 +278,22 @@ async fn rollback(ctx: &Ctx, made: &[Made]) -> Vec<String> {
     let mut remains = Vec::new();
     for m in made.iter().rev() {
         let r = match m {
-            Made::Deployment(n) => Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ()),
-            Made::Claim(n) => {
-                Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ())
+            Made::Deployment(n) => {
+                Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace)
+                    .delete(n, &dp)
+                    .await
+                    .map(|_| ())
             }
-            Made::Secret(n) => Api::<Secret>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ()),
+            Made::Claim(n) => {
+                Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ctx.namespace)
+                    .delete(n, &dp)
+                    .await
+                    .map(|_| ())
+            }
+            Made::Secret(n) => Api::<Secret>::namespaced(ctx.client.clone(), &ctx.namespace)
+                .delete(n, &dp)
+                .await
+                .map(|_| ()),
         };
         match r {
             Ok(()) => {}
@@ -235,7 +310,10 @@ pub async fn wait_rollout(ctx: &Ctx, name: &str, timeout: Duration) -> Result<()
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let d = api.get(name).await.map_err(|e| Error::kube(e, format!("deployment {name:?}")))?;
+        let d = api
+            .get(name)
+            .await
+            .map_err(|e| Error::kube(e, format!("deployment {name:?}")))?;
         let (done, progress) = rollout_progress(&d);
         if progress != last {
             eprintln!("{name}: {progress}");
@@ -258,23 +336,45 @@ pub async fn wait_rollout(ctx: &Ctx, name: &str, timeout: Duration) -> Result<()
 pub fn rollout_progress(d: &Deployment) -> (bool, String) {
     let generation = d.metadata.generation.unwrap_or(0);
     let want = d.spec.replicas.unwrap_or(1);
-    let Some(s) = &d.status else { return (false, "waiting for the deployment controller".into()) };
+    let Some(s) = &d.status else {
+        return (false, "waiting for the deployment controller".into());
+    };
     if s.observed_generation.unwrap_or(0) < generation {
-        return (false, "waiting for the deployment controller to observe the new generation".into());
+        return (
+            false,
+            "waiting for the deployment controller to observe the new generation".into(),
+        );
     }
     for c in s.conditions.iter().flatten() {
         if c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True") {
-            return (false, format!("replica failure: {}", c.message.as_deref().unwrap_or("")));
+            return (
+                false,
+                format!("replica failure: {}", c.message.as_deref().unwrap_or("")),
+            );
         }
-        if c.type_.as_deref() == Some("Progressing") && c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
-            return (false, format!("progress deadline exceeded: {}", c.message.as_deref().unwrap_or("")));
+        if c.type_.as_deref() == Some("Progressing")
+            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        {
+            return (
+                false,
+                format!(
+                    "progress deadline exceeded: {}",
+                    c.message.as_deref().unwrap_or("")
+                ),
+            );
         }
     }
     let updated = s.updated_replicas.unwrap_or(0);
     let available = s.available_replicas.unwrap_or(0);
     let replicas = s.replicas.unwrap_or(0);
     let done = updated >= want && available >= want && replicas <= want;
-    (done, format!("{updated}/{want} updated, {available}/{want} available{}", if done { ": rollout complete" } else { "" }))
+    (
+        done,
+        format!(
+            "{updated}/{want} updated, {available}/{want} available{}",
+            if done { ": rollout complete" } else { "" }
+        ),
+    )
 }
 
 pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
@@ -286,9 +386,18 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", args.name, ctx.namespace);
 
-    let deployment = deployments.get_opt(&args.name).await.map_err(|e| Error::kube(e, &what))?;
+    let deployment = deployments
+        .get_opt(&args.name)
+        .await
+        .map_err(|e| Error::kube(e, &what))?;
     if let Some(d) = &deployment {
-        let opted_in = d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH)).map(String::as_str) == Some(names::SSH_ENABLED);
+        let opted_in = d
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(names::LABEL_SSH))
+            .map(String::as_str)
+            == Some(names::SSH_ENABLED);
         if !opted_in {
             return Err(Error::invalid(format!(
                 "deployment {:?} is not a claworc instance (no label {}={}): delete it with kubectl",
@@ -300,18 +409,36 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     }
     let secret_name = deployment
         .as_ref()
-        .and_then(|d| d.metadata.annotations.as_ref()?.get(ann::SSH_SECRET).cloned())
+        .and_then(|d| {
+            d.metadata
+                .annotations
+                .as_ref()?
+                .get(ann::SSH_SECRET)
+                .cloned()
+        })
         .unwrap_or_else(|| names::default_secret_name(&args.name));
-    let secret = secrets.get_opt(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
-    let selector = format!("{}={},{}={}", names::LABEL_INSTANCE, args.name, names::LABEL_MANAGED_BY, names::MANAGED_BY);
+    let secret = secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
+    let selector = format!(
+        "{}={},{}={}",
+        names::LABEL_INSTANCE,
+        args.name,
+        names::LABEL_MANAGED_BY,
+        names::MANAGED_BY
+    );
     let pvcs = claims
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| Error::kube(e, "persistentvolumeclaims"))?
         .items;
     let local = ks.load_client_key(&id)?.is_some() || ks.lookup_host_key(&id)?.is_some();
-    if deployment.is_none() && secret.is_none() && (pvcs.is_empty() || args.keep_volumes) && !local {
-        return Err(Error::not_found(format!("{what} not found (see `kubectl claworc list`)")));
+    if deployment.is_none() && secret.is_none() && (pvcs.is_empty() || args.keep_volumes) && !local
+    {
+        return Err(Error::not_found(format!(
+            "{what} not found (see `kubectl claworc list`)"
+        )));
     }
 
     if args.keep_host_key {
@@ -341,13 +468,19 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         deleted.push(format!("deployment.apps/{}", args.name));
     }
     if secret.is_some() {
-        ignore_404(secrets.delete(&secret_name, &dp).await.map(|_| ()), format!("secret {secret_name:?}"))?;
+        ignore_404(
+            secrets.delete(&secret_name, &dp).await.map(|_| ()),
+            format!("secret {secret_name:?}"),
+        )?;
         deleted.push(format!("secret/{secret_name}"));
     }
     if !args.keep_volumes {
         for p in &pvcs {
             let n = p.metadata.name.clone().unwrap_or_default();
-            ignore_404(claims.delete(&n, &dp).await.map(|_| ()), format!("persistentvolumeclaim {n:?}"))?;
+            ignore_404(
+                claims.delete(&n, &dp).await.map(|_| ()),
+                format!("persistentvolumeclaim {n:?}"),
+            )?;
             deleted.push(format!("persistentvolumeclaim/{n}"));
         }
     }
@@ -362,11 +495,17 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         println!("{d} deleted");
     }
     if args.keep_volumes && !pvcs.is_empty() {
-        let kept: Vec<String> = pvcs.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        let kept: Vec<String> = pvcs
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
         eprintln!("kept volumes: {}", kept.join(", "));
     }
     if args.keep_host_key {
-        eprintln!("kept the host key of {} locally: `kubectl claworc create {}` reuses it", args.name, args.name);
+        eprintln!(
+            "kept the host key of {} locally: `kubectl claworc create {}` reuses it",
+            args.name, args.name
+        );
     }
     Ok(())
 }
@@ -390,7 +529,13 @@ mod tests {
         d.metadata.generation = Some(2);
         d.spec.replicas = Some(1);
         assert!(!rollout_progress(&d).0);
-        d.status = Some(DeploymentStatus { observed_generation: Some(1), available_replicas: Some(1), updated_replicas: Some(1), replicas: Some(1), ..Default::default() });
+        d.status = Some(DeploymentStatus {
+            observed_generation: Some(1),
+            available_replicas: Some(1),
+            updated_replicas: Some(1),
+            replicas: Some(1),
+            ..Default::default()
+        });
         assert!(!rollout_progress(&d).0);
         d.status.as_mut().unwrap().observed_generation = Some(2);
         assert!(rollout_progress(&d).0, "{}", rollout_progress(&d).1);

@@ -33,7 +33,11 @@ pub struct InstanceId {
 
 impl InstanceId {
     pub fn new(cluster: &str, namespace: &str, name: &str) -> Self {
-        InstanceId { cluster: cluster.into(), namespace: namespace.into(), name: name.into() }
+        InstanceId {
+            cluster: cluster.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// The `known_hosts` host pattern `claworc/<cluster>/<namespace>/<name>`.
@@ -71,7 +75,11 @@ impl KeyStore {
             Some(x) => PathBuf::from(x),
             None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
                 Some(home) => PathBuf::from(home).join(".config"),
-                None => return Err(Error::other("neither XDG_CONFIG_HOME nor HOME is set: set one to locate the key store")),
+                None => {
+                    return Err(Error::other(
+                        "neither XDG_CONFIG_HOME nor HOME is set: set one to locate the key store",
+                    ));
+                }
             },
         };
         Ok(KeyStore::at(base.join("claworc")))
@@ -87,7 +95,11 @@ impl KeyStore {
 
     /// `keys/<cluster>/<namespace>/<name>`.
     pub fn instance_dir(&self, id: &InstanceId) -> PathBuf {
-        self.root.join("keys").join(&id.cluster).join(&id.namespace).join(&id.name)
+        self.root
+            .join("keys")
+            .join(&id.cluster)
+            .join(&id.namespace)
+            .join(&id.name)
     }
 
     /// Path of the client private key (for `ssh -i`).
@@ -113,7 +125,9 @@ impl KeyStore {
     }
     /// Modification time of the client key file (when it was written).
     pub fn client_key_written(&self, id: &InstanceId) -> Option<std::time::SystemTime> {
-        fs::metadata(self.client_key_path(id)).and_then(|m| m.modified()).ok()
+        fs::metadata(self.client_key_path(id))
+            .and_then(|m| m.modified())
+            .ok()
     }
 
     // ---- pending key of a rotation ----
@@ -127,7 +141,10 @@ impl KeyStore {
     /// Makes the pending key the client key (atomic renames; the pending key goes away).
     pub fn promote_pending_key(&self, id: &InstanceId) -> Result<()> {
         let dir = self.instance_dir(id);
-        for (from, to) in [(format!("{PENDING_KEY}.pub"), format!("{CLIENT_KEY}.pub")), (PENDING_KEY.into(), CLIENT_KEY.into())] {
+        for (from, to) in [
+            (format!("{PENDING_KEY}.pub"), format!("{CLIENT_KEY}.pub")),
+            (PENDING_KEY.into(), CLIENT_KEY.into()),
+        ] {
             let (from, to) = (dir.join(from), dir.join(to));
             fs::rename(&from, &to).map_err(|e| Error::io(e, &from))?;
         }
@@ -187,10 +204,10 @@ impl KeyStore {
         let text = self.read_known_hosts()?;
         for line in text.lines() {
             let mut parts = line.splitn(2, char::is_whitespace);
-            if parts.next() == Some(pattern.as_str()) {
-                if let Some(rest) = parts.next() {
-                    return keys::parse_public(rest).map(Some);
-                }
+            if parts.next() == Some(pattern.as_str())
+                && let Some(rest) = parts.next()
+            {
+                return keys::parse_public(rest).map(Some);
             }
         }
         Ok(None)
@@ -213,7 +230,11 @@ impl KeyStore {
                 files.push((name, content));
             }
         }
-        Ok(Snapshot { id: id.clone(), files, pin: self.lookup_host_key(id)? })
+        Ok(Snapshot {
+            id: id.clone(),
+            files,
+            pin: self.lookup_host_key(id)?,
+        })
     }
 
     /// Puts the instance's files and pin back as they were in `snap`.
@@ -244,13 +265,18 @@ impl KeyStore {
         self.ensure_dir(&dir)?;
         let private = keys::private_openssh(key)?;
         write_atomic(&dir.join(base), private.as_bytes())?;
-        write_atomic(&dir.join(format!("{base}.pub")), format!("{}\n", keys::public_openssh(key.public_key())).as_bytes())
+        write_atomic(
+            &dir.join(format!("{base}.pub")),
+            format!("{}\n", keys::public_openssh(key.public_key())).as_bytes(),
+        )
     }
 
     fn load_pair(&self, id: &InstanceId, base: &str) -> Result<Option<PrivateKey>> {
         let path = self.instance_dir(id).join(base);
         match fs::read_to_string(&path) {
-            Ok(text) => keys::parse_private(&text).map(Some).map_err(|e| e.context(path.display())),
+            Ok(text) => keys::parse_private(&text)
+                .map(Some)
+                .map_err(|e| e.context(path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(e, &path)),
         }
@@ -293,10 +319,10 @@ impl KeyStore {
             cur = d.parent();
         }
         // Parents of the root: created normally (e.g. ~/.config), like other tools do.
-        if let Some(parent) = self.root.parent() {
-            if !parent.as_os_str().is_empty() {
-                fs::create_dir_all(parent).map_err(|e| Error::io(e, parent))?;
-            }
+        if let Some(parent) = self.root.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            fs::create_dir_all(parent).map_err(|e| Error::io(e, parent))?;
         }
         for d in chain.into_iter().rev() {
             match fs::DirBuilder::new().mode(0o700).create(d) {
@@ -304,7 +330,8 @@ impl KeyStore {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let meta = fs::metadata(d).map_err(|e| Error::io(e, d))?;
                     if meta.permissions().mode() & 0o077 != 0 {
-                        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(e, d))?;
+                        fs::set_permissions(d, fs::Permissions::from_mode(0o700))
+                            .map_err(|e| Error::io(e, d))?;
                     }
                 }
                 Err(e) => return Err(Error::io(e, d)),
@@ -328,9 +355,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{file_name}.tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let tmp = dir.join(format!(
+        ".{file_name}.tmp.{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -368,12 +403,20 @@ mod tests {
         let dir = ks.instance_dir(&id);
         assert_eq!(mode(&dir.join(CLIENT_KEY)), 0o600);
         assert_eq!(mode(&dir.join("id_ed25519.pub")), 0o600);
-        for d in [dir.as_path(), dir.parent().unwrap(), dir.parent().unwrap().parent().unwrap(), ks.root()] {
+        for d in [
+            dir.as_path(),
+            dir.parent().unwrap(),
+            dir.parent().unwrap().parent().unwrap(),
+            ks.root(),
+        ] {
             assert_eq!(mode(d), 0o700, "{}", d.display());
         }
         assert!(ks.client_key_written(&id).is_some());
         // no temporary files left
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "{names:?}");
         ks.remove_client_key(&id).unwrap();
         ks.remove_instance_dir_if_empty(&id);
@@ -387,7 +430,11 @@ mod tests {
         let (_t, ks) = store();
         fs::create_dir_all(ks.root()).unwrap();
         fs::set_permissions(ks.root(), fs::Permissions::from_mode(0o755)).unwrap();
-        ks.save_client_key(&InstanceId::new("c", "n", "x"), &keys::generate("c").unwrap()).unwrap();
+        ks.save_client_key(
+            &InstanceId::new("c", "n", "x"),
+            &keys::generate("c").unwrap(),
+        )
+        .unwrap();
         assert_eq!(mode(ks.root()), 0o700);
     }
 
@@ -395,13 +442,22 @@ mod tests {
     fn pending_key_promotes() {
         let (_t, ks) = store();
         let id = InstanceId::new("c", "n", "x");
-        let (old, new) = (keys::generate("old").unwrap(), keys::generate("new").unwrap());
+        let (old, new) = (
+            keys::generate("old").unwrap(),
+            keys::generate("new").unwrap(),
+        );
         ks.save_client_key(&id, &old).unwrap();
         ks.save_pending_key(&id, &new).unwrap();
-        assert!(keys::same(ks.load_pending_key(&id).unwrap().unwrap().public_key(), new.public_key()));
+        assert!(keys::same(
+            ks.load_pending_key(&id).unwrap().unwrap().public_key(),
+            new.public_key()
+        ));
         ks.promote_pending_key(&id).unwrap();
         assert!(ks.load_pending_key(&id).unwrap().is_none());
-        assert!(keys::same(ks.load_client_key(&id).unwrap().unwrap().public_key(), new.public_key()));
+        assert!(keys::same(
+            ks.load_client_key(&id).unwrap().unwrap().public_key(),
+            new.public_key()
+        ));
     }
 
     #[test]
@@ -409,13 +465,23 @@ mod tests {
         let (_t, ks) = store();
         let a = InstanceId::new("c", "n", "a");
         let b = InstanceId::new("c", "n", "b");
-        let (ka, kb, kc) = (keys::generate("").unwrap(), keys::generate("").unwrap(), keys::generate("").unwrap());
+        let (ka, kb, kc) = (
+            keys::generate("").unwrap(),
+            keys::generate("").unwrap(),
+            keys::generate("").unwrap(),
+        );
         ks.pin_host_key(&a, ka.public_key()).unwrap();
         ks.pin_host_key(&b, kb.public_key()).unwrap();
         assert_eq!(mode(&ks.known_hosts_path()), 0o600);
-        assert!(keys::same(&ks.lookup_host_key(&a).unwrap().unwrap(), ka.public_key()));
+        assert!(keys::same(
+            &ks.lookup_host_key(&a).unwrap().unwrap(),
+            ka.public_key()
+        ));
         ks.pin_host_key(&a, kc.public_key()).unwrap();
-        assert!(keys::same(&ks.lookup_host_key(&a).unwrap().unwrap(), kc.public_key()));
+        assert!(keys::same(
+            &ks.lookup_host_key(&a).unwrap().unwrap(),
+            kc.public_key()
+        ));
         let text = fs::read_to_string(ks.known_hosts_path()).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(text.contains("claworc/c/n/b ssh-ed25519 AAAA"));
@@ -429,8 +495,10 @@ mod tests {
         let (_t, ks) = store();
         let id = InstanceId::new("c", "n", "x");
         let snap = ks.snapshot(&id).unwrap();
-        ks.save_client_key(&id, &keys::generate("c").unwrap()).unwrap();
-        ks.pin_host_key(&id, keys::generate("").unwrap().public_key()).unwrap();
+        ks.save_client_key(&id, &keys::generate("c").unwrap())
+            .unwrap();
+        ks.pin_host_key(&id, keys::generate("").unwrap().public_key())
+            .unwrap();
         ks.restore(&snap).unwrap();
         assert!(ks.load_client_key(&id).unwrap().is_none());
         assert!(ks.lookup_host_key(&id).unwrap().is_none());
@@ -441,7 +509,10 @@ mod tests {
         let snap = ks.snapshot(&id).unwrap();
         ks.remove_host_key(&id).unwrap();
         ks.restore(&snap).unwrap();
-        assert!(keys::same(ks.load_host_key(&id).unwrap().unwrap().public_key(), kept.public_key()));
+        assert!(keys::same(
+            ks.load_host_key(&id).unwrap().unwrap().public_key(),
+            kept.public_key()
+        ));
         assert_eq!(mode(&ks.instance_dir(&id).join(HOST_KEY)), 0o600);
     }
 }
