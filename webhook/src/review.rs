@@ -9,15 +9,17 @@ use crate::validate;
 
 /// The mutating response: a JSONPatch that injects claworc into an opted-in
 /// Deployment; no patch for one that is already injected or did not opt in;
-/// a denial for annotations that cannot be read.
+/// a denial for what validation refuses anyway, before injection would hide it
+/// (e.g. by setting `allowPrivilegeEscalation: false` over the user's `true`).
 pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResponse {
     let res = AdmissionResponse::from(req);
     let Some(d) = req.object.as_ref().filter(|d| inject::opted_in(d)) else {
         return res;
     };
+    let refused = validate::before_injection(d).denials;
     let settings = match inject::settings(d) {
-        Ok(s) => s,
-        Err(errors) => return res.deny(join(errors.iter().map(ToString::to_string))),
+        Ok(s) if refused.is_empty() => s,
+        _ => return res.deny(join(refused)),
     };
     let injected = inject::inject(d, &settings, cfg);
     match (serde_json::to_value(d), serde_json::to_value(&injected)) {
@@ -122,6 +124,16 @@ mod tests {
             "{}",
             res.result.message
         );
+    }
+
+    #[test]
+    fn what_injection_would_hide_is_denied_at_mutation() {
+        for (key, value) in [("privileged", json!(true)), ("allowPrivilegeEscalation", json!(true)), ("runAsNonRoot", json!(false))] {
+            let mut v = serde_json::to_value(deployment(json!({}))).unwrap();
+            v.pointer_mut("/spec/template/spec/containers/0").unwrap()["securityContext"] = json!({key: value});
+            let res = mutate(&request(&serde_json::from_value(v).unwrap()), &Config::default());
+            assert!(!res.allowed && res.result.message.contains(&format!("securityContext.{key}")), "{key}: {}", res.result.message);
+        }
     }
 
     #[test]

@@ -96,6 +96,17 @@ pub const RULES: &[Rule] = &[
 /// Validates a Deployment as it will be stored (after all mutations).
 /// Deployments that did not opt in pass untouched.
 pub fn validate(d: &Deployment, cfg: &Config) -> Verdict {
+    check(d, Some(cfg))
+}
+
+/// What mutation refuses before it injects: every rule but the sidecar's.
+/// Injection would otherwise overwrite what the user asked for (e.g.
+/// `allowPrivilegeEscalation: true`) instead of refusing it.
+pub fn before_injection(d: &Deployment) -> Verdict {
+    check(d, None)
+}
+
+fn check(d: &Deployment, sidecar: Option<&Config>) -> Verdict {
     let mut v = Verdict::default();
     if !inject::opted_in(d) {
         return v;
@@ -124,7 +135,7 @@ pub fn validate(d: &Deployment, cfg: &Config) -> Verdict {
                 "metadata.annotations[\"claworc.io/target-container\"]: no container is named {:?}; use one of {names:?}",
                 s.target_container.as_deref().unwrap_or_default()
             ));
-        } else {
+        } else if let Some(cfg) = sidecar {
             check_sidecar(d, s, cfg, &mut v);
         }
         warn(d, s, &mut v);
