@@ -27,7 +27,7 @@ pub const ANNOTATION_KNOWN_HOSTS_DATA: &str = "claworc.io/known-hosts-data";
 
 /// Name of the injected sshd sidecar (a native sidecar init container).
 pub const SIDECAR: &str = "claworc-sshd";
-/// Default image of the sidecar; the webhook's `--sshd-image` overrides it.
+/// Default image of the sidecar; the webhook's `--sidecar-image` overrides it.
 pub const SIDECAR_IMAGE: &str = "ghcr.io/claworc/sshd:0.1.0";
 
 /// Keys of the instance Secret.
