@@ -314,7 +314,10 @@ pub async fn wait_rollout(ctx: &Ctx, name: &str, timeout: Duration) -> Result<()
             .get(name)
             .await
             .map_err(|e| Error::kube(e, format!("deployment {name:?}")))?;
-        let (done, progress) = rollout_progress(&d);
+        let (done, mut progress) = rollout_progress(&d);
+        if !done && let Some(pod) = pod_progress(ctx, name).await {
+            progress = format!("{progress}; {pod}");
+        }
         if progress != last {
             eprintln!("{name}: {progress}");
             last = progress;
@@ -324,11 +327,69 @@ pub async fn wait_rollout(ctx: &Ctx, name: &str, timeout: Duration) -> Result<()
         }
         if start.elapsed() > timeout {
             return Err(Error::other(format!(
-                "timed out after {} waiting for the rollout of {name} ({last}): see `kubectl claworc status {name}` and `kubectl describe deployment {name}`",
+                "timed out after {} waiting for the rollout of {name} ({last}); the instance stays: see `kubectl claworc status {name}` and `kubectl describe deployment {name}`",
                 crate::cli::format_duration(timeout)
             )));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Where the instance's pod is, when it is not running yet (best effort: `None`
+/// when it cannot be read).
+async fn pod_progress(ctx: &Ctx, name: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let selector = format!("{}={name}", names::LABEL_INSTANCE);
+    let list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .ok()?;
+    let pod = list
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())?;
+    Some(pod_summary(&pod))
+}
+
+/// `pod NAME Pending: 0/2 nodes are available: …` from a pod's status.
+pub fn pod_summary(pod: &k8s_openapi::api::core::v1::Pod) -> String {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let Some(status) = &pod.status else {
+        return format!("pod {name} created");
+    };
+    let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
+    let unscheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    if let Some(c) = unscheduled {
+        return format!(
+            "pod {name} {phase}: {}",
+            c.message.clone().unwrap_or_default()
+        );
+    }
+    let waiting = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let w = c.state.as_ref()?.waiting.as_ref()?;
+            Some(format!(
+                "{} {}{}",
+                c.name,
+                w.reason.clone().unwrap_or_default(),
+                w.message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            ))
+        });
+    match waiting {
+        Some(w) => format!("pod {name} {phase}: {w}"),
+        None => format!("pod {name} {phase}"),
     }
 }
 
@@ -548,5 +609,27 @@ mod tests {
         }]);
         let (done, msg) = rollout_progress(&d);
         assert!(!done && msg.contains("admission webhook denied"), "{msg}");
+    }
+
+    #[test]
+    fn pod_summary_says_why_it_waits() {
+        use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+        let mut p = Pod::default();
+        p.metadata.name = Some("dev-1".into());
+        assert_eq!(pod_summary(&p), "pod dev-1 created");
+        p.status = Some(PodStatus {
+            phase: Some("Pending".into()),
+            conditions: Some(vec![PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                message: Some("pod has unbound immediate PersistentVolumeClaims".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+        assert_eq!(
+            pod_summary(&p),
+            "pod dev-1 Pending: pod has unbound immediate PersistentVolumeClaims"
+        );
     }
 }
