@@ -236,8 +236,19 @@ fn create_matches_dry_run_and_delete_cleans_up() {
         &d["spec"]["template"]["spec"]["containers"][0],
         &want["spec"]["template"]["spec"]["containers"][0],
     );
-    for field in ["name", "image", "env", "volumeMounts"] {
+    for field in ["name", "image"] {
         assert_eq!(c[field], wc[field], "container {field}");
+    }
+    // The webhook (when installed) adds GIT_SSH_COMMAND and the known_hosts mount:
+    // everything the plugin wrote must be there.
+    for field in ["env", "volumeMounts"] {
+        for item in wc[field].as_array().unwrap() {
+            assert!(
+                c[field].as_array().unwrap().contains(item),
+                "container {field} lacks {item}: {}",
+                c[field]
+            );
+        }
     }
     let pvc = get_json(&ns, &["pvc", "dev-home"]);
     assert_eq!(pvc["spec"]["resources"], items[1]["spec"]["resources"]);
@@ -572,7 +583,20 @@ fn tenant_kubeconfig_is_least_privilege_and_rotates() {
 
     // The plugin works with only the tenant kubeconfig.
     let member = User::with_kubeconfig(&file);
-    member.ok(&["create", "dev", "--image", "busybox:1"]);
+    // --wait: the webhook's restricted security context lets the pod into the
+    // Pod Security `restricted` namespace, and the rollout completes.
+    member.ok(&[
+        "create",
+        "dev",
+        "--image",
+        "busybox:1",
+        "--wait",
+        "--timeout",
+        "90s",
+    ]);
+    let st: Value = serde_json::from_str(&member.ok(&["status", "dev", "-o", "json"])).unwrap();
+    assert_eq!(st["available"], true, "{st}");
+    assert_eq!(st["warnings"], serde_json::json!([]), "{st}");
     let l: Value = serde_json::from_str(&member.ok(&["list", "-o", "json"])).unwrap();
     assert_eq!(l[0]["name"], "dev");
     assert_fails(&member.run(&["-n", "default", "list"]), 5, "forbidden");
