@@ -132,7 +132,7 @@ async fn our_tunnel(sshd: &Sshd, remote: u16) -> u16 {
 }
 
 /// OpenSSH's `ssh -N -L`, with the host key pinned.
-fn openssh_tunnel(sshd: &Sshd, remote: u16) -> (std::process::Child, u16) {
+fn openssh_tunnel(sshd: &Sshd, remote: u16, cipher: Option<&str>) -> (std::process::Child, u16) {
     let local = common::free_port();
     let known_hosts = sshd.dir.join("bench_known_hosts");
     std::fs::write(
@@ -144,6 +144,7 @@ fn openssh_tunnel(sshd: &Sshd, remote: u16) -> (std::process::Child, u16) {
         .args(["-F", "/dev/null", "-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(cipher.map(|c| ["-c", c]).into_iter().flatten())
         .arg("-i")
         .arg(&sshd.client_key_file)
         .args(["-p", &sshd.port.to_string(), "-L", &format!("127.0.0.1:{local}:localhost:{remote}")])
@@ -172,18 +173,33 @@ fn main() {
         let remote = target_server(bytes).await;
         let sshd = Sshd::start(&[remote]);
         let ours = our_tunnel(&sshd, remote).await;
-        let (mut ssh, theirs) = openssh_tunnel(&sshd, remote);
-        // Warm up both.
-        upload(ours, 8 << 20).await;
-        upload(theirs, 8 << 20).await;
+        let (mut ssh, theirs) = openssh_tunnel(&sshd, remote, None);
+        let (mut ssh_gcm, theirs_gcm) = openssh_tunnel(&sshd, remote, Some("aes256-gcm@openssh.com"));
+        // Warm up all.
+        for port in [ours, theirs, theirs_gcm] {
+            upload(port, 8 << 20).await;
+        }
         println!("tunnel throughput, {mb} MiB per run, best of {runs}, direct loopback transport to the same sshd");
-        println!("{:<10} {:>16} {:>16} {:>8}", "direction", "claworc (russh)", "OpenSSH ssh -L", "ratio");
+        println!(
+            "{:<10} {:>18} {:>18} {:>7} {:>22} {:>7}",
+            "direction", "claworc (russh)", "OpenSSH ssh -L", "ratio", "ssh -L -c aes256-gcm", "ratio"
+        );
         for (name, up) in [("upload", true), ("download", false)] {
             let o = best_of(runs, ours, bytes, up).await;
             let t = best_of(runs, theirs, bytes, up).await;
-            println!("{name:<10} {:>16} {:>16} {:>7.0}%", mib_s(o), mib_s(t), 100.0 * o / t);
+            let g = best_of(runs, theirs_gcm, bytes, up).await;
+            println!(
+                "{name:<10} {:>18} {:>18} {:>6.0}% {:>22} {:>6.0}%",
+                mib_s(o),
+                mib_s(t),
+                100.0 * o / t,
+                mib_s(g),
+                100.0 * o / g
+            );
         }
-        let _ = ssh.kill();
-        let _ = ssh.wait();
+        for child in [&mut ssh, &mut ssh_gcm] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     });
 }
