@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
     DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, KeyToPath, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
     SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -75,9 +75,15 @@ pub fn target_index(spec: &PodSpec, settings: &Settings) -> Option<usize> {
 
 /// Returns the injected Deployment.
 pub fn inject(d: &Deployment, settings: &Settings, cfg: &Config) -> Deployment {
-    let mut d = d.clone();
+    let mut out = d.clone();
+    out.spec.template = inject_template(d, settings, cfg);
+    out
+}
+
+/// The injected pod template of `d`: injection changes nothing else.
+pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> PodTemplateSpec {
+    let mut template = d.spec.template.clone();
     let name = d.metadata.name.clone().unwrap_or_default();
-    let template = &mut d.spec.template;
 
     let meta = &mut template.metadata.get_or_insert_with(Default::default);
     let labels = meta.labels.get_or_insert_with(Default::default);
@@ -103,13 +109,14 @@ pub fn inject(d: &Deployment, settings: &Settings, cfg: &Config) -> Deployment {
         harden_container(c);
         set_known_hosts(c, settings);
     }
-    let shared_mounts = target_index(spec, settings)
-        .map(|i| spec.containers[i].volume_mounts.clone().unwrap_or_default())
-        .unwrap_or_default();
-    spec.init_containers
-        .get_or_insert_with(Vec::new)
-        .insert(0, sidecar(settings, cfg, &shared_mounts));
-    d
+    let sidecar = sidecar(settings, cfg, shared_mounts(spec, settings));
+    spec.init_containers.get_or_insert_with(Vec::new).insert(0, sidecar);
+    template
+}
+
+/// The volume mounts of the container whose volumes the sidecar shares.
+pub fn shared_mounts<'a>(spec: &'a PodSpec, settings: &Settings) -> &'a [VolumeMount] {
+    target_index(spec, settings).and_then(|i| spec.containers[i].volume_mounts.as_deref()).unwrap_or_default()
 }
 
 fn harden_pod(spec: &mut PodSpec, s: &Settings) {
@@ -145,18 +152,19 @@ fn runtime_default() -> SeccompProfile {
     }
 }
 
+/// Names of the volumes injection adds.
+pub const VOLUMES: [&str; 4] = [VOLUME_KEYS, VOLUME_RUN, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER];
+
 /// Adds (or rewrites) the claworc volumes.
 fn set_volumes(spec: &mut PodSpec, s: &Settings) {
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
-    volumes.retain(|v| {
-        ![
-            VOLUME_KEYS,
-            VOLUME_RUN,
-            VOLUME_KNOWN_HOSTS,
-            VOLUME_KNOWN_HOSTS_USER,
-        ]
-        .contains(&v.name.as_str())
-    });
+    volumes.retain(|v| !VOLUMES.contains(&v.name.as_str()));
+    volumes.extend(claworc_volumes(s));
+}
+
+/// The canonical claworc volumes for these settings.
+pub fn claworc_volumes(s: &Settings) -> Vec<Volume> {
+    let mut volumes = Vec::with_capacity(4);
     volumes.push(Volume {
         name: VOLUME_KEYS.into(),
         secret: Some(SecretVolumeSource {
@@ -209,6 +217,7 @@ fn set_volumes(spec: &mut PodSpec, s: &Settings) {
             ..Default::default()
         });
     }
+    volumes
 }
 
 /// Mounts `known_hosts` (and the user's) and sets `GIT_SSH_COMMAND`.

@@ -21,8 +21,11 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
         Ok(s) if refused.is_empty() => s,
         _ => return res.deny(join(refused)),
     };
-    let injected = inject::inject(d, &settings, cfg);
-    match (serde_json::to_value(d), serde_json::to_value(&injected)) {
+    // Injection changes only the pod template: diff just that (not status or
+    // managedFields), under its path in the Deployment.
+    let injected = inject::inject_template(d, &settings, cfg);
+    let at_template = |t| serde_json::to_value(t).map(|t| serde_json::json!({"spec": {"template": t}}));
+    match (at_template(&d.spec.template), at_template(&injected)) {
         (Ok(before), Ok(after)) => {
             let patch = json_patch::diff(&before, &after);
             if patch.0.is_empty() {

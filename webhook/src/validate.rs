@@ -232,39 +232,18 @@ fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
 
 /// The stored sidecar and claworc volumes must be exactly what injection makes.
 fn check_sidecar(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict) {
-    let want = inject::inject(d, s, cfg);
-    let pod = |d: &Deployment| d.spec.template.spec.clone().unwrap_or_default();
-    let (have, want) = (pod(d), pod(&want));
-    let sidecar = |p: &PodSpec| {
-        p.init_containers
-            .iter()
-            .flatten()
-            .find(|c| c.name == SIDECAR)
-            .cloned()
-    };
-    let ours = [
-        VOLUME_KEYS,
-        VOLUME_RUN,
-        VOLUME_KNOWN_HOSTS,
-        VOLUME_KNOWN_HOSTS_USER,
-    ];
-    let volumes = |p: &PodSpec| -> Vec<_> {
-        p.volumes
-            .iter()
-            .flatten()
-            .filter(|v| ours.contains(&v.name.as_str()))
-            .cloned()
-            .collect()
-    };
+    let Some(pod) = d.spec.template.spec.as_ref() else { return };
     let fix = "remove your change to it (claworc rewrites it from the claworc.io/* annotations), or look for a webhook that alters it after claworc's";
-    match sidecar(&have) {
+    let have = pod.init_containers.iter().flatten().find(|c| c.name == SIDECAR);
+    let volumes = pod.volumes.iter().flatten().filter(|v| inject::VOLUMES.contains(&v.name.as_str()));
+    match have {
         None => v.denials.push(format!(
             "spec.template.spec.initContainers[\"{SIDECAR}\"]: missing; the claworc mutating webhook did not run: check that it is installed and that the Deployment has the label claworc.io/ssh: \"enabled\""
         )),
-        Some(c) if Some(&c) != sidecar(&want).as_ref() => {
+        Some(c) if *c != inject::sidecar(s, cfg, inject::shared_mounts(pod, s)) => {
             v.denials.push(format!("spec.template.spec.initContainers[\"{SIDECAR}\"]: not the sidecar claworc makes; {fix}"))
         }
-        Some(_) if volumes(&have) != volumes(&want) => {
+        Some(_) if !volumes.eq(inject::claworc_volumes(s).iter()) => {
             v.denials.push(format!("spec.template.spec.volumes: the claworc-* volumes were altered; {fix}"))
         }
         Some(_) => {}
