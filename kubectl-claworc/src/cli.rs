@@ -56,7 +56,7 @@ pub enum Command {
     #[command(name = "rotate-keys", after_help = ROTATE_EXAMPLES)]
     RotateKeys(RotateArgs),
     /// Tenants: namespaces with quotas, policies and a least-privilege kubeconfig.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = TENANT_EXAMPLES)]
     Tenant(TenantCommand),
     /// Print a shell completion script.
     #[command(after_help = COMPLETION_EXAMPLES)]
@@ -123,6 +123,12 @@ const ROTATE_EXAMPLES: &str = "Examples:
   # also replace the host key (the new one is pinned locally and on the Deployment)
   kubectl claworc rotate-keys dev --host-key
 Re-running after a failure half-way finishes the rotation.";
+
+const TENANT_EXAMPLES: &str = "Examples:
+  kubectl claworc tenant create team-a --ttl 720h --output team-a.kubeconfig
+  kubectl claworc tenant kubeconfig team-a --rotate --output team-a.kubeconfig
+  kubectl claworc tenant list
+  kubectl claworc tenant delete team-a --yes";
 
 const TENANT_CREATE_EXAMPLES: &str = "Examples:
   kubectl claworc tenant create team-a --ttl 720h --output team-a.kubeconfig

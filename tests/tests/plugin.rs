@@ -474,6 +474,39 @@ fn rotate_keys_replaces_the_client_key() {
         serde_json::from_str(&user.ok(&["-n", n, "status", "dev", "-o", "json"])).unwrap();
     assert_eq!(st["lastRotation"], at.as_str());
 
+    // A rotation interrupted after step 2 (pending key made and authorized): the
+    // next run resumes with that key and finishes.
+    let pending = dir.join("id_ed25519.new");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "pending", "-f"])
+        .arg(&pending)
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let pending_pub = std::fs::read_to_string(dir.join("id_ed25519.new.pub")).unwrap();
+    let both = format!("{}\n{}\n", after.trim(), pending_pub.trim());
+    let patch =
+        serde_json::json!({"stringData": {names::SECRET_AUTHORIZED_KEYS: both}}).to_string();
+    ns.kubectl(&["patch", "secret", "dev-ssh", "--type=merge", "-p", &patch])
+        .expect_ok("patch");
+    let out = user.run(&["-n", n, "rotate-keys", "dev"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("resuming"), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("id_ed25519.pub"))
+            .unwrap()
+            .trim(),
+        pending_pub.trim()
+    );
+    let ak = secret_text(&ns, "dev-ssh", names::SECRET_AUTHORIZED_KEYS);
+    assert_eq!(
+        ak.split_whitespace().nth(1),
+        pending_pub.split_whitespace().nth(1),
+        "{ak}"
+    );
+    assert_eq!(ak.lines().count(), 1, "{ak}");
+    assert!(!pending.exists());
+
     // --host-key: a new host key, pinned, annotated.
     let fp = get_json(&ns, &["deployment", "dev"])["metadata"]["annotations"]
         [ann::HOST_KEY_FINGERPRINT]
