@@ -181,10 +181,10 @@ impl KeyStore {
 
     /// Pins `key` for the instance (replacing an earlier pin).
     pub fn pin_host_key(&self, id: &InstanceId, key: &PublicKey) -> Result<()> {
+        let _lock = self.lock()?;
         let pattern = id.host_pattern();
         let mut text = self.known_hosts_without(&pattern)?;
         text.push_str(&format!("{pattern} {}\n", keys::public_bare(key)));
-        self.ensure_dir(&self.root)?;
         write_atomic(&self.known_hosts_path(), text.as_bytes())
     }
 
@@ -194,8 +194,25 @@ impl KeyStore {
         if !path.exists() {
             return Ok(());
         }
+        let _lock = self.lock()?;
         let text = self.known_hosts_without(&id.host_pattern())?;
         write_atomic(&path, text.as_bytes())
+    }
+
+    /// An exclusive lock on the store (`.lock`, released when dropped), so parallel
+    /// commands do not lose each other's `known_hosts` changes.
+    fn lock(&self) -> Result<fs::File> {
+        self.ensure_dir(&self.root)?;
+        let path = self.root.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(e, &path))?;
+        file.lock().map_err(|e| Error::io(e, &path))?;
+        Ok(file)
     }
 
     /// The pinned host key of the instance.
@@ -488,6 +505,26 @@ mod tests {
         ks.unpin_host_key(&a).unwrap();
         assert!(ks.lookup_host_key(&a).unwrap().is_none());
         assert!(ks.lookup_host_key(&b).unwrap().is_some());
+    }
+
+    #[test]
+    fn parallel_pins_are_all_kept() {
+        let (_t, ks) = store();
+        let key = keys::generate("").unwrap();
+        std::thread::scope(|s| {
+            for i in 0..8 {
+                let (ks, key) = (&ks, &key);
+                s.spawn(move || {
+                    ks.pin_host_key(
+                        &InstanceId::new("c", "n", &format!("i{i}")),
+                        key.public_key(),
+                    )
+                    .unwrap()
+                });
+            }
+        });
+        let text = fs::read_to_string(ks.known_hosts_path()).unwrap();
+        assert_eq!(text.lines().count(), 8, "{text}");
     }
 
     #[test]
