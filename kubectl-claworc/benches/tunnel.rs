@@ -117,7 +117,7 @@ async fn best_of(runs: usize, local_port: u16, bytes: u64, up: bool) -> f64 {
 /// Our tunnel: a local listener forwarding over one russh connection.
 async fn our_tunnel(sshd: &Sshd, remote: u16) -> u16 {
     let tcp = TcpStream::connect(("127.0.0.1", sshd.port)).await.unwrap();
-    let creds = Credentials { user: sshd.user.clone(), key: Arc::new(sshd.client_key.clone()) };
+    let creds = Credentials::new(sshd.user.clone(), sshd.client_key.clone());
     let expect = Expectation { instance: "bench".into(), pin: Some(sshd.host_fingerprint()), ..Default::default() };
     let conn = Arc::new(transport::handshake(tcp, &creds, expect).await.unwrap_or_else(|e| panic!("{e}")));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

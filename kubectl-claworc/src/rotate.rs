@@ -50,27 +50,11 @@ impl KeyStore {
     }
 }
 
-/// Shows that `new_key` works for `instance`. For now: reads the Secret back and checks
-/// that `authorized_keys` holds the new key. (The SSH side replaces this body with a
-/// real SSH login with `new_key`, retrying while the kubelet syncs the Secret volume.)
+/// Shows that `new_key` works for `instance`: a real SSH login with exactly that key
+/// (running `true`), retried for up to ~2 minutes while the kubelet syncs the Secret
+/// volume (see [`crate::transport::prove_login`]).
 pub async fn prove(ctx: &Ctx, instance: &Instance, new_key: &PrivateKey) -> Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &instance.namespace);
-    let s = secrets
-        .get(&instance.secret)
-        .await
-        .map_err(|e| Error::kube(e, format!("secret {:?}", instance.secret)))?;
-    if authorized(&s)
-        .iter()
-        .any(|k| keys::same(k, new_key.public_key()))
-    {
-        Ok(())
-    } else {
-        Err(Error::other(format!(
-            "the new key is not in secret {}'s {}",
-            instance.secret,
-            names::SECRET_AUTHORIZED_KEYS
-        )))
-    }
+    crate::transport::prove_login(ctx, &instance.name, new_key).await
 }
 
 fn secret_text(s: &Secret, key: &str) -> Option<String> {

@@ -263,10 +263,10 @@ fn is_instance(d: &Deployment) -> bool {
 }
 
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
-    #[allow(unused_mut)]
     let mut report = instance_report(ctx, &args.name, args.max_key_age).await?;
-    // ---- SSH side (SSH engineer): add live checks here, e.g.
-    // ---- report.checks.push(Check { name: "ssh".into(), ok, detail }).
+    // Live check: an SSH login through the API, running `true`.
+    let (ok, detail) = crate::transport::ssh_check(ctx, &args.name).await;
+    report.checks.push(Check { name: "ssh".into(), ok, detail });
     match args.output {
         Some(f) => output::print(&report, f),
         None => print!("{}", render_status(&report)),

@@ -169,7 +169,25 @@ pub async fn open_port_forward(client: &kube::Client, instance: &Instance) -> Re
 pub struct Credentials {
     /// The user name (the sidecar's run-as user, see `--user`).
     pub user: String,
-    pub key: Arc<PrivateKey>,
+    /// Keys to try in order (during a rotation: the pending key, then the current one).
+    pub keys: Vec<Arc<PrivateKey>>,
+}
+
+impl Credentials {
+    pub fn new(user: impl Into<String>, key: PrivateKey) -> Self {
+        Credentials { user: user.into(), keys: vec![Arc::new(key)] }
+    }
+}
+
+/// Environment variable with the default `--user` (e.g. for CI or tests).
+pub const ENV_SSH_USER: &str = "CLAWORC_SSH_USER";
+
+/// The default login name: `$CLAWORC_SSH_USER`, else the contract's [`SSH_USER`](claworc_contract::names::SSH_USER).
+pub fn default_user() -> String {
+    std::env::var(ENV_SSH_USER)
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| claworc_contract::names::SSH_USER.to_string())
 }
 
 impl std::fmt::Debug for Credentials {
@@ -286,15 +304,17 @@ where
             (Ok(_), None) => return Err(ConnectError::Transport("the server presented no host key".into())),
             (Ok(h), Some((key, verdict))) => (h, key, verdict),
         };
-        let key = PrivateKeyWithHashAlg::new(creds.key.clone(), None);
-        let auth = handle
-            .authenticate_publickey(creds.user.clone(), key)
-            .await
-            .map_err(|e| ConnectError::Transport(format!("authentication: {e}")))?;
-        if !auth.success() {
-            return Err(ConnectError::Auth { user: creds.user.clone() });
+        for key in &creds.keys {
+            let key = PrivateKeyWithHashAlg::new(key.clone(), None);
+            let auth = handle
+                .authenticate_publickey(creds.user.clone(), key)
+                .await
+                .map_err(|e| ConnectError::Transport(format!("authentication: {e}")))?;
+            if auth.success() {
+                return Ok(Connection { handle, host_key, verdict });
+            }
         }
-        Ok(Connection { handle, host_key, verdict })
+        Err(ConnectError::Auth { user: creds.user.clone() })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
         .await
@@ -314,7 +334,7 @@ pub struct ConnectOptions {
 
 impl ConnectOptions {
     pub fn user(&self) -> String {
-        self.user.clone().unwrap_or_else(|| claworc_contract::names::SSH_USER.to_string())
+        self.user.clone().unwrap_or_else(default_user)
     }
 }
 
@@ -325,24 +345,27 @@ pub fn instance_id(ctx: &Ctx, name: &str) -> InstanceId {
 
 /// The client credentials: `--identity FILE`, else the key store's key.
 pub fn credentials(ctx: &Ctx, store: &KeyStore, name: &str, opts: &ConnectOptions) -> Result<Credentials> {
-    let key = match &opts.identity {
+    let keys = match &opts.identity {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(e, path))?;
-            crate::keys::parse_private(&text).map_err(|e| e.context(format!("--identity {}", path.display())))?
+            vec![crate::keys::parse_private(&text).map_err(|e| e.context(format!("--identity {}", path.display())))?]
         }
         None => {
             let id = instance_id(ctx, name);
-            store.load_client_key(&id)?.ok_or_else(|| {
-                Error::not_found(format!(
+            // A pending key of an unfinished rotation first, then the current key.
+            let keys = store.usable_client_keys(&id)?;
+            if keys.is_empty() {
+                return Err(Error::not_found(format!(
                     "no client key for instance \"{name}\" at {} (the instance was created on another machine or \
                      with another context?): copy the key there, pass --identity FILE, or run \
                      `kubectl claworc rotate-keys {name}` to make a new one",
                     store.client_key_path(&id).display()
-                ))
-            })?
+                )));
+            }
+            keys
         }
     };
-    Ok(Credentials { user: opts.user(), key: Arc::new(key) })
+    Ok(Credentials { user: opts.user(), keys: keys.into_iter().map(Arc::new).collect() })
 }
 
 /// What the key store and the Deployment say about the host key.
@@ -439,5 +462,83 @@ mod tests {
         assert_eq!(pick_pod(&pods).as_deref(), Some("new-ready"));
         assert_eq!(pick_pod(&pods[2..]).as_deref(), Some("newest-not-ready"));
         assert_eq!(pick_pod(&pods[3..]), None);
+    }
+}
+
+/// How long [`prove_login`] keeps trying: the kubelet propagates a Secret
+/// update to the mounted volume only after a delay (a minute or more).
+pub const PROVE_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Logs in to `name` with exactly `key` and runs `true`, retrying on refusal
+/// until [`PROVE_TIMEOUT`] (the Secret may not have reached the pod yet). A
+/// refused host key fails at once.
+pub async fn prove_login(ctx: &Ctx, name: &str, key: &PrivateKey) -> Result<()> {
+    let store = KeyStore::open_default()?;
+    let creds = Credentials::new(default_user(), key.clone());
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let attempt = async {
+            let instance = find_instance(&ctx.client, &ctx.namespace, name)
+                .await
+                .map_err(|e| ConnectError::Transport(e.to_string()))?;
+            let conn = connect_instance(ctx, &store, &instance, &creds, false).await?;
+            let (code, _, _) = crate::session::exec_capture(&conn, "true")
+                .await
+                .map_err(|e| ConnectError::Transport(e.to_string()))?;
+            conn.close().await;
+            if code == 0 { Ok(()) } else { Err(ConnectError::Transport(format!("`true` exited with {code}"))) }
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
+            Err(e) if start.elapsed() >= PROVE_TIMEOUT => {
+                return Err(Error::other(format!(
+                    "no SSH login with the new key after {}s: {e}",
+                    PROVE_TIMEOUT.as_secs()
+                )));
+            }
+            Err(e) => {
+                if !said {
+                    eprintln!("waiting for the instance to accept the new key (the kubelet updates Secret volumes with a delay): {e}");
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// How long `status` waits for its SSH login.
+pub const SSH_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The live SSH check of `status`: connect, authenticate, run `true`.
+/// Returns (ok, detail).
+pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
+    let start = std::time::Instant::now();
+    let opts = ConnectOptions::default();
+    let (_, conn) = match tokio::time::timeout(SSH_CHECK_TIMEOUT, connect(ctx, name, &opts)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return (false, e.one_line()),
+        Err(_) => return (false, format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs())),
+    };
+    let connected = start.elapsed();
+    let t = std::time::Instant::now();
+    let result = crate::session::exec_capture(&conn, "true").await;
+    let ran = t.elapsed();
+    conn.close().await;
+    match result {
+        Ok((0, _, _)) => (
+            true,
+            format!(
+                "logged in as {} ({} ms to connect and authenticate), `true` ran in {} ms; host key {}",
+                opts.user(),
+                connected.as_millis(),
+                ran.as_millis(),
+                hostkey::fingerprint(&conn.host_key)
+            ),
+        ),
+        Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),
+        Err(e) => (false, e.one_line()),
     }
 }

@@ -45,7 +45,7 @@ pub struct SshOptions {
     #[arg(short = 'i', long, value_name = "FILE")]
     pub identity: Option<std::path::PathBuf>,
     /// The login name: the sidecar image's name of the run-as user.
-    #[arg(long, value_name = "NAME", default_value = claworc_contract::names::SSH_USER)]
+    #[arg(long, value_name = "NAME", env = "CLAWORC_SSH_USER", default_value = claworc_contract::names::SSH_USER)]
     pub user: String,
     /// Accept a changed host key if it matches the Deployment's
     /// claworc.io/host-key-fingerprint, and pin it (after a deliberate rotation).

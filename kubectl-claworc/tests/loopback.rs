@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn creds(sshd: &Sshd, key: &russh::keys::PrivateKey) -> Credentials {
-    Credentials { user: sshd.user.clone(), key: Arc::new(key.clone()) }
+    Credentials::new(sshd.user.clone(), key.clone())
 }
 
 fn pinned(sshd: &Sshd) -> Expectation {
