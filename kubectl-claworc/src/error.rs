@@ -104,7 +104,15 @@ impl Error {
                 422 | 400 => Error::Invalid(format!("{what}: {}", s.message)),
                 _ => Error::Other(format!("{what}: {} ({})", s.message, s.code)),
             },
-            _ => Error::Other(format!("{what}: {e}")),
+            kube::Error::Service(_) | kube::Error::HyperError(_) => Error::Other(format!(
+                "{what}: cannot reach the API server ({}): check the kubeconfig's server, the network, and `kubectl cluster-info`",
+                chain(&e)
+            )),
+            kube::Error::Auth(_) => Error::Other(format!(
+                "{what}: cannot get credentials from the kubeconfig ({}): check its user entry (token, certificate or exec plugin)",
+                chain(&e)
+            )),
+            _ => Error::Other(format!("{what}: {}", chain(&e))),
         }
     }
 
@@ -112,6 +120,21 @@ impl Error {
     pub fn io(e: std::io::Error, path: &std::path::Path) -> Self {
         Error::Other(format!("{}: {e}", path.display()))
     }
+}
+
+/// An error and its sources, `outer: inner: root`, without repeats.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
 }
 
 /// Is this kube error a 404?
