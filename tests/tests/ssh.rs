@@ -1,0 +1,568 @@
+//! `kubectl claworc ssh|tunnel|logs|rotate-keys|status` end to end, through the
+//! real kube-apiserver: the plugin finds the pod, opens `pods/portforward` to
+//! the sshd port, and kwok (standing in for the kubelet) connects that stream
+//! to a real OpenSSH sshd this test starts on loopback, running as the non-root
+//! uid 1000 user with exactly the config the webhook injected (the pod's
+//! sidecar `CLAWORC_SSHD_CONFIG`, only the key paths and the listen port
+//! changed) and the Secret's keys owned root:1000 mode 0440 as the pod has them.
+//! A thread plays the kubelet's part of copying Secret updates into the
+//! "volume" (with a delay, as the kubelet has).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use claworc_contract::names;
+use claworc_e2e::{Cluster, Output, TestNamespace, run, unique_name, wait_for};
+use serde_json::Value;
+
+const RUN_AS: u32 = 1000;
+
+fn plugin_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--offline", "--quiet", "-p", "kubectl-claworc"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p kubectl-claworc failed");
+        target.join("debug").join("kubectl-claworc")
+    })
+}
+
+/// The passwd name of uid 1000, the sidecar's run-as user here.
+fn user_1000() -> String {
+    let out = Command::new("getent").args(["passwd", &RUN_AS.to_string()]).output().expect("getent");
+    let name = String::from_utf8_lossy(&out.stdout).split(':').next().unwrap_or("").trim().to_string();
+    assert!(!name.is_empty(), "no user of uid {RUN_AS} on this machine (getent passwd {RUN_AS})");
+    name
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+}
+
+/// An HTTP server on loopback answering `body`.
+fn http_server(body: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+    port
+}
+
+fn http_get(port: u16) -> Option<String> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
+fn b64decode(s: &str) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
+    for c in s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
+        buf = (buf << 6) | A.iter().position(|a| *a == c).expect("base64") as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buf >> bits) as u8);
+            buf &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// The Secret's data as text.
+fn secret_data(ns: &str, secret: &str) -> Option<BTreeMap<String, String>> {
+    let out = Cluster::get().kubectl(&["-n", ns, "get", "secret", secret, "-o", "json"]);
+    if !out.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&out.stdout).ok()?;
+    let data = v["data"].as_object()?;
+    Some(
+        data.iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&b64decode(v.as_str().unwrap_or(""))).into_owned()))
+            .collect(),
+    )
+}
+
+/// The pids of every descendant of `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) {
+            parents.push((p, ppid));
+        }
+    }
+    let (mut out, mut frontier) = (Vec::new(), vec![pid]);
+    while let Some(parent) = frontier.pop() {
+        for &(child, ppid) in &parents {
+            if ppid == parent && !out.contains(&child) {
+                out.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// The sshd "in the pod": config from the pod, keys from the Secret.
+struct Sshd {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Sshd {
+    fn keys_dir(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+
+    /// Writes Secret data as the volume has it: root:1000, mode 0440, atomically.
+    fn write_keys(&self, data: &BTreeMap<String, String>) {
+        for key in [names::SECRET_AUTHORIZED_KEYS, names::SECRET_HOST_KEY, names::SECRET_HOST_KEY_PUB] {
+            let Some(text) = data.get(key) else { continue };
+            let tmp = self.keys_dir().join(format!(".{key}.tmp"));
+            std::fs::write(&tmp, text).unwrap();
+            if is_root() {
+                std::os::unix::fs::chown(&tmp, Some(0), Some(RUN_AS)).unwrap();
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440)).unwrap();
+            } else {
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o400)).unwrap();
+            }
+            std::fs::rename(&tmp, self.keys_dir().join(key)).unwrap();
+        }
+    }
+
+    fn start(&mut self) {
+        let sshd = ["/usr/sbin/sshd", "-D", "-e", "-f"];
+        let config = self.dir.join("sshd_config");
+        let mut cmd = if is_root() {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", "1000", "--regid", "1000", "--clear-groups"]).args(sshd);
+            c
+        } else {
+            let mut c = Command::new(sshd[0]);
+            c.args(&sshd[1..]);
+            c
+        };
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("sshd.log")).unwrap();
+        cmd.arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("/usr/sbin/sshd"));
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("sshd exited ({s}): {}", self.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "sshd does not listen: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops sshd and every connection it serves (by pid).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let family = descendants(c.id());
+            let _ = c.kill();
+            let _ = c.wait();
+            for pid in family {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An instance made by `kubectl claworc create`, served by a local sshd.
+struct Fixture {
+    ns: TestNamespace,
+    home: PathBuf,
+    name: String,
+    pod: String,
+    sshd: Sshd,
+    forward_port: u16,
+    token: String,
+    stop_sync: Arc<AtomicBool>,
+}
+
+impl Fixture {
+    fn new(prefix: &str) -> Fixture {
+        let ns = TestNamespace::new(prefix);
+        let home = std::env::temp_dir().join(unique_name("claworc-ssh-xdg"));
+        std::fs::create_dir_all(&home).unwrap();
+        let token = unique_name("through-the-tunnel");
+        let forward_port = http_server(token.clone());
+        let name = "box".to_string();
+        let mut fx = Fixture {
+            ns,
+            home,
+            name,
+            pod: String::new(),
+            sshd: Sshd { dir: PathBuf::new(), port: free_port(), child: None },
+            forward_port,
+            token,
+            stop_sync: Arc::new(AtomicBool::new(false)),
+        };
+        let n = fx.ns.name().to_string();
+        fx.ok(&["-n", &n, "create", "box", "--image", "example.invalid/agent:1", "--forward-ports", &forward_port.to_string()]);
+
+        // The running pod and its injected sidecar config.
+        let pod = wait_for("a running pod of the instance", Duration::from_secs(90), || {
+            let out = fx.ns.kubectl(&["get", "pods", "-l", &format!("{}=box", names::LABEL_INSTANCE), "-o", "json"]);
+            let v = out.json();
+            v["items"].as_array()?.iter().find(|p| p["status"]["phase"] == "Running").cloned()
+        });
+        fx.pod = pod["metadata"]["name"].as_str().unwrap().to_string();
+        let sidecar = pod["spec"]["initContainers"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["name"] == names::SIDECAR))
+            .unwrap_or_else(|| panic!("no injected {} in {pod}", names::SIDECAR));
+        let config = sidecar["env"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["name"] == names::ENV_SSHD_CONFIG))
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("no {} in {sidecar}", names::ENV_SSHD_CONFIG))
+            .to_string();
+        let pod_port: u16 = config
+            .lines()
+            .find_map(|l| l.strip_prefix("Port "))
+            .and_then(|p| p.trim().parse().ok())
+            .expect("Port in the sshd config");
+        assert!(config.contains(&format!("PermitOpen localhost:{forward_port}")), "{config}");
+
+        // Exactly that config; only the key directory and the listen port differ.
+        let dir = std::env::temp_dir().join(unique_name("claworc-ssh-sshd"));
+        std::fs::create_dir_all(dir.join("keys")).unwrap();
+        for d in [dir.clone(), dir.join("keys")] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let config = config
+            .replace(names::KEYS_DIR, dir.join("keys").to_str().unwrap())
+            .replace(&format!("Port {pod_port}\n"), &format!("Port {}\n", fx.sshd.port));
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        fx.sshd.dir = dir;
+        let secret = names::default_secret_name("box");
+        fx.sshd.write_keys(&secret_data(&n, &secret).expect("the instance Secret"));
+        fx.sshd.start();
+
+        // kwok connects the pod's port-forward stream to our sshd.
+        fx.ns
+            .apply(&format!(
+                r#"{{"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward", "metadata": {{"name": "{}"}},
+                    "spec": {{"forwards": [{{"ports": [{pod_port}], "target": {{"port": {}, "address": "127.0.0.1"}}}}]}}}}"#,
+                fx.pod, fx.sshd.port
+            ))
+            .expect_ok("PortForward");
+
+        // The kubelet's part: Secret updates reach the volume, a little later.
+        let (stop, dir, ns_name) = (fx.stop_sync.clone(), fx.sshd.dir.clone(), n.clone());
+        std::thread::spawn(move || {
+            let sshd = Sshd { dir, port: 0, child: None };
+            let mut last = secret_data(&ns_name, &secret);
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_secs(1));
+                let now = secret_data(&ns_name, &secret);
+                if now.is_some() && now != last {
+                    std::thread::sleep(Duration::from_secs(3));
+                    sshd.write_keys(now.as_ref().unwrap());
+                    last = now;
+                }
+            }
+            std::mem::forget(sshd);
+        });
+
+        // kwok may take a moment to pick the PortForward up.
+        wait_for("a first SSH login through the API", Duration::from_secs(60), || {
+            fx.run(&["-n", &n, "ssh", "box", "--", "true"]).success().then_some(())
+        });
+        fx
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Cluster::get().command(plugin_bin());
+        cmd.env("XDG_CONFIG_HOME", &self.home).env("CLAWORC_SSH_USER", user_1000());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command();
+        cmd.args(args);
+        run(cmd, None)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.success(), "kubectl-claworc {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
+        out.stdout
+    }
+
+    /// `kubectl-claworc -n NS ARGS…`.
+    fn plugin(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-n", self.ns.name()];
+        all.extend_from_slice(args);
+        self.run(&all)
+    }
+
+    fn key_dir(&self) -> PathBuf {
+        let keys = self.home.join("claworc").join("keys");
+        std::fs::read_dir(&keys)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path().join(self.ns.name()).join(&self.name))
+            .find(|p| p.exists())
+            .expect("instance key dir")
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.stop_sync.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// Kills a background plugin process when the test ends.
+struct Background(Child);
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ssh_runs_commands_as_the_run_as_user_and_returns_their_status() {
+    let fx = Fixture::new("ssh-exec");
+    let out = fx.plugin(&["ssh", "box", "--", "id", "-u"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "1000");
+
+    let out = fx.plugin(&["ssh", "box", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
+
+    let out = fx.plugin(&["ssh", "box", "--", "sh", "-c", "echo to-out; echo to-err >&2"]);
+    assert_eq!((out.stdout.as_str(), out.stderr.contains("to-err")), ("to-out\n", true), "{out:?}");
+    assert!(!out.stdout.contains("to-err"));
+
+    // status: a live SSH check.
+    let st: Value = serde_json::from_str(&fx.ok(&["-n", fx.ns.name(), "status", "box", "-o", "json"])).unwrap();
+    let check = st["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "ssh")).cloned();
+    let check = check.unwrap_or_else(|| panic!("no ssh check in {st}"));
+    assert_eq!(check["ok"], true, "{check}");
+    assert!(check["detail"].as_str().unwrap().contains("ms"), "{check}");
+}
+
+#[test]
+fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts() {
+    let mut fx = Fixture::new("ssh-tunnel");
+    let other = http_server("must not be reached".into());
+    let mut cmd = fx.command();
+    cmd.args(["-n", fx.ns.name(), "tunnel", "box", "-L", &fx.forward_port.to_string(), "-L", &other.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut tunnel = Background(cmd.spawn().expect("tunnel"));
+    let stderr = tunnel.0.stderr.take().unwrap();
+    let log = Arc::new(std::sync::Mutex::new(String::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            log2.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    // "Forwarding http://127.0.0.1:PORT -> box:REMOTE", one line per forward.
+    let mut lines = BufReader::new(tunnel.0.stdout.take().unwrap()).lines();
+    let mut local = BTreeMap::new();
+    for _ in 0..2 {
+        let line = lines.next().expect("a forward line").unwrap();
+        let url = line.split_whitespace().nth(1).unwrap_or_else(|| panic!("{line}"));
+        let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+        let remote: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+        assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+        local.insert(remote, port);
+    }
+    let allowed = local[&fx.forward_port];
+    let reply = wait_for("an HTTP reply through the tunnel", Duration::from_secs(30), || {
+        http_get(allowed).filter(|r| r.contains(&fx.token))
+    });
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+
+    // A port outside claworc.io/forward-ports: sshd refuses it.
+    let reply = http_get(local[&other]).unwrap_or_default();
+    assert!(!reply.contains("must not be reached"), "{reply}");
+    wait_for("the refusal on stderr", Duration::from_secs(10), || {
+        log.lock().unwrap().contains(&format!("forward to localhost:{other}")).then_some(())
+    });
+
+    // sshd goes away and comes back: the tunnel reconnects by itself.
+    fx.sshd.stop();
+    wait_for("the tunnel to notice", Duration::from_secs(60), || {
+        log.lock().unwrap().contains("lost").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    fx.sshd.start();
+    let reply = wait_for("an HTTP reply after the restart", Duration::from_secs(90), || {
+        http_get(allowed).filter(|r| r.contains(&fx.token))
+    });
+    assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    let log = log.lock().unwrap().clone();
+    assert!(log.matches("tunnel: connected").count() >= 2, "{log}");
+}
+
+#[test]
+fn a_changed_host_key_is_refused() {
+    let mut fx = Fixture::new("ssh-hostkey");
+    // Someone else's host key on the sshd (as an interceptor would have).
+    let tmp = fx.sshd.dir.join("intruder");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&tmp)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut data = BTreeMap::new();
+    data.insert(names::SECRET_HOST_KEY.to_string(), std::fs::read_to_string(&tmp).unwrap());
+    data.insert(names::SECRET_HOST_KEY_PUB.to_string(), std::fs::read_to_string(tmp.with_extension("pub")).unwrap());
+    fx.sshd.stop();
+    fx.sshd.write_keys(&data);
+    fx.sshd.start();
+    for extra in [&[][..], &["--repin"][..]] {
+        let mut args = vec!["ssh", "box"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "true"]);
+        let out = fx.plugin(&args);
+        assert_eq!(out.status.code(), Some(5), "{args:?} must be refused: {}", out.stderr);
+        assert!(out.stderr.contains("host key"), "{}", out.stderr);
+        assert!(out.stderr.contains("rotate-keys NAME --host-key"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
+    let fx = Fixture::new("ssh-rotate");
+    let old_key = fx.home.join("old_id_ed25519");
+    std::fs::copy(fx.key_dir().join("id_ed25519"), &old_key).unwrap();
+    std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU32::new(0)), Arc::new(std::sync::Mutex::new(Vec::new())));
+    let loop_thread = {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        let mut cmd_base = vec!["-n".to_string(), fx.ns.name().to_string()];
+        cmd_base.extend(["ssh", "box", "--", "true"].map(String::from));
+        let (home, user) = (fx.home.clone(), user_1000());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut cmd = Cluster::get().command(plugin_bin());
+                cmd.env("XDG_CONFIG_HOME", &home).env("CLAWORC_SSH_USER", &user).args(&cmd_base);
+                let out = run(cmd, None);
+                if out.success() {
+                    ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    failed.lock().unwrap().push(out.stderr);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let out = fx.plugin(&["rotate-keys", "box"]);
+    assert!(out.success(), "rotate-keys: {}{}", out.stderr, fx.sshd.log());
+    // Let the volume catch up with the removal of the old key, still looping.
+    std::thread::sleep(Duration::from_secs(8));
+    stop.store(true, Ordering::Relaxed);
+    loop_thread.join().unwrap();
+    let failed = failed.lock().unwrap().clone();
+    assert!(failed.is_empty(), "{} logins failed during the rotation: {failed:#?}", failed.len());
+    assert!(ok.load(Ordering::Relaxed) >= 3, "too few logins: {}", ok.load(Ordering::Relaxed));
+
+    // The new key works, the old one is refused.
+    fx.ok(&["-n", fx.ns.name(), "ssh", "box", "--", "true"]);
+    let out = fx.plugin(&["ssh", "box", "--identity", old_key.to_str().unwrap(), "--", "true"]);
+    assert!(!out.success(), "the old key still works");
+    assert!(out.stderr.contains("refused the client key"), "{}", out.stderr);
+}
+
+#[test]
+fn logs_come_through_the_api_and_files_over_ssh() {
+    let fx = Fixture::new("ssh-logs");
+    let pod = fx.ns.kubectl(&["get", "pod", &fx.pod, "-o", "json"]).json();
+    let container = pod["spec"]["containers"][0]["name"].as_str().unwrap().to_string();
+    let token = unique_name("log-line");
+    // kwok serves a container log file in the CRI format, as the kubelet reads them.
+    let cri = fx.sshd.dir.join("container.log");
+    std::fs::write(
+        &cri,
+        format!("2026-01-01T00:00:00.000000000Z stdout F first\n2026-01-01T00:00:01.000000000Z stdout F {token}\n"),
+    )
+    .unwrap();
+    // A plain file inside the "instance", read over SSH by the sshd's user.
+    let file = fx.sshd.dir.join("app.log");
+    std::fs::write(&file, format!("first\n{token}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fx.ns
+        .apply(&format!(
+            r#"{{"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs", "metadata": {{"name": "{}"}},
+                "spec": {{"logs": [{{"containers": ["{container}"], "logsFile": "{}"}}]}}}}"#,
+            fx.pod,
+            cri.display()
+        ))
+        .expect_ok("Logs");
+    let last = std::cell::RefCell::new(String::new());
+    let start = Instant::now();
+    let logs = loop {
+        let out = fx.plugin(&["logs", "box"]);
+        if out.success() && out.stdout.contains(&token) {
+            break out.stdout;
+        }
+        *last.borrow_mut() = format!("{}{}", out.stderr, out.stdout);
+        let direct = fx.ns.kubectl(&["logs", &fx.pod, "-c", &container]);
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no logs through pods/log: plugin: {}; kubectl logs: {direct:?}",
+            last.borrow()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(logs.starts_with("first\n"), "{logs}");
+
+    // The same file read over SSH by the sshd's user.
+    let out = fx.plugin(&["logs", "box", "--file", file.to_str().unwrap(), "--tail", "1"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert_eq!(out.stdout, format!("{token}\n"));
+}
