@@ -233,6 +233,14 @@ async fn create_steps(
                 if crate::error::is_conflict(&e) {
                     forget(&m);
                 }
+                if is_not_found(&e) {
+                    // Creating in a missing namespace.
+                    forget(&m);
+                    let ns = obj.meta().namespace.clone().unwrap_or_default();
+                    return Err(Error::not_found(format!(
+                        "namespace {ns:?} not found: create it (`kubectl create namespace {ns}`) or pick another with -n"
+                    )));
+                }
                 Err(Error::kube(e, &m))
             }
         }

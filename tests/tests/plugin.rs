@@ -1,10 +1,11 @@
 //! `kubectl claworc` against the real local control plane: create/delete and their
-//! flags, rollback of a failed create, rotate-keys, tenants and their kubeconfig with
+//! flags, rollback of a failed create, tenants and their kubeconfig with
 //! the real kubectl, and the error paths (one line on stderr, the right exit code).
 //!
 //! The plugin binary is `target/debug/kubectl-claworc` (built once per test process
 //! with `cargo build -p kubectl-claworc`); every test has its own namespace and its
-//! own `XDG_CONFIG_HOME`.
+//! own `XDG_CONFIG_HOME`. `rotate-keys` proves the new key with a real SSH login, so
+//! it is tested in `ssh.rs`, which runs a real sshd behind the instance.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -445,90 +446,6 @@ fn a_failed_create_leaves_nothing_behind() {
     assert!(user.instance_dir(n, "dev2").is_none());
 }
 
-#[test]
-fn rotate_keys_replaces_the_client_key() {
-    let ns = TestNamespace::new("plugin-rotate");
-    let user = User::new();
-    let n = ns.name();
-    user.ok(&["-n", n, "create", "dev", "--image", "busybox:1"]);
-    let dir = user.instance_dir(n, "dev").unwrap();
-    let before = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
-    user.ok(&["-n", n, "rotate-keys", "dev"]);
-    let after = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
-    assert_ne!(before, after);
-    assert!(!dir.join("id_ed25519.new").exists(), "pending key left");
-    assert_eq!(mode(&dir.join("id_ed25519")), 0o600);
-    let ak = secret_text(&ns, "dev-ssh", names::SECRET_AUTHORIZED_KEYS);
-    assert_eq!(
-        ak.trim(),
-        after.trim(),
-        "authorized_keys must hold only the new key"
-    );
-    let at = get_json(&ns, &["deployment", "dev"])["metadata"]["annotations"][ann::KEYS_ROTATED_AT]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(at.len(), "2026-01-31T12:00:00Z".len(), "{at}");
-    assert!(at.ends_with('Z') && at.as_bytes()[10] == b'T', "{at}");
-    let st: Value =
-        serde_json::from_str(&user.ok(&["-n", n, "status", "dev", "-o", "json"])).unwrap();
-    assert_eq!(st["lastRotation"], at.as_str());
-
-    // A rotation interrupted after step 2 (pending key made and authorized): the
-    // next run resumes with that key and finishes.
-    let pending = dir.join("id_ed25519.new");
-    let keygen = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "pending", "-f"])
-        .arg(&pending)
-        .status()
-        .expect("ssh-keygen");
-    assert!(keygen.success());
-    let pending_pub = std::fs::read_to_string(dir.join("id_ed25519.new.pub")).unwrap();
-    let both = format!("{}\n{}\n", after.trim(), pending_pub.trim());
-    let patch =
-        serde_json::json!({"stringData": {names::SECRET_AUTHORIZED_KEYS: both}}).to_string();
-    ns.kubectl(&["patch", "secret", "dev-ssh", "--type=merge", "-p", &patch])
-        .expect_ok("patch");
-    let out = user.run(&["-n", n, "rotate-keys", "dev"]);
-    assert!(out.success(), "{}", out.stderr);
-    assert!(out.stderr.contains("resuming"), "{}", out.stderr);
-    assert_eq!(
-        std::fs::read_to_string(dir.join("id_ed25519.pub"))
-            .unwrap()
-            .trim(),
-        pending_pub.trim()
-    );
-    let ak = secret_text(&ns, "dev-ssh", names::SECRET_AUTHORIZED_KEYS);
-    assert_eq!(
-        ak.split_whitespace().nth(1),
-        pending_pub.split_whitespace().nth(1),
-        "{ak}"
-    );
-    assert_eq!(ak.lines().count(), 1, "{ak}");
-    assert!(!pending.exists());
-
-    // --host-key: a new host key, pinned, annotated.
-    let fp = get_json(&ns, &["deployment", "dev"])["metadata"]["annotations"]
-        [ann::HOST_KEY_FINGERPRINT]
-        .clone();
-    user.ok(&["-n", n, "rotate-keys", "dev", "--host-key"]);
-    let fp2 = get_json(&ns, &["deployment", "dev"])["metadata"]["annotations"]
-        [ann::HOST_KEY_FINGERPRINT]
-        .clone();
-    assert_ne!(fp, fp2);
-    let st: Value =
-        serde_json::from_str(&user.ok(&["-n", n, "status", "dev", "-o", "json"])).unwrap();
-    assert_eq!(st["hostKeyPinned"], true);
-    assert!(
-        !st["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|w| w.as_str().unwrap().contains("pinned")),
-        "{st}"
-    );
-}
-
 fn jwt_claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&base64_decode(payload, true)).expect("JWT claims")
@@ -695,6 +612,13 @@ fn errors_are_one_line_with_distinct_exit_codes() {
         "--env",
     );
     assert_fails(&user.run(&["tenant", "create", "Bad"]), 2, "tenant name");
+    let missing = unique_name("no-such-ns");
+    assert_fails(
+        &user.run(&["-n", &missing, "create", "x", "--image", "busybox:1"]),
+        3,
+        "namespace",
+    );
+    assert!(!user.store().join("keys").exists() || user.instance_dir(&missing, "x").is_none());
     assert_fails(&user.run(&["--context", "nope", "list"]), 3, "--context");
     // kubectl's own plain Deployment is not an instance
     ns.kubectl(&["create", "deployment", "plain", "--image", "busybox:1"])
