@@ -222,10 +222,31 @@ fn ttl_seconds(ttl: Duration) -> Result<i64> {
     i64::try_from(s).map_err(|_| Error::invalid("--ttl is too large"))
 }
 
-fn output_path(name: &str, output: &Option<PathBuf>) -> PathBuf {
-    output
+/// The kubeconfig file to write: `--output`, else `<NAME>.kubeconfig`. An existing
+/// file is only replaced if it is a kubeconfig of this tenant (never, say,
+/// `~/.kube/config`).
+fn output_path(name: &str, output: &Option<PathBuf>) -> Result<PathBuf> {
+    let path = output
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.kubeconfig")))
+        .unwrap_or_else(|| PathBuf::from(format!("{name}.kubeconfig")));
+    if path.exists() && !is_tenant_kubeconfig(&path, name) {
+        return Err(Error::AlreadyExists(format!(
+            "--output {}: the file exists and is not a kubeconfig of tenant {name}: pick another file or remove it",
+            path.display()
+        )));
+    }
+    Ok(path)
+}
+
+fn is_tenant_kubeconfig(path: &Path, tenant: &str) -> bool {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| serde_yaml::from_str::<kube::config::Kubeconfig>(&t).ok())
+        .is_some_and(|k| {
+            k.current_context.as_deref() == Some(format!("claworc-{tenant}").as_str())
+                && k.clusters.len() == 1
+                && k.auth_infos.len() == 1
+        })
 }
 
 async fn create_obj<K>(ctx: &Ctx, api: &Api<K>, obj: &K, what: &str) -> Result<()>
@@ -253,7 +274,7 @@ pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
             )));
         }
     }
-    let out = output_path(&args.name, &args.output);
+    let out = output_path(&args.name, &args.output)?;
     let info = cluster_info(ctx)?;
     let name = &args.name;
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
@@ -449,7 +470,7 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<
         create_obj(ctx, &sas, &service_account(name), "serviceaccount").await?;
     }
     let (token, expires) = request_token(ctx, name, ttl).await?;
-    let out = output_path(name, &args.output);
+    let out = output_path(name, &args.output)?;
     write_kubeconfig(&out, &kubeconfig(name, &info, &token))?;
     println!(
         "kubeconfig for tenant {name} written to {} (token expires {expires}){}",
@@ -655,6 +676,29 @@ mod tests {
         // kube reads it back
         let kc: kube::config::Kubeconfig = serde_yaml::from_str(&y).unwrap();
         assert_eq!(kc.current_context.as_deref(), Some("claworc-team-a"));
+    }
+
+    #[test]
+    fn never_overwrites_another_kubeconfig() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mine = tmp.path().join("t.kubeconfig");
+        let other = tmp.path().join("config");
+        assert_eq!(output_path("t", &Some(mine.clone())).unwrap(), mine);
+        let info = ClusterInfo {
+            server: "https://x".into(),
+            ca_data: None,
+            insecure_skip_tls_verify: false,
+            tls_server_name: None,
+        };
+        std::fs::write(&mine, kubeconfig("t", &info, "tok")).unwrap();
+        assert!(output_path("t", &Some(mine.clone())).is_ok());
+        assert_eq!(output_path("u", &Some(mine)).unwrap_err().exit_code(), 4);
+        std::fs::write(
+            &other,
+            "apiVersion: v1\nkind: Config\ncurrent-context: admin\n",
+        )
+        .unwrap();
+        assert!(output_path("t", &Some(other)).is_err());
     }
 
     #[test]
