@@ -560,6 +560,12 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         ks.remove_host_key(&id)?;
     }
     ks.remove_instance_dir_if_empty(&id);
+    if deleted.is_empty() {
+        println!(
+            "no objects of {} were left in the cluster; local keys removed",
+            args.name
+        );
+    }
     for d in deleted {
         println!("{d} deleted");
     }

@@ -266,7 +266,11 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let mut report = instance_report(ctx, &args.name, args.max_key_age).await?;
     // Live check: an SSH login through the API, running `true`.
     let (ok, detail) = crate::transport::ssh_check(ctx, &args.name).await;
-    report.checks.push(Check { name: "ssh".into(), ok, detail });
+    report.checks.push(Check {
+        name: "ssh".into(),
+        ok,
+        detail,
+    });
     match args.output {
         Some(f) => output::print(&report, f),
         None => print!("{}", render_status(&report)),
