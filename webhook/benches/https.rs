@@ -101,17 +101,26 @@ async fn drive(
     }
 }
 
-/// The floor: a handler that allows everything without reading the review.
+/// The floor: the cheapest correct allow-everything webhook on the same TLS
+/// stack. It reads the body and echoes the request's uid (the apiserver rejects a
+/// response without it), and nothing else.
 fn floor_router() -> Router {
-    async fn allow() -> impl IntoResponse {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Uid,
+    }
+    #[derive(serde::Deserialize)]
+    struct Uid {
+        uid: String,
+    }
+    async fn allow(body: axum::body::Bytes) -> impl IntoResponse {
+        let uid = serde_json::from_slice::<Review>(&body).map(|r| r.request.uid).unwrap_or_default();
         (
             [(header::CONTENT_TYPE, "application/json")],
-            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true,"status":{}}}"#,
+            format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{{"uid":{uid:?},"allowed":true}}}}"#),
         )
     }
-    Router::new()
-        .route("/mutate", post(allow))
-        .route("/validate", post(allow))
+    Router::new().route("/mutate", post(allow)).route("/validate", post(allow))
 }
 
 /// CPU time per request of each stage, in-process (no HTTP, no TLS), in µs.

@@ -2,6 +2,7 @@
 //! Pure: dry-run requests are answered the same way, and nothing is written.
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 
 use crate::inject::{self, Config};
@@ -21,21 +22,26 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
         Ok(s) if refused.is_empty() => s,
         _ => return res.deny(join(refused)),
     };
-    // Injection changes only the pod template: diff just that (not status or
-    // managedFields), under its path in the Deployment.
     let injected = inject::inject_template(d, &settings, cfg);
-    let at_template = |t| serde_json::to_value(t).map(|t| serde_json::json!({"spec": {"template": t}}));
-    match (at_template(&d.spec.template), at_template(&injected)) {
-        (Ok(before), Ok(after)) => {
-            let patch = json_patch::diff(&before, &after);
-            if patch.0.is_empty() {
-                return res;
-            }
-            res.with_patch(patch).unwrap_or_else(|e| {
-                AdmissionResponse::from(req).deny(format!("internal error: {e}"))
-            })
+    if injected == d.spec.template {
+        return res;
+    }
+    // Injection changes only the pod template, so the patch is one `replace` of
+    // it: cheaper than diffing two JSON trees, and the same on every call.
+    #[derive(serde::Serialize)]
+    struct Replace<'a> {
+        op: &'static str,
+        path: &'static str,
+        value: &'a PodTemplateSpec,
+    }
+    let replace = [Replace { op: "replace", path: "/spec/template", value: &injected }];
+    // kube-core keeps `patchType` private: `with_patch` sets it, then the bytes are ours.
+    match (serde_json::to_vec(&replace), res.with_patch(json_patch::Patch(Vec::new()))) {
+        (Ok(patch), Ok(mut res)) => {
+            res.patch = Some(patch);
+            res
         }
-        _ => res.deny("internal error: the Deployment could not be serialized"),
+        _ => AdmissionResponse::from(req).deny("claworc: internal error: the patch could not be serialized"),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use claworc_contract::Settings;
 use claworc_contract::names::{
-    SIDECAR, VOLUME_KEYS, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER, VOLUME_RUN,
+    SIDECAR,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
