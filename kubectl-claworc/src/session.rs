@@ -16,6 +16,7 @@ use clap::Args;
 use russh::ChannelMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+
 use crate::error::{Error, Result};
 use crate::context::Ctx;
 use crate::transport::{self, Connection};
@@ -117,59 +118,66 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
     .map_err(|e| Error::other(format!("ssh: starting the command: {e}")))?;
 
     let (mut read, write) = channel.split();
-    let mut stdin = tokio::io::stdin();
+    let write = std::sync::Arc::new(write);
+    // stdin is pumped by its own task, so that a full window on the way out can
+    // never stop the loop below from draining what comes in.
+    let pump = {
+        let write = write.clone();
+        tokio::spawn(async move {
+            let mut stdin = tokio::io::stdin();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stdin.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if write.data(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = write.eof().await;
+        })
+    };
+    if interactive {
+        let write = write.clone();
+        let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+            .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?;
+        tokio::spawn(async move {
+            while winch.recv().await.is_some() {
+                if let Some((cols, rows)) = terminal_size() {
+                    if write.window_change(cols, rows, 0, 0).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+    }
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
-    let mut winch = if interactive {
-        Some(
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-                .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?,
-        )
-    } else {
-        None
-    };
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut stdin_open = true;
     let mut code: Option<i32> = None;
-    loop {
-        tokio::select! {
-            n = stdin.read(&mut buf), if stdin_open => match n {
-                Ok(0) | Err(_) => {
-                    stdin_open = false;
-                    let _ = write.eof().await;
+    while let Some(msg) = read.wait().await {
+        match msg {
+            ChannelMsg::Close => break,
+            ChannelMsg::Data { data } => {
+                stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
+                stdout.flush().await.ok();
+            }
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                stderr.write_all(&data).await.ok();
+                stderr.flush().await.ok();
+            }
+            ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
+            ChannelMsg::ExitSignal { signal_name, error_message, .. } => {
+                if !error_message.is_empty() {
+                    stderr.write_all(format!("remote: {error_message}\n").as_bytes()).await.ok();
                 }
-                Ok(n) => {
-                    if write.data(&buf[..n]).await.is_err() {
-                        stdin_open = false;
-                    }
-                }
-            },
-            Some(()) = async { match winch.as_mut() { Some(w) => w.recv().await, None => std::future::pending().await } } => {
-                if let Some((cols, rows)) = terminal_size() {
-                    let _ = write.window_change(cols, rows, 0, 0).await;
-                }
-            },
-            msg = read.wait() => match msg {
-                None | Some(ChannelMsg::Close) => break,
-                Some(ChannelMsg::Data { data }) => {
-                    stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
-                    stdout.flush().await.ok();
-                }
-                Some(ChannelMsg::ExtendedData { data, ext: 1 }) => {
-                    stderr.write_all(&data).await.ok();
-                    stderr.flush().await.ok();
-                }
-                Some(ChannelMsg::ExitStatus { exit_status }) => code = Some(exit_status as i32),
-                Some(ChannelMsg::ExitSignal { signal_name, error_message, .. }) => {
-                    if !error_message.is_empty() {
-                        stderr.write_all(format!("remote: {error_message}\n").as_bytes()).await.ok();
-                    }
-                    code = Some(signal_exit_code(&signal_name));
-                }
-                Some(_) => {}
-            },
+                code = Some(signal_exit_code(&signal_name));
+            }
+            _ => {}
         }
     }
+    pump.abort();
     stdout.flush().await.ok();
     stderr.flush().await.ok();
     drop(_raw);

@@ -165,8 +165,15 @@ impl Sshd {
         let sshd = ["/usr/sbin/sshd", "-D", "-e", "-f"];
         let config = self.dir.join("sshd_config");
         let mut cmd = if is_root() {
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid", "1000", "--regid", "1000", "--clear-groups"]).args(sshd);
+            // As in a pod: a private /dev/pts with the container runtime's options
+            // (gid=5, mode 0620), so sshd as a non-root user can hand out PTYs.
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "sh", "-c"]).arg(
+                "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts \
+                 && mount --bind /dev/pts/ptmx /dev/ptmx \
+                 && exec setpriv --reuid 1000 --regid 1000 --clear-groups \"$@\"",
+            );
+            c.arg("sh").args(sshd);
             c
         } else {
             let mut c = Command::new(sshd[0]);
@@ -565,4 +572,31 @@ fn logs_come_through_the_api_and_files_over_ssh() {
     let out = fx.plugin(&["logs", "box", "--file", file.to_str().unwrap(), "--tail", "1"]);
     assert!(out.success(), "{}", out.stderr);
     assert_eq!(out.stdout, format!("{token}\n"));
+}
+
+#[test]
+fn an_interactive_shell_gets_a_terminal() {
+    let fx = Fixture::new("ssh-pty");
+    // `script` gives the plugin a terminal on stdin and stdout, as a person's shell would.
+    let plugin = format!(
+        "{} -n {} ssh box",
+        plugin_bin().display(),
+        fx.ns.name()
+    );
+    let mut cmd = fx.command();
+    let cmd = {
+        let mut c = Command::new("script");
+        c.args(["-qec", &plugin, "/dev/null"]);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        let _ = &mut cmd;
+        c
+    };
+    let out = run(cmd, Some("tty; stty size; exit 3\n"));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(out.stdout.contains("/dev/pts/"), "no PTY: {out:?}");
 }
