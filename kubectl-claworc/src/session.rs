@@ -16,9 +16,8 @@ use clap::Args;
 use russh::ChannelMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-
-use crate::error::{Error, Result};
 use crate::context::Ctx;
+use crate::error::{Error, Result};
 use crate::transport::{self, Connection};
 use crate::tunnel::SshOptions;
 
@@ -58,13 +57,23 @@ pub fn exit(code: i32) -> ! {
 /// Quotes one word for a POSIX shell (left alone when it is safe as it is).
 pub fn shell_quote(word: &str) -> String {
     let safe = !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
-    if safe { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
+    if safe {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// The remote command line for argv `words`.
 pub fn command_line<S: AsRef<str>>(words: &[S]) -> String {
-    words.iter().map(|w| shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+    words
+        .iter()
+        .map(|w| shell_quote(w.as_ref()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Exit code for a remote signal, as shells report it.
@@ -141,14 +150,15 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
     };
     if interactive {
         let write = write.clone();
-        let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-            .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?;
+        let mut winch =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+                .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?;
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
-                if let Some((cols, rows)) = terminal_size() {
-                    if write.window_change(cols, rows, 0, 0).await.is_err() {
-                        break;
-                    }
+                if let Some((cols, rows)) = terminal_size()
+                    && write.window_change(cols, rows, 0, 0).await.is_err()
+                {
+                    break;
                 }
             }
         });
@@ -160,7 +170,10 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         match msg {
             ChannelMsg::Close => break,
             ChannelMsg::Data { data } => {
-                stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
+                stdout
+                    .write_all(&data)
+                    .await
+                    .map_err(|e| Error::other(format!("stdout: {e}")))?;
                 stdout.flush().await.ok();
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
@@ -168,9 +181,16 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
                 stderr.flush().await.ok();
             }
             ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
-            ChannelMsg::ExitSignal { signal_name, error_message, .. } => {
+            ChannelMsg::ExitSignal {
+                signal_name,
+                error_message,
+                ..
+            } => {
                 if !error_message.is_empty() {
-                    stderr.write_all(format!("remote: {error_message}\n").as_bytes()).await.ok();
+                    stderr
+                        .write_all(format!("remote: {error_message}\n").as_bytes())
+                        .await
+                        .ok();
                 }
                 code = Some(signal_exit_code(&signal_name));
             }
@@ -194,7 +214,10 @@ pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<
         .channel_open_session()
         .await
         .map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
-    channel.exec(true, command).await.map_err(|e| Error::other(format!("ssh: exec: {e}")))?;
+    channel
+        .exec(true, command)
+        .await
+        .map_err(|e| Error::other(format!("ssh: exec: {e}")))?;
     channel.eof().await.ok();
     let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
     while let Some(msg) = channel.wait().await {
@@ -202,7 +225,9 @@ pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<
             ChannelMsg::Data { data } => out.extend_from_slice(&data),
             ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
             ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
-            ChannelMsg::ExitSignal { signal_name, .. } => code = Some(signal_exit_code(&signal_name)),
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                code = Some(signal_exit_code(&signal_name))
+            }
             ChannelMsg::Close => break,
             _ => {}
         }
@@ -233,12 +258,18 @@ impl RawMode {
         unsafe {
             let mut saved: libc::termios = std::mem::zeroed();
             if libc::tcgetattr(libc::STDIN_FILENO, &mut saved) != 0 {
-                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
+                return Err(Error::other(format!(
+                    "terminal: {}",
+                    std::io::Error::last_os_error()
+                )));
             }
             let mut raw = saved;
             libc::cfmakeraw(&mut raw);
             if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
-                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
+                return Err(Error::other(format!(
+                    "terminal: {}",
+                    std::io::Error::last_os_error()
+                )));
             }
             Ok(RawMode { saved })
         }

@@ -28,8 +28,8 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::keystore::{InstanceId, KeyStore};
 use crate::hostkey::{self, Expectation, Refusal, Verdict};
+use crate::keystore::{InstanceId, KeyStore};
 
 /// How long the SSH handshake (key exchange and authentication) may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,7 +61,12 @@ pub async fn find_instance(client: &kube::Client, namespace: &str, name: &str) -
     let list = pods
         .list(&ListParams::default().labels(&format!("{LABEL_INSTANCE}={name}")))
         .await
-        .map_err(|e| Error::kube(e, format!("pods of instance \"{name}\" in namespace \"{namespace}\"")))?;
+        .map_err(|e| {
+            Error::kube(
+                e,
+                format!("pods of instance \"{name}\" in namespace \"{namespace}\""),
+            )
+        })?;
     let pod = pick_pod(&list.items).ok_or_else(|| {
         let phases: Vec<String> = list
             .items
@@ -79,16 +84,27 @@ pub async fn find_instance(client: &kube::Client, namespace: &str, name: &str) -
             if phases.is_empty() { String::new() } else { format!(" ({})", phases.join(", ")) }
         ))
     })?;
-    Ok(Instance { namespace: namespace.into(), name: name.into(), pod, settings })
+    Ok(Instance {
+        namespace: namespace.into(),
+        name: name.into(),
+        pod,
+        settings,
+    })
 }
 
 /// The parsed `claworc.io/*` annotations of the Deployment `name`.
-pub async fn instance_settings(client: &kube::Client, namespace: &str, name: &str) -> Result<Settings> {
+pub async fn instance_settings(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Settings> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = deployments
-        .get(name)
-        .await
-        .map_err(|e| Error::kube(e, format!("instance (deployment) \"{name}\" in namespace \"{namespace}\"")))?;
+    let d = deployments.get(name).await.map_err(|e| {
+        Error::kube(
+            e,
+            format!("instance (deployment) \"{name}\" in namespace \"{namespace}\""),
+        )
+    })?;
     let annotations: BTreeMap<String, String> = d.metadata.annotations.unwrap_or_default();
     Settings::from_annotations(name, &annotations).map_err(|errors| {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -125,13 +141,21 @@ impl Drop for PortForwardStream {
 }
 
 impl AsyncRead for PortForwardStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for PortForwardStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -143,16 +167,27 @@ impl AsyncWrite for PortForwardStream {
 }
 
 /// Opens `pods/portforward` to the instance's ssh port.
-pub async fn open_port_forward(client: &kube::Client, instance: &Instance) -> Result<PortForwardStream> {
+pub async fn open_port_forward(
+    client: &kube::Client,
+    instance: &Instance,
+) -> Result<PortForwardStream> {
     let port = instance.settings.ssh_port;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &instance.namespace);
     let mut forwarder = pods
         .portforward(&instance.pod, &[port])
         .await
-        .map_err(|e| Error::kube(e, format!("port-forward to pod \"{}\" port {port}", instance.pod)))?;
-    let stream = forwarder
-        .take_stream(port)
-        .ok_or_else(|| Error::other(format!("port-forward to pod \"{}\": no stream for port {port}", instance.pod)))?;
+        .map_err(|e| {
+            Error::kube(
+                e,
+                format!("port-forward to pod \"{}\" port {port}", instance.pod),
+            )
+        })?;
+    let stream = forwarder.take_stream(port).ok_or_else(|| {
+        Error::other(format!(
+            "port-forward to pod \"{}\": no stream for port {port}",
+            instance.pod
+        ))
+    })?;
     if let Some(errors) = forwarder.take_error(port) {
         let pod = instance.pod.clone();
         tokio::spawn(async move {
@@ -175,7 +210,10 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(user: impl Into<String>, key: PrivateKey) -> Self {
-        Credentials { user: user.into(), keys: vec![Arc::new(key)] }
+        Credentials {
+            user: user.into(),
+            keys: vec![Arc::new(key)],
+        }
     }
 }
 
@@ -193,7 +231,9 @@ pub fn default_user() -> String {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the private key.
-        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -204,7 +244,9 @@ pub enum ConnectError {
     #[error("{0}")]
     HostKey(Refusal),
     /// The server refused our key.
-    #[error("the instance refused the client key for user \"{user}\" (wrong key, rotated key not yet propagated, or wrong --user)")]
+    #[error(
+        "the instance refused the client key for user \"{user}\" (wrong key, rotated key not yet propagated, or wrong --user)"
+    )]
     Auth { user: String },
     /// The transport failed (port-forward, sshd down, protocol error, timeout).
     #[error("ssh: {0}")]
@@ -236,7 +278,10 @@ impl Connection {
 
     /// Disconnects politely.
     pub async fn close(&self) {
-        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "bye", "en").await;
+        let _ = self
+            .handle
+            .disconnect(russh::Disconnect::ByApplication, "bye", "en")
+            .await;
     }
 }
 
@@ -249,7 +294,10 @@ pub struct Client {
 impl client::Handler for Client {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return Ok(false);
         };
@@ -270,7 +318,10 @@ pub fn config() -> Arc<client::Config> {
         maximum_packet_size: 65535,
         channel_buffer_size: 256,
         nodelay: true,
-        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(CIPHERS), ..Default::default() },
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            ..Default::default()
+        },
         ..Default::default()
     })
 }
@@ -294,14 +345,21 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let outcome = Arc::new(Mutex::new(None));
-    let handler = Client { expect, outcome: outcome.clone() };
+    let handler = Client {
+        expect,
+        outcome: outcome.clone(),
+    };
     let work = async move {
         let connected = client::connect_stream(config(), stream, handler).await;
         let checked = outcome.lock().expect("host-key outcome").take();
         let (mut handle, host_key, verdict) = match (connected, checked) {
             (_, Some((_, Verdict::Refused(r)))) => return Err(ConnectError::HostKey(r)),
             (Err(e), _) => return Err(ConnectError::Transport(e.to_string())),
-            (Ok(_), None) => return Err(ConnectError::Transport("the server presented no host key".into())),
+            (Ok(_), None) => {
+                return Err(ConnectError::Transport(
+                    "the server presented no host key".into(),
+                ));
+            }
             (Ok(h), Some((key, verdict))) => (h, key, verdict),
         };
         for key in &creds.keys {
@@ -311,14 +369,22 @@ where
                 .await
                 .map_err(|e| ConnectError::Transport(format!("authentication: {e}")))?;
             if auth.success() {
-                return Ok(Connection { handle, host_key, verdict });
+                return Ok(Connection {
+                    handle,
+                    host_key,
+                    verdict,
+                });
             }
         }
-        Err(ConnectError::Auth { user: creds.user.clone() })
+        Err(ConnectError::Auth {
+            user: creds.user.clone(),
+        })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
         .await
-        .map_err(|_| ConnectError::Transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")))?
+        .map_err(|_| {
+            ConnectError::Transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}"))
+        })?
 }
 
 /// What `ssh`, `tunnel`, `logs --file` and `rotate-keys` need to connect.
@@ -344,11 +410,19 @@ pub fn instance_id(ctx: &Ctx, name: &str) -> InstanceId {
 }
 
 /// The client credentials: `--identity FILE`, else the key store's key.
-pub fn credentials(ctx: &Ctx, store: &KeyStore, name: &str, opts: &ConnectOptions) -> Result<Credentials> {
+pub fn credentials(
+    ctx: &Ctx,
+    store: &KeyStore,
+    name: &str,
+    opts: &ConnectOptions,
+) -> Result<Credentials> {
     let keys = match &opts.identity {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(e, path))?;
-            vec![crate::keys::parse_private(&text).map_err(|e| e.context(format!("--identity {}", path.display())))?]
+            vec![
+                crate::keys::parse_private(&text)
+                    .map_err(|e| e.context(format!("--identity {}", path.display())))?,
+            ]
         }
         None => {
             let id = instance_id(ctx, name);
@@ -365,12 +439,22 @@ pub fn credentials(ctx: &Ctx, store: &KeyStore, name: &str, opts: &ConnectOption
             keys
         }
     };
-    Ok(Credentials { user: opts.user(), keys: keys.into_iter().map(Arc::new).collect() })
+    Ok(Credentials {
+        user: opts.user(),
+        keys: keys.into_iter().map(Arc::new).collect(),
+    })
 }
 
 /// What the key store and the Deployment say about the host key.
-pub fn expectation(ctx: &Ctx, store: &KeyStore, instance: &Instance, repin: bool) -> Result<Expectation> {
-    let pin = store.lookup_host_key(&instance_id(ctx, &instance.name))?.map(|k| hostkey::fingerprint(&k));
+pub fn expectation(
+    ctx: &Ctx,
+    store: &KeyStore,
+    instance: &Instance,
+    repin: bool,
+) -> Result<Expectation> {
+    let pin = store
+        .lookup_host_key(&instance_id(ctx, &instance.name))?
+        .map(|k| hostkey::fingerprint(&k));
     Ok(Expectation {
         instance: instance.id(),
         pin,
@@ -388,12 +472,17 @@ pub async fn connect_instance(
     creds: &Credentials,
     repin: bool,
 ) -> std::result::Result<Connection, ConnectError> {
-    let expect = expectation(ctx, store, instance, repin).map_err(|e| ConnectError::Transport(e.to_string()))?;
+    let expect = expectation(ctx, store, instance, repin)
+        .map_err(|e| ConnectError::Transport(e.to_string()))?;
     let stream = open_port_forward(&ctx.client, instance)
         .await
         .map_err(|e| ConnectError::Transport(e.to_string()))?;
     let conn = handshake(stream, creds, expect).await?;
-    if let Verdict::PinFromAnnotation { fingerprint, replaced } = &conn.verdict {
+    if let Verdict::PinFromAnnotation {
+        fingerprint,
+        replaced,
+    } = &conn.verdict
+    {
         let id = instance_id(ctx, &instance.name);
         store
             .pin_host_key(&id, &conn.host_key)
@@ -417,52 +506,16 @@ pub async fn connect_instance(
 }
 
 /// Finds the instance, loads the credentials, connects.
-pub async fn connect(ctx: &Ctx, name: &str, opts: &ConnectOptions) -> Result<(Instance, Connection)> {
+pub async fn connect(
+    ctx: &Ctx,
+    name: &str,
+    opts: &ConnectOptions,
+) -> Result<(Instance, Connection)> {
     let store = KeyStore::open_default()?;
     let creds = credentials(ctx, &store, name, opts)?;
     let instance = find_instance(&ctx.client, &ctx.namespace, name).await?;
     let conn = connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
     Ok((instance, conn))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn pod(name: &str, phase: &str, ready: bool, created: i64, deleting: bool) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": name,
-                "creationTimestamp": format!("2026-01-01T00:00:{created:02}Z"),
-            },
-            "status": {
-                "phase": phase,
-                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-            },
-        }))
-        .map(|mut p: Pod| {
-            if deleting {
-                p.metadata.deletion_timestamp = p.metadata.creation_timestamp.clone().map(|Time(t)| Time(t));
-            }
-            p
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn picks_the_newest_running_ready_pod() {
-        let pods = vec![
-            pod("old-ready", "Running", true, 1, false),
-            pod("new-ready", "Running", true, 5, false),
-            pod("newest-not-ready", "Running", false, 9, false),
-            pod("pending", "Pending", false, 10, false),
-            pod("terminating", "Running", true, 11, true),
-        ];
-        assert_eq!(pick_pod(&pods).as_deref(), Some("new-ready"));
-        assert_eq!(pick_pod(&pods[2..]).as_deref(), Some("newest-not-ready"));
-        assert_eq!(pick_pod(&pods[3..]), None);
-    }
 }
 
 /// How long [`prove_login`] keeps trying: the kubelet propagates a Secret
@@ -487,7 +540,13 @@ pub async fn prove_login(ctx: &Ctx, name: &str, key: &PrivateKey) -> Result<()> 
                 .await
                 .map_err(|e| ConnectError::Transport(e.to_string()))?;
             conn.close().await;
-            if code == 0 { Ok(()) } else { Err(ConnectError::Transport(format!("`true` exited with {code}"))) }
+            if code == 0 {
+                Ok(())
+            } else {
+                Err(ConnectError::Transport(format!(
+                    "`true` exited with {code}"
+                )))
+            }
         };
         match attempt.await {
             Ok(()) => return Ok(()),
@@ -500,7 +559,9 @@ pub async fn prove_login(ctx: &Ctx, name: &str, key: &PrivateKey) -> Result<()> 
             }
             Err(e) => {
                 if !said {
-                    eprintln!("waiting for the instance to accept the new key (the kubelet updates Secret volumes with a delay): {e}");
+                    eprintln!(
+                        "waiting for the instance to accept the new key (the kubelet updates Secret volumes with a delay): {e}"
+                    );
                     said = true;
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -520,7 +581,12 @@ pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
     let (_, conn) = match tokio::time::timeout(SSH_CHECK_TIMEOUT, connect(ctx, name, &opts)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return (false, e.one_line()),
-        Err(_) => return (false, format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs())),
+        Err(_) => {
+            return (
+                false,
+                format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs()),
+            );
+        }
     };
     let connected = start.elapsed();
     let t = std::time::Instant::now();
@@ -538,7 +604,52 @@ pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
                 hostkey::fingerprint(&conn.host_key)
             ),
         ),
-        Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),
+        Ok((code, _, err)) => (
+            false,
+            format!(
+                "`true` exited with {code}: {}",
+                String::from_utf8_lossy(&err).trim()
+            ),
+        ),
         Err(e) => (false, e.one_line()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, phase: &str, ready: bool, created: i64, deleting: bool) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "creationTimestamp": format!("2026-01-01T00:00:{created:02}Z"),
+            },
+            "status": {
+                "phase": phase,
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            },
+        }))
+        .map(|mut p: Pod| {
+            if deleting {
+                p.metadata.deletion_timestamp = p.metadata.creation_timestamp.clone();
+            }
+            p
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn picks_the_newest_running_ready_pod() {
+        let pods = vec![
+            pod("old-ready", "Running", true, 1, false),
+            pod("new-ready", "Running", true, 5, false),
+            pod("newest-not-ready", "Running", false, 9, false),
+            pod("pending", "Pending", false, 10, false),
+            pod("terminating", "Running", true, 11, true),
+        ];
+        assert_eq!(pick_pod(&pods).as_deref(), Some("new-ready"));
+        assert_eq!(pick_pod(&pods[2..]).as_deref(), Some("newest-not-ready"));
+        assert_eq!(pick_pod(&pods[3..]), None);
     }
 }
