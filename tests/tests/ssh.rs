@@ -596,6 +596,18 @@ fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts() {
         || http_get(allowed).filter(|r| r.contains(&fx.token)),
     );
     assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
+    // Ctrl-C closes cleanly.
+    let killed = Command::new("kill")
+        .args(["-INT", &tunnel.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = wait_for(
+        "the tunnel to end on SIGINT",
+        Duration::from_secs(10),
+        || tunnel.0.try_wait().unwrap(),
+    );
+    assert_eq!(status.code(), Some(0));
     let log = log.lock().unwrap().clone();
     assert!(log.matches("tunnel: connected").count() >= 2, "{log}");
 }
@@ -797,4 +809,112 @@ fn an_interactive_shell_gets_a_terminal() {
     let out = run(cmd, Some("tty; stty size; exit 3\n"));
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(out.stdout.contains("/dev/pts/"), "no PTY: {out:?}");
+}
+
+#[test]
+fn a_host_key_rotation_repins_here_and_needs_repin_elsewhere() {
+    let mut fx = Fixture::new("ssh-hostrot");
+    let n = fx.ns.name().to_string();
+    // A second machine of the same user: same client key, same (soon old) pin.
+    let elsewhere = std::env::temp_dir().join(unique_name("claworc-ssh-elsewhere"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(fx.home.join("claworc"))
+        .arg(&elsewhere)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let run_elsewhere = |args: &[&str]| {
+        let mut cmd = Cluster::get().command(plugin_bin());
+        cmd.env("XDG_CONFIG_HOME", &elsewhere)
+            .env("CLAWORC_SSH_USER", user_1000())
+            .args(["-n", &n])
+            .args(args);
+        run(cmd, None)
+    };
+
+    let old_pod = fx.pod.clone();
+    let out = fx.plugin(&["rotate-keys", "box", "--host-key"]);
+    assert!(out.success(), "rotate-keys --host-key: {}", out.stderr);
+    let secret = secret_data(&n, &names::default_secret_name("box")).unwrap();
+    let new_pub = secret[names::SECRET_HOST_KEY_PUB].clone();
+
+    // The pod restarts (sshd reads its host key at start): follow it, as the
+    // kubelet would, with the new key from the Secret volume.
+    let pod = wait_for("the restarted pod", Duration::from_secs(90), || {
+        let v = fx
+            .ns
+            .kubectl(&[
+                "get",
+                "pods",
+                "-l",
+                &format!("{}=box", names::LABEL_INSTANCE),
+                "-o",
+                "json",
+            ])
+            .json();
+        v["items"]
+            .as_array()?
+            .iter()
+            .find(|p| {
+                p["status"]["phase"] == "Running"
+                    && p["metadata"]["name"] != old_pod.as_str()
+                    && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .and_then(|p| p["metadata"]["name"].as_str().map(String::from))
+    });
+    // The pod's ssh port, as the old pod's PortForward has it.
+    let pf = fx
+        .ns
+        .kubectl(&["get", "portforward.kwok.x-k8s.io", &old_pod, "-o", "json"])
+        .json();
+    let pod_ssh_port = pf["spec"]["forwards"][0]["ports"][0].as_u64().unwrap();
+    fx.sshd.stop();
+    wait_for(
+        "the new host key in the volume",
+        Duration::from_secs(30),
+        || {
+            let now = std::fs::read_to_string(fx.sshd.keys_dir().join(names::SECRET_HOST_KEY_PUB))
+                .ok()?;
+            (now == new_pub).then_some(())
+        },
+    );
+    fx.sshd.start();
+    fx.pod = pod.clone();
+    fx.ns
+        .apply(&format!(
+            r#"{{"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "PortForward", "metadata": {{"name": "{pod}"}},
+                "spec": {{"forwards": [{{"ports": [{pod_ssh_port}], "target": {{"port": {}, "address": "127.0.0.1"}}}}]}}}}"#,
+            fx.sshd.port
+        ))
+        .expect_ok("PortForward");
+
+    // Here: the pin was updated together with the annotation.
+    wait_for(
+        "a login with the new host key",
+        Duration::from_secs(60),
+        || {
+            fx.plugin(&["ssh", "box", "--", "true"])
+                .success()
+                .then_some(())
+        },
+    );
+    // Elsewhere: the old pin is refused, with the way out; --repin takes the new key
+    // because it matches the annotation.
+    let out = run_elsewhere(&["ssh", "box", "--", "true"]);
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    assert!(out.stderr.contains("--repin"), "{}", out.stderr);
+    // (rotate-keys replaced the client key too: the other machine gets the new one.)
+    let key_dir = fx.key_dir();
+    let there = elsewhere.join(key_dir.strip_prefix(&fx.home).unwrap());
+    for f in ["id_ed25519", "id_ed25519.pub"] {
+        std::fs::copy(key_dir.join(f), there.join(f)).unwrap();
+    }
+    let out = run_elsewhere(&["ssh", "box", "--repin", "--", "true"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("re-pinned"), "{}", out.stderr);
+    let out = run_elsewhere(&["ssh", "box", "--", "true"]);
+    assert!(out.success(), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&elsewhere);
 }
