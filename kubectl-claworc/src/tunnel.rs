@@ -105,7 +105,9 @@ pub const COPY_BUFFER: usize = 256 * 1024;
 pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
     let store = KeyStore::open_default()?;
     let opts = args.ssh.connect_options();
-    let creds = transport::credentials(ctx, &store, &args.name, &opts)?;
+    // Checked once up front (a missing key is a usage error), then re-read on every
+    // reconnect, so a `rotate-keys` while the tunnel runs is picked up.
+    transport::credentials(ctx, &store, &args.name, &opts)?;
     let settings = transport::instance_settings(&ctx.client, &ctx.namespace, &args.name).await?;
     let forwards = if args.forwards.is_empty() {
         settings
@@ -151,6 +153,8 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
                 let instance = transport::find_instance(&ctx.client, &ctx.namespace, &name)
                     .await
                     .map_err(|e| ConnectError::Transport(e.to_string()))?;
+                let creds = transport::credentials(ctx, &store, &name, &opts)
+                    .map_err(|e| ConnectError::Transport(e.one_line()))?;
                 let conn =
                     transport::connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
                 Ok::<_, ConnectError>((instance, conn))
