@@ -727,6 +727,70 @@ fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
         "{}",
         out.stderr
     );
+
+    // The Secret holds only the new key; the Deployment says when.
+    let dir = fx.key_dir();
+    let current = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
+    let secret_name = names::default_secret_name("box");
+    let ak =
+        secret_data(fx.ns.name(), &secret_name).unwrap()[names::SECRET_AUTHORIZED_KEYS].clone();
+    assert_eq!(
+        ak.split_whitespace().nth(1),
+        current.split_whitespace().nth(1),
+        "{ak}"
+    );
+    assert_eq!(ak.lines().count(), 1, "{ak}");
+    assert!(!dir.join("id_ed25519.new").exists(), "pending key left");
+    let d = fx
+        .ns
+        .kubectl(&["get", "deployment", "box", "-o", "json"])
+        .json();
+    let at = d["metadata"]["annotations"][claworc_contract::annotations::KEYS_ROTATED_AT]
+        .as_str()
+        .unwrap();
+    assert!(at.ends_with('Z') && at.len() == 20, "{at}");
+
+    // A rotation interrupted after step 2 (pending key made and authorized): the
+    // next run resumes with that key, proves it over SSH and finishes.
+    let pending = dir.join("id_ed25519.new");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "pending", "-f"])
+        .arg(&pending)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let pending_pub = std::fs::read_to_string(dir.join("id_ed25519.new.pub")).unwrap();
+    let both = format!("{}\n{}\n", current.trim(), pending_pub.trim());
+    let patch =
+        serde_json::json!({"stringData": {names::SECRET_AUTHORIZED_KEYS: both}}).to_string();
+    fx.ns
+        .kubectl(&[
+            "patch",
+            "secret",
+            &secret_name,
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+        .expect_ok("patch");
+    let out = fx.plugin(&["rotate-keys", "box"]);
+    assert!(out.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("resuming"), "{}", out.stderr);
+    let now = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
+    assert_eq!(
+        now.split_whitespace().nth(1),
+        pending_pub.split_whitespace().nth(1)
+    );
+    assert!(!pending.exists());
+    wait_for(
+        "a login with the resumed key",
+        Duration::from_secs(30),
+        || {
+            fx.plugin(&["ssh", "box", "--", "true"])
+                .success()
+                .then_some(())
+        },
+    );
 }
 
 #[test]
