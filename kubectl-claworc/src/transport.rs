@@ -326,6 +326,9 @@ pub fn config() -> Arc<client::Config> {
     })
 }
 
+/// Read buffer of the transport stream.
+const READ_BUFFER: usize = 256 * 1024;
+
 /// AES-GCM first: with AES-NI it is the cheapest cipher for both ends (the
 /// sidecar's sshd included), which is what bounds tunnel throughput.
 const CIPHERS: &[russh::cipher::Name] = &[
@@ -350,6 +353,9 @@ where
         outcome: outcome.clone(),
     };
     let work = async move {
+        // SSH reads a 4-byte length, then the packet: buffer the reads so that is not
+        // two reads (syscalls, or duplex wake-ups) per packet. Writes pass straight through.
+        let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
         let connected = client::connect_stream(config(), stream, handler).await;
         let checked = outcome.lock().expect("host-key outcome").take();
         let (mut handle, host_key, verdict) = match (connected, checked) {
