@@ -30,18 +30,50 @@ pub const DEFAULT_EGRESS: &str = "restricted";
 /// Every annotation a user may set on an opted-in Deployment. Any other
 /// `claworc.io/*` key is refused.
 pub const ALL: &[Annotation] = &[
-    Annotation { key: SSH_SECRET, default: "<name>-ssh", meaning: "Secret with `authorized_keys`, `ssh_host_ed25519_key`, `ssh_host_ed25519_key.pub`" },
+    Annotation {
+        key: SSH_SECRET,
+        default: "<name>-ssh",
+        meaning: "Secret with `authorized_keys`, `ssh_host_ed25519_key`, `ssh_host_ed25519_key.pub`",
+    },
     Annotation { key: SSH_PORT, default: "2222", meaning: "port sshd listens on inside the pod (1024–65535)" },
-    Annotation { key: FORWARD_PORTS, default: "3000,8080", meaning: "the only `localhost` ports SSH local forwarding may reach (VNC, gateway)" },
+    Annotation {
+        key: FORWARD_PORTS,
+        default: "3000,8080",
+        meaning: "the only `localhost` ports SSH local forwarding may reach (VNC, gateway)",
+    },
     Annotation { key: RUN_AS_USER, default: "1000", meaning: "UID for sshd and default for the pod" },
     Annotation { key: RUN_AS_GROUP, default: "1000", meaning: "GID for sshd and default for the pod" },
-    Annotation { key: KNOWN_HOSTS, default: "github,gitlab,bitbucket", meaning: "pinned public host keys injected as `known_hosts`" },
-    Annotation { key: KNOWN_HOSTS_CONFIGMAP, default: "none", meaning: "ConfigMap whose `known_hosts` key is appended" },
+    Annotation {
+        key: KNOWN_HOSTS,
+        default: "github,gitlab,bitbucket",
+        meaning: "pinned public host keys injected as `known_hosts`",
+    },
+    Annotation {
+        key: KNOWN_HOSTS_CONFIGMAP,
+        default: "none",
+        meaning: "ConfigMap whose `known_hosts` key is appended",
+    },
     Annotation { key: STRICT_HOST_KEY_CHECKING, default: "yes", meaning: "`yes` or `accept-new`; `no` is rejected" },
-    Annotation { key: EGRESS, default: "restricted", meaning: "network profile label value read by the shipped NetworkPolicies" },
-    Annotation { key: TARGET_CONTAINER, default: "first container", meaning: "the workload container whose volumes the sidecar shares" },
-    Annotation { key: HOST_KEY_FINGERPRINT, default: "set by the plugin", meaning: "`SHA256:…` of the host key, so any client with API access can pin it" },
-    Annotation { key: KEYS_ROTATED_AT, default: "set by the plugin", meaning: "RFC 3339 time of the last `kubectl claworc rotate-keys`" },
+    Annotation {
+        key: EGRESS,
+        default: "restricted",
+        meaning: "network profile label value read by the shipped NetworkPolicies",
+    },
+    Annotation {
+        key: TARGET_CONTAINER,
+        default: "first container",
+        meaning: "the workload container whose volumes the sidecar shares",
+    },
+    Annotation {
+        key: HOST_KEY_FINGERPRINT,
+        default: "set by the plugin",
+        meaning: "`SHA256:…` of the host key, so any client with API access can pin it",
+    },
+    Annotation {
+        key: KEYS_ROTATED_AT,
+        default: "set by the plugin",
+        meaning: "RFC 3339 time of the last `kubectl claworc rotate-keys`",
+    },
 ];
 
 /// Network profiles that the NetworkPolicies in `manifests/` implement.
@@ -54,11 +86,7 @@ pub fn find(key: &str) -> Option<&'static Annotation> {
 
 /// The known key nearest to `key` (by edit distance), to suggest in a denial.
 pub fn nearest(key: &str) -> &'static str {
-    ALL.iter()
-        .map(|a| (edit_distance(key, a.key), a.key))
-        .min()
-        .map(|(_, k)| k)
-        .unwrap_or(SSH_SECRET)
+    ALL.iter().map(|a| (edit_distance(key, a.key), a.key)).min().map(|(_, k)| k).unwrap_or(SSH_SECRET)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

@@ -5,7 +5,8 @@
 pub const PINNED: &str = include_str!("pinned_known_hosts");
 
 /// Short names accepted by `claworc.io/known-hosts`, and their host names.
-pub const HOSTS: &[(&str, &str)] = &[("github", "github.com"), ("gitlab", "gitlab.com"), ("bitbucket", "bitbucket.org")];
+pub const HOSTS: &[(&str, &str)] =
+    &[("github", "github.com"), ("gitlab", "gitlab.com"), ("bitbucket", "bitbucket.org")];
 
 /// The `known_hosts` lines for the given short names, in the order given.
 pub fn lines_for(names: &[String]) -> String {

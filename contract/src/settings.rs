@@ -40,7 +40,9 @@ impl StrictHostKeyChecking {
 /// Why an annotation was refused. Each message names the field and the fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
-    #[error("metadata.annotations[\"{key}\"]: unknown claworc annotation; did you mean \"{suggestion}\"? (the known keys are listed in docs/webhook.md)")]
+    #[error(
+        "metadata.annotations[\"{key}\"]: unknown claworc annotation; did you mean \"{suggestion}\"? (the known keys are listed in docs/webhook.md)"
+    )]
     Unknown { key: String, suggestion: &'static str },
     #[error("metadata.annotations[\"{key}\"]: {value:?} is not valid: {fix}")]
     Invalid { key: &'static str, value: String, fix: String },
@@ -97,7 +99,9 @@ impl Settings {
                 fingerprint(v).then(|| Some(v.to_string())).ok_or("use \"SHA256:\" and 43 base64 characters, as printed by `ssh-keygen -lf`")
             }),
         };
-        p.get(a::KEYS_ROTATED_AT, (), |v| rfc3339ish(v).then_some(()).ok_or("use an RFC 3339 UTC time such as 2026-01-31T12:00:00Z"));
+        p.get(a::KEYS_ROTATED_AT, (), |v| {
+            rfc3339ish(v).then_some(()).ok_or("use an RFC 3339 UTC time such as 2026-01-31T12:00:00Z")
+        });
         if p.errors.is_empty() { Ok(settings) } else { Err(p.errors) }
     }
 }
@@ -156,7 +160,13 @@ fn fingerprint(v: &str) -> bool {
 
 fn rfc3339ish(v: &str) -> bool {
     let b = v.as_bytes();
-    b.len() == 20 && b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':' && b[19] == b'Z'
+    b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z'
         && [0..4, 5..7, 8..10, 11..13, 14..16, 17..19].into_iter().all(|r| b[r].iter().all(u8::is_ascii_digit))
 }
 
@@ -194,7 +204,9 @@ mod tests {
         .unwrap_err();
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(text.len(), 7, "{text:#?}");
-        assert!(text.iter().any(|t| t.contains("claworc.io/sshport") && t.contains("did you mean \"claworc.io/ssh-port\"")));
+        assert!(
+            text.iter().any(|t| t.contains("claworc.io/sshport") && t.contains("did you mean \"claworc.io/ssh-port\""))
+        );
         assert!(text.iter().any(|t| t.contains("strict-host-key-checking") && t.contains("accept-new")));
         assert!(text.iter().any(|t| t.contains("ssh-port") && t.contains("1024 to 65535")));
     }

@@ -2,8 +2,8 @@
 
 use std::fmt::Write;
 
-use crate::names::{KEYS_DIR, RUN_DIR, SECRET_AUTHORIZED_KEYS, SECRET_HOST_KEY};
 use crate::Settings;
+use crate::names::{KEYS_DIR, RUN_DIR, SECRET_AUTHORIZED_KEYS, SECRET_HOST_KEY};
 
 /// Where the sidecar finds its keys and writable directory. The pod uses
 /// [`Paths::POD`]; tests point these at temporary directories.

@@ -108,11 +108,7 @@ async fn download(local_port: u16, bytes: u64) -> f64 {
 async fn best_of(runs: usize, local_port: u16, bytes: u64, up: bool) -> f64 {
     let mut best = f64::MAX;
     for _ in 0..runs {
-        let secs = if up {
-            upload(local_port, bytes).await
-        } else {
-            download(local_port, bytes).await
-        };
+        let secs = if up { upload(local_port, bytes).await } else { download(local_port, bytes).await };
         best = best.min(secs);
     }
     bytes as f64 / best
@@ -122,16 +118,8 @@ async fn best_of(runs: usize, local_port: u16, bytes: u64, up: bool) -> f64 {
 async fn our_tunnel(sshd: &Sshd, remote: u16) -> u16 {
     let tcp = TcpStream::connect(("127.0.0.1", sshd.port)).await.unwrap();
     let creds = Credentials::new(sshd.user.clone(), sshd.client_key.clone());
-    let expect = Expectation {
-        instance: "bench".into(),
-        pin: Some(sshd.host_fingerprint()),
-        ..Default::default()
-    };
-    let conn = Arc::new(
-        transport::handshake(tcp, &creds, expect)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let expect = Expectation { instance: "bench".into(), pin: Some(sshd.host_fingerprint()), ..Default::default() };
+    let conn = Arc::new(transport::handshake(tcp, &creds, expect).await.unwrap_or_else(|e| panic!("{e}")));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
@@ -149,44 +137,24 @@ fn openssh_tunnel(sshd: &Sshd, remote: u16, cipher: Option<&str>) -> (std::proce
     let known_hosts = sshd.dir.join("bench_known_hosts");
     std::fs::write(
         &known_hosts,
-        format!(
-            "[127.0.0.1]:{} {}\n",
-            sshd.port,
-            keys::public_bare(sshd.host_key.public_key())
-        ),
+        format!("[127.0.0.1]:{} {}\n", sshd.port, keys::public_bare(sshd.host_key.public_key())),
     )
     .unwrap();
     let child = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-N",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=yes",
-        ])
+        .args(["-F", "/dev/null", "-N", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
         .args(cipher.map(|c| ["-c", c]).into_iter().flatten())
         .arg("-i")
         .arg(&sshd.client_key_file)
-        .args([
-            "-p",
-            &sshd.port.to_string(),
-            "-L",
-            &format!("127.0.0.1:{local}:localhost:{remote}"),
-        ])
+        .args(["-p", &sshd.port.to_string(), "-L", &format!("127.0.0.1:{local}:localhost:{remote}")])
         .arg(format!("{}@127.0.0.1", sshd.user))
         .stdin(Stdio::null())
         .spawn()
         .expect("ssh (OpenSSH client)");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "ssh -L did not listen"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "ssh -L did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, local)
@@ -197,17 +165,10 @@ fn mib_s(bytes_per_s: f64) -> String {
 }
 
 fn main() {
-    let mb: u64 = std::env::var("CLAWORC_BENCH_MB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+    let mb: u64 = std::env::var("CLAWORC_BENCH_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
     let bytes = mb * 1024 * 1024;
     let runs = 3;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async {
         let remote = target_server(bytes).await;
         let sshd = Sshd::start(&[remote]);

@@ -339,8 +339,7 @@ pub fn completion(shell: clap_complete::Shell) {
 /// Parses `90d`, `720h`, `30m`, `45s`, `1h30m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let bad =
-        || format!("invalid duration {s:?}: use a number with a unit, e.g. 90s, 30m, 720h, 90d");
+    let bad = || format!("invalid duration {s:?}: use a number with a unit, e.g. 90s, 30m, 720h, 90d");
     if s.is_empty() {
         return Err(bad());
     }
@@ -362,10 +361,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             _ => return Err(bad()),
         };
         let n: u64 = num.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
         num.clear();
     }
     if !num.is_empty() {
@@ -396,14 +392,8 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            parse_duration("90d").unwrap(),
-            Duration::from_secs(90 * 86_400)
-        );
-        assert_eq!(
-            parse_duration("720h").unwrap(),
-            Duration::from_secs(720 * 3_600)
-        );
+        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
+        assert_eq!(parse_duration("720h").unwrap(), Duration::from_secs(720 * 3_600));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
         assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
         assert!(parse_duration("h").is_err());
@@ -421,38 +411,14 @@ mod tests {
 
     #[test]
     fn dry_run_parses() {
-        let cli = Cli::try_parse_from([
-            "k",
-            "create",
-            "a",
-            "--image",
-            "i",
-            "--dry-run=client",
-            "-o",
-            "json",
-        ])
-        .unwrap();
-        let Command::Create(c) = cli.command else {
-            panic!()
-        };
+        let cli = Cli::try_parse_from(["k", "create", "a", "--image", "i", "--dry-run=client", "-o", "json"]).unwrap();
+        let Command::Create(c) = cli.command else { panic!() };
         assert_eq!(c.dry_run, Some(DryRun::Client));
         assert_eq!(c.output, Format::Json);
-        let cli = Cli::try_parse_from([
-            "k",
-            "-n",
-            "x",
-            "create",
-            "a",
-            "--image",
-            "i",
-            "--forward-ports",
-            "1,2",
-        ])
-        .unwrap();
+        let cli =
+            Cli::try_parse_from(["k", "-n", "x", "create", "a", "--image", "i", "--forward-ports", "1,2"]).unwrap();
         assert_eq!(cli.global.namespace.as_deref(), Some("x"));
-        let Command::Create(c) = cli.command else {
-            panic!()
-        };
+        let Command::Create(c) = cli.command else { panic!() };
         assert_eq!(c.forward_ports, vec![1, 2]);
     }
 }

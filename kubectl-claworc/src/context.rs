@@ -44,15 +44,10 @@ impl Ctx {
             Some(path) => Kubeconfig::read_from(path)
                 .map_err(|e| Error::other(format!("--kubeconfig {}: {e}", path.display())))?,
             None => Kubeconfig::read().map_err(|e| {
-                Error::other(format!(
-                    "cannot read a kubeconfig ({e}): set KUBECONFIG or pass --kubeconfig FILE"
-                ))
+                Error::other(format!("cannot read a kubeconfig ({e}): set KUBECONFIG or pass --kubeconfig FILE"))
             })?,
         };
-        let context = global
-            .context
-            .clone()
-            .or_else(|| kubeconfig.current_context.clone());
+        let context = global.context.clone().or_else(|| kubeconfig.current_context.clone());
         if let Some(name) = &global.context
             && !kubeconfig.contexts.iter().any(|c| &c.name == name)
         {
@@ -60,11 +55,7 @@ impl Ctx {
                 "--context {name}: no such context in the kubeconfig (see `kubectl config get-contexts`)"
             )));
         }
-        let options = KubeConfigOptions {
-            context: global.context.clone(),
-            cluster: None,
-            user: None,
-        };
+        let options = KubeConfigOptions { context: global.context.clone(), cluster: None, user: None };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
             .map_err(|e| Error::other(format!("kubeconfig: {e}")))?;
@@ -75,38 +66,16 @@ impl Ctx {
             }
             None => config.default_namespace.clone(),
         };
-        let scope = context
-            .clone()
-            .unwrap_or_else(|| config.cluster_url.host().unwrap_or("cluster").to_string());
-        let client = kube::Client::try_from(config.clone())
-            .map_err(|e| Error::other(format!("kube client: {e}")))?;
-        Ok(Ctx {
-            client,
-            namespace,
-            cluster: sanitize(&scope),
-            config,
-            kubeconfig,
-            context,
-            verbose: global.verbose,
-        })
+        let scope = context.clone().unwrap_or_else(|| config.cluster_url.host().unwrap_or("cluster").to_string());
+        let client = kube::Client::try_from(config.clone()).map_err(|e| Error::other(format!("kube client: {e}")))?;
+        Ok(Ctx { client, namespace, cluster: sanitize(&scope), config, kubeconfig, context, verbose: global.verbose })
     }
 
     /// The kubeconfig cluster entry of the context in use.
     pub fn cluster_entry(&self) -> Option<&kube::config::Cluster> {
         let ctx_name = self.context.as_deref()?;
-        let ctx = self
-            .kubeconfig
-            .contexts
-            .iter()
-            .find(|c| c.name == ctx_name)?
-            .context
-            .as_ref()?;
-        self.kubeconfig
-            .clusters
-            .iter()
-            .find(|c| c.name == ctx.cluster)?
-            .cluster
-            .as_ref()
+        let ctx = self.kubeconfig.contexts.iter().find(|c| c.name == ctx_name)?.context.as_ref()?;
+        self.kubeconfig.clusters.iter().find(|c| c.name == ctx.cluster)?.cluster.as_ref()
     }
 
     /// Prints a progress line to stderr when `-v` is given.
@@ -128,34 +97,19 @@ pub fn resolve_offline(global: &Global) -> (Option<String>, Option<String>) {
     let Some(kc) = kubeconfig else {
         return (global.namespace.clone(), None);
     };
-    let context = global
-        .context
-        .clone()
-        .or_else(|| kc.current_context.clone());
+    let context = global.context.clone().or_else(|| kc.current_context.clone());
     let ctx_ns = context
         .as_ref()
         .and_then(|c| kc.contexts.iter().find(|n| &n.name == c))
         .and_then(|n| n.context.as_ref()?.namespace.clone());
-    let namespace = global
-        .namespace
-        .clone()
-        .or(ctx_ns)
-        .unwrap_or_else(|| "default".into());
+    let namespace = global.namespace.clone().or(ctx_ns).unwrap_or_else(|| "default".into());
     (Some(namespace), context.map(|c| sanitize(&c)))
 }
 
 /// Maps a context name to a safe single path component.
 pub fn sanitize(s: &str) -> String {
-    let out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let out: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
     match out.as_str() {
         "" | "." | ".." => "_".to_string(),
         _ => out,

@@ -55,10 +55,7 @@ impl Error {
 
     /// The message on one line (inner newlines folded).
     pub fn one_line(&self) -> String {
-        self.to_string()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        self.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
     /// Prefixes the message with what was being done (`context: message`).
@@ -167,9 +164,6 @@ mod tests {
     #[test]
     fn one_line() {
         assert_eq!(Error::other("a\n  b").one_line(), "a b");
-        assert_eq!(
-            Error::invalid("x").context("create").to_string(),
-            "create: x"
-        );
+        assert_eq!(Error::invalid("x").context("create").to_string(), "create: x");
     }
 }

@@ -41,10 +41,7 @@ pub enum Verdict {
     /// Matches the local pin.
     Pinned,
     /// No usable pin, but the key matches the annotation: accept and pin it.
-    PinFromAnnotation {
-        fingerprint: String,
-        replaced: Option<String>,
-    },
+    PinFromAnnotation { fingerprint: String, replaced: Option<String> },
     /// Refused.
     Refused(Refusal),
 }
@@ -60,10 +57,7 @@ pub struct Refusal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefusalReason {
     /// The local pin differs from the presented key.
-    PinMismatch {
-        pin: String,
-        annotation_matches: bool,
-    },
+    PinMismatch { pin: String, annotation_matches: bool },
     /// No pin and no annotation to check the key against.
     NothingToCheck,
     /// No pin, and the annotation differs from the presented key.
@@ -72,25 +66,15 @@ pub enum RefusalReason {
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Refusal {
-            instance,
-            presented,
-            reason,
-        } = self;
+        let Refusal { instance, presented, reason } = self;
         match reason {
-            RefusalReason::PinMismatch {
-                pin,
-                annotation_matches: true,
-            } => write!(
+            RefusalReason::PinMismatch { pin, annotation_matches: true } => write!(
                 f,
                 "host key of {instance} changed: it presents {presented}, pinned is {pin}. It matches the \
                  Deployment's claworc.io/host-key-fingerprint, so the key was probably rotated on purpose \
                  (kubectl claworc rotate-keys --host-key); if you know it was, re-pin with --repin"
             ),
-            RefusalReason::PinMismatch {
-                pin,
-                annotation_matches: false,
-            } => write!(
+            RefusalReason::PinMismatch { pin, annotation_matches: false } => write!(
                 f,
                 "REFUSED: host key of {instance} changed: it presents {presented}, pinned is {pin}, and it \
                  does not match the Deployment's claworc.io/host-key-fingerprint either. Someone may be \
@@ -123,30 +107,19 @@ impl std::error::Error for Refusal {}
 pub fn check(expect: &Expectation, presented: &str) -> Verdict {
     let annotation_matches = expect.annotation.as_deref() == Some(presented);
     let refuse = |reason| {
-        Verdict::Refused(Refusal {
-            instance: expect.instance.clone(),
-            presented: presented.to_string(),
-            reason,
-        })
+        Verdict::Refused(Refusal { instance: expect.instance.clone(), presented: presented.to_string(), reason })
     };
     match (&expect.pin, &expect.annotation) {
         (Some(pin), _) if pin == presented => Verdict::Pinned,
-        (Some(pin), _) if expect.repin && annotation_matches => Verdict::PinFromAnnotation {
-            fingerprint: presented.to_string(),
-            replaced: Some(pin.clone()),
-        },
-        (Some(pin), _) => refuse(RefusalReason::PinMismatch {
-            pin: pin.clone(),
-            annotation_matches,
-        }),
+        (Some(pin), _) if expect.repin && annotation_matches => {
+            Verdict::PinFromAnnotation { fingerprint: presented.to_string(), replaced: Some(pin.clone()) }
+        }
+        (Some(pin), _) => refuse(RefusalReason::PinMismatch { pin: pin.clone(), annotation_matches }),
         (None, None) => refuse(RefusalReason::NothingToCheck),
-        (None, Some(_)) if annotation_matches => Verdict::PinFromAnnotation {
-            fingerprint: presented.to_string(),
-            replaced: None,
-        },
-        (None, Some(annotation)) => refuse(RefusalReason::AnnotationMismatch {
-            annotation: annotation.clone(),
-        }),
+        (None, Some(_)) if annotation_matches => {
+            Verdict::PinFromAnnotation { fingerprint: presented.to_string(), replaced: None }
+        }
+        (None, Some(annotation)) => refuse(RefusalReason::AnnotationMismatch { annotation: annotation.clone() }),
     }
 }
 
@@ -176,61 +149,34 @@ mod tests {
     fn without_a_pin_the_annotation_decides_and_is_pinned() {
         assert_eq!(
             check(&expect(None, Some(A), false), A),
-            Verdict::PinFromAnnotation {
-                fingerprint: A.into(),
-                replaced: None
-            }
+            Verdict::PinFromAnnotation { fingerprint: A.into(), replaced: None }
         );
-        let Verdict::Refused(r) = check(&expect(None, Some(B), false), A) else {
-            panic!()
-        };
+        let Verdict::Refused(r) = check(&expect(None, Some(B), false), A) else { panic!() };
         assert!(matches!(r.reason, RefusalReason::AnnotationMismatch { .. }));
         assert!(r.to_string().contains("rotate-keys NAME --host-key"), "{r}");
     }
 
     #[test]
     fn never_trusts_on_first_use() {
-        let Verdict::Refused(r) = check(&expect(None, None, false), A) else {
-            panic!()
-        };
+        let Verdict::Refused(r) = check(&expect(None, None, false), A) else { panic!() };
         assert_eq!(r.reason, RefusalReason::NothingToCheck);
-        let Verdict::Refused(_) = check(&expect(None, None, true), A) else {
-            panic!("--repin must not TOFU")
-        };
-        assert!(
-            r.to_string().contains("never trusts a key on first use"),
-            "{r}"
-        );
+        let Verdict::Refused(_) = check(&expect(None, None, true), A) else { panic!("--repin must not TOFU") };
+        assert!(r.to_string().contains("never trusts a key on first use"), "{r}");
     }
 
     #[test]
     fn a_changed_key_is_refused_and_repin_needs_the_annotation() {
-        let Verdict::Refused(r) = check(&expect(Some(A), Some(B), false), B) else {
-            panic!()
-        };
-        assert_eq!(
-            r.reason,
-            RefusalReason::PinMismatch {
-                pin: A.into(),
-                annotation_matches: true
-            }
-        );
+        let Verdict::Refused(r) = check(&expect(Some(A), Some(B), false), B) else { panic!() };
+        assert_eq!(r.reason, RefusalReason::PinMismatch { pin: A.into(), annotation_matches: true });
         assert!(r.to_string().contains("--repin"), "{r}");
         assert_eq!(
             check(&expect(Some(A), Some(B), true), B),
-            Verdict::PinFromAnnotation {
-                fingerprint: B.into(),
-                replaced: Some(A.into())
-            }
+            Verdict::PinFromAnnotation { fingerprint: B.into(), replaced: Some(A.into()) }
         );
         // --repin with an annotation that does not match: still refused.
-        let Verdict::Refused(r) = check(&expect(Some(A), Some(A), true), B) else {
-            panic!()
-        };
+        let Verdict::Refused(r) = check(&expect(Some(A), Some(A), true), B) else { panic!() };
         assert!(r.to_string().contains("REFUSED"), "{r}");
-        let Verdict::Refused(_) = check(&expect(Some(A), None, true), B) else {
-            panic!()
-        };
+        let Verdict::Refused(_) = check(&expect(Some(A), None, true), B) else { panic!() };
     }
 
     #[test]

@@ -41,21 +41,11 @@ impl std::fmt::Display for Made {
 }
 
 fn spec_of(args: &CreateArgs, namespace: Option<&str>) -> Result<InstanceSpec> {
-    InstanceSpec::new(
-        &args.name,
-        namespace,
-        &args.image,
-        &args.forward_ports,
-        &args.volumes,
-        &args.env,
-    )
+    InstanceSpec::new(&args.name, namespace, &args.image, &args.forward_ports, &args.volumes, &args.env)
 }
 
 fn client_comment(id: &InstanceId) -> String {
-    format!(
-        "claworc {}",
-        id.host_pattern().trim_start_matches("claworc/")
-    )
+    format!("claworc {}", id.host_pattern().trim_start_matches("claworc/"))
 }
 
 /// `create --dry-run=client`: prints the objects, touches nothing (reads the
@@ -64,18 +54,13 @@ pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
     let (namespace, scope) = crate::context::resolve_offline(global);
     let spec = spec_of(args, namespace.as_deref())?;
     let kept = match (&scope, &namespace) {
-        (Some(c), Some(ns)) => KeyStore::open_default().ok().and_then(|ks| {
-            ks.load_host_key(&InstanceId::new(c, ns, &spec.name))
-                .ok()
-                .flatten()
-        }),
+        (Some(c), Some(ns)) => KeyStore::open_default()
+            .ok()
+            .and_then(|ks| ks.load_host_key(&InstanceId::new(c, ns, &spec.name)).ok().flatten()),
         _ => None,
     };
-    let id = InstanceId::new(
-        scope.as_deref().unwrap_or("cluster"),
-        namespace.as_deref().unwrap_or("default"),
-        &spec.name,
-    );
+    let id =
+        InstanceId::new(scope.as_deref().unwrap_or("cluster"), namespace.as_deref().unwrap_or("default"), &spec.name);
     let client = keys::generate(&client_comment(&id))?;
     let host = match kept {
         Some(k) => k,
@@ -88,15 +73,8 @@ pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
                 "# claworc instance {:?}: apply with `kubectl apply -f`. It holds private keys: keep it secret.",
                 spec.name
             );
-            println!(
-                "# The client private key below matches authorized_keys; save it (mode 0600) to log in, e.g."
-            );
-            println!(
-                "# as {}.",
-                KeyStore::at("$XDG_CONFIG_HOME/claworc")
-                    .client_key_path(&id)
-                    .display()
-            );
+            println!("# The client private key below matches authorized_keys; save it (mode 0600) to log in, e.g.");
+            println!("# as {}.", KeyStore::at("$XDG_CONFIG_HOME/claworc").client_key_path(&id).display());
             for line in keys::private_openssh(&client)?.lines() {
                 println!("#   {line}");
             }
@@ -113,12 +91,7 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
     let id = InstanceId::new(&ctx.cluster, &ctx.namespace, &spec.name);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", spec.name, ctx.namespace);
-    if deployments
-        .get_opt(&spec.name)
-        .await
-        .map_err(|e| Error::kube(e, &what))?
-        .is_some()
-    {
+    if deployments.get_opt(&spec.name).await.map_err(|e| Error::kube(e, &what))?.is_some() {
         return Err(Error::AlreadyExists(format!(
             "{what} already exists: pick another name, or `kubectl claworc delete {}` first",
             spec.name
@@ -199,10 +172,7 @@ async fn create_steps(
     host: &PrivateKey,
     made: &Mutex<Vec<Made>>,
 ) -> Result<()> {
-    let pp = PostParams {
-        field_manager: Some("kubectl-claworc".into()),
-        ..Default::default()
-    };
+    let pp = PostParams { field_manager: Some("kubectl-claworc".into()), ..Default::default() };
     ks.save_client_key(id, client)?;
     ks.pin_host_key(id, host.public_key())?;
 
@@ -219,11 +189,7 @@ async fn create_steps(
         forget: impl Fn(&Made),
     ) -> Result<()>
     where
-        K: kube::Resource
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
         F: Fn(Made),
     {
         record(m.clone());
@@ -249,15 +215,7 @@ async fn create_steps(
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let name = objects.secret.metadata.name.clone().unwrap_or_default();
     ctx.debug(format!("creating secret/{name}"));
-    step(
-        &secrets,
-        &pp,
-        &objects.secret,
-        Made::Secret(name),
-        record,
-        forget,
-    )
-    .await?;
+    step(&secrets, &pp, &objects.secret, Made::Secret(name), record, forget).await?;
 
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     for c in &objects.claims {
@@ -269,15 +227,7 @@ async fn create_steps(
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let name = objects.deployment.metadata.name.clone().unwrap_or_default();
     ctx.debug(format!("creating deployment/{name}"));
-    step(
-        &deployments,
-        &pp,
-        &objects.deployment,
-        Made::Deployment(name),
-        record,
-        forget,
-    )
-    .await
+    step(&deployments, &pp, &objects.deployment, Made::Deployment(name), record, forget).await
 }
 
 /// Deletes what `create` made, newest first; returns what could not be deleted.
@@ -287,21 +237,15 @@ async fn rollback(ctx: &Ctx, made: &[Made]) -> Vec<String> {
     for m in made.iter().rev() {
         let r = match m {
             Made::Deployment(n) => {
-                Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace)
-                    .delete(n, &dp)
-                    .await
-                    .map(|_| ())
+                Api::<Deployment>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ())
             }
-            Made::Claim(n) => {
-                Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ctx.namespace)
-                    .delete(n, &dp)
-                    .await
-                    .map(|_| ())
-            }
-            Made::Secret(n) => Api::<Secret>::namespaced(ctx.client.clone(), &ctx.namespace)
+            Made::Claim(n) => Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &ctx.namespace)
                 .delete(n, &dp)
                 .await
                 .map(|_| ()),
+            Made::Secret(n) => {
+                Api::<Secret>::namespaced(ctx.client.clone(), &ctx.namespace).delete(n, &dp).await.map(|_| ())
+            }
         };
         match r {
             Ok(()) => {}
@@ -318,10 +262,7 @@ pub async fn wait_rollout(ctx: &Ctx, name: &str, timeout: Duration) -> Result<()
     let start = Instant::now();
     let mut last = String::new();
     loop {
-        let d = api
-            .get(name)
-            .await
-            .map_err(|e| Error::kube(e, format!("deployment {name:?}")))?;
+        let d = api.get(name).await.map_err(|e| Error::kube(e, format!("deployment {name:?}")))?;
         let (done, mut progress) = rollout_progress(&d);
         if !done && let Some(pod) = pod_progress(ctx, name).await {
             progress = format!("{progress}; {pod}");
@@ -349,14 +290,8 @@ async fn pod_progress(ctx: &Ctx, name: &str) -> Option<String> {
     use k8s_openapi::api::core::v1::Pod;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let selector = format!("{}={name}", names::LABEL_INSTANCE);
-    let list = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .ok()?;
-    let pod = list
-        .items
-        .into_iter()
-        .find(|p| p.metadata.deletion_timestamp.is_none())?;
+    let list = pods.list(&ListParams::default().labels(&selector)).await.ok()?;
+    let pod = list.items.into_iter().find(|p| p.metadata.deletion_timestamp.is_none())?;
     Some(pod_summary(&pod))
 }
 
@@ -367,34 +302,22 @@ pub fn pod_summary(pod: &k8s_openapi::api::core::v1::Pod) -> String {
         return format!("pod {name} created");
     };
     let phase = status.phase.clone().unwrap_or_else(|| "Pending".into());
-    let unscheduled = status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    let unscheduled = status.conditions.iter().flatten().find(|c| c.type_ == "PodScheduled" && c.status == "False");
     if let Some(c) = unscheduled {
-        return format!(
-            "pod {name} {phase}: {}",
-            c.message.clone().unwrap_or_default()
-        );
+        return format!("pod {name} {phase}: {}", c.message.clone().unwrap_or_default());
     }
-    let waiting = status
-        .init_container_statuses
-        .iter()
-        .flatten()
-        .chain(status.container_statuses.iter().flatten())
-        .find_map(|c| {
-            let w = c.state.as_ref()?.waiting.as_ref()?;
-            Some(format!(
-                "{} {}{}",
-                c.name,
-                w.reason.clone().unwrap_or_default(),
-                w.message
-                    .as_deref()
-                    .map(|m| format!(" ({m})"))
-                    .unwrap_or_default()
-            ))
-        });
+    let waiting =
+        status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten()).find_map(
+            |c| {
+                let w = c.state.as_ref()?.waiting.as_ref()?;
+                Some(format!(
+                    "{} {}{}",
+                    c.name,
+                    w.reason.clone().unwrap_or_default(),
+                    w.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+                ))
+            },
+        );
     match waiting {
         Some(w) => format!("pod {name} {phase}: {w}"),
         None => format!("pod {name} {phase}"),
@@ -409,28 +332,14 @@ pub fn rollout_progress(d: &Deployment) -> (bool, String) {
         return (false, "waiting for the deployment controller".into());
     };
     if s.observed_generation.unwrap_or(0) < generation {
-        return (
-            false,
-            "waiting for the deployment controller to observe the new generation".into(),
-        );
+        return (false, "waiting for the deployment controller to observe the new generation".into());
     }
     for c in s.conditions.iter().flatten() {
         if c.type_.as_deref() == Some("ReplicaFailure") && c.status.as_deref() == Some("True") {
-            return (
-                false,
-                format!("replica failure: {}", c.message.as_deref().unwrap_or("")),
-            );
+            return (false, format!("replica failure: {}", c.message.as_deref().unwrap_or("")));
         }
-        if c.type_.as_deref() == Some("Progressing")
-            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
-        {
-            return (
-                false,
-                format!(
-                    "progress deadline exceeded: {}",
-                    c.message.as_deref().unwrap_or("")
-                ),
-            );
+        if c.type_.as_deref() == Some("Progressing") && c.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+            return (false, format!("progress deadline exceeded: {}", c.message.as_deref().unwrap_or("")));
         }
     }
     let updated = s.updated_replicas.unwrap_or(0);
@@ -455,17 +364,9 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", args.name, ctx.namespace);
 
-    let deployment = deployments
-        .get_opt(&args.name)
-        .await
-        .map_err(|e| Error::kube(e, &what))?;
+    let deployment = deployments.get_opt(&args.name).await.map_err(|e| Error::kube(e, &what))?;
     if let Some(d) = &deployment {
-        let opted_in = d
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(names::LABEL_SSH))
-            .map(String::as_str)
+        let opted_in = d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH)).map(String::as_str)
             == Some(names::SSH_ENABLED);
         if !opted_in {
             return Err(Error::invalid(format!(
@@ -478,36 +379,18 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     }
     let secret_name = deployment
         .as_ref()
-        .and_then(|d| {
-            d.metadata
-                .annotations
-                .as_ref()?
-                .get(ann::SSH_SECRET)
-                .cloned()
-        })
+        .and_then(|d| d.metadata.annotations.as_ref()?.get(ann::SSH_SECRET).cloned())
         .unwrap_or_else(|| names::default_secret_name(&args.name));
-    let secret = secrets
-        .get_opt(&secret_name)
-        .await
-        .map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
-    let selector = format!(
-        "{}={},{}={}",
-        names::LABEL_INSTANCE,
-        args.name,
-        names::LABEL_MANAGED_BY,
-        names::MANAGED_BY
-    );
+    let secret = secrets.get_opt(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
+    let selector = format!("{}={},{}={}", names::LABEL_INSTANCE, args.name, names::LABEL_MANAGED_BY, names::MANAGED_BY);
     let pvcs = claims
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(|e| Error::kube(e, "persistentvolumeclaims"))?
         .items;
     let local = ks.load_client_key(&id)?.is_some() || ks.lookup_host_key(&id)?.is_some();
-    if deployment.is_none() && secret.is_none() && (pvcs.is_empty() || args.keep_volumes) && !local
-    {
-        return Err(Error::not_found(format!(
-            "{what} not found (see `kubectl claworc list`)"
-        )));
+    if deployment.is_none() && secret.is_none() && (pvcs.is_empty() || args.keep_volumes) && !local {
+        return Err(Error::not_found(format!("{what} not found (see `kubectl claworc list`)")));
     }
 
     if args.keep_host_key {
@@ -537,19 +420,13 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         deleted.push(format!("deployment.apps/{}", args.name));
     }
     if secret.is_some() {
-        ignore_404(
-            secrets.delete(&secret_name, &dp).await.map(|_| ()),
-            format!("secret {secret_name:?}"),
-        )?;
+        ignore_404(secrets.delete(&secret_name, &dp).await.map(|_| ()), format!("secret {secret_name:?}"))?;
         deleted.push(format!("secret/{secret_name}"));
     }
     if !args.keep_volumes {
         for p in &pvcs {
             let n = p.metadata.name.clone().unwrap_or_default();
-            ignore_404(
-                claims.delete(&n, &dp).await.map(|_| ()),
-                format!("persistentvolumeclaim {n:?}"),
-            )?;
+            ignore_404(claims.delete(&n, &dp).await.map(|_| ()), format!("persistentvolumeclaim {n:?}"))?;
             deleted.push(format!("persistentvolumeclaim/{n}"));
         }
     }
@@ -561,26 +438,17 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     }
     ks.remove_instance_dir_if_empty(&id);
     if deleted.is_empty() {
-        println!(
-            "no objects of {} were left in the cluster; local keys removed",
-            args.name
-        );
+        println!("no objects of {} were left in the cluster; local keys removed", args.name);
     }
     for d in deleted {
         println!("{d} deleted");
     }
     if args.keep_volumes && !pvcs.is_empty() {
-        let kept: Vec<String> = pvcs
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
+        let kept: Vec<String> = pvcs.iter().filter_map(|p| p.metadata.name.clone()).collect();
         eprintln!("kept volumes: {}", kept.join(", "));
     }
     if args.keep_host_key {
-        eprintln!(
-            "kept the host key of {} locally: `kubectl claworc create {}` reuses it",
-            args.name, args.name
-        );
+        eprintln!("kept the host key of {} locally: `kubectl claworc create {}` reuses it", args.name, args.name);
     }
     Ok(())
 }
@@ -641,9 +509,6 @@ mod tests {
             }]),
             ..Default::default()
         });
-        assert_eq!(
-            pod_summary(&p),
-            "pod dev-1 Pending: pod has unbound immediate PersistentVolumeClaims"
-        );
+        assert_eq!(pod_summary(&p), "pod dev-1 Pending: pod has unbound immediate PersistentVolumeClaims");
     }
 }

@@ -29,11 +29,7 @@ pub fn public_openssh(key: &PublicKey) -> String {
 
 /// `ssh-ed25519 AAAA…` without the comment (for `known_hosts` and comparisons).
 pub fn public_bare(key: &PublicKey) -> String {
-    public_openssh(key)
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ")
+    public_openssh(key).split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
 /// `SHA256:…` fingerprint.
@@ -42,13 +38,11 @@ pub fn fingerprint(key: &PublicKey) -> String {
 }
 
 pub fn parse_private(text: &str) -> Result<PrivateKey> {
-    PrivateKey::from_openssh(text.trim_start())
-        .map_err(|e| Error::other(format!("not an OpenSSH private key: {e}")))
+    PrivateKey::from_openssh(text.trim_start()).map_err(|e| Error::other(format!("not an OpenSSH private key: {e}")))
 }
 
 pub fn parse_public(line: &str) -> Result<PublicKey> {
-    PublicKey::from_openssh(line.trim())
-        .map_err(|e| Error::other(format!("not an OpenSSH public key: {e}")))
+    PublicKey::from_openssh(line.trim()).map_err(|e| Error::other(format!("not an OpenSSH public key: {e}")))
 }
 
 /// The public keys of an `authorized_keys` text (comments and blank lines skipped;
@@ -63,9 +57,7 @@ pub fn authorized_keys(text: &str) -> Vec<PublicKey> {
 
 /// Renders `authorized_keys` from keys (one line each).
 pub fn render_authorized_keys<'a>(keys: impl IntoIterator<Item = &'a PublicKey>) -> String {
-    keys.into_iter()
-        .map(|k| format!("{}\n", public_openssh(k)))
-        .collect()
+    keys.into_iter().map(|k| format!("{}\n", public_openssh(k))).collect()
 }
 
 /// Same key material (comments ignored)?
@@ -85,10 +77,7 @@ mod tests {
         let back = parse_private(&pem).unwrap();
         assert!(same(back.public_key(), k.public_key()));
         let line = public_openssh(k.public_key());
-        assert!(
-            line.starts_with("ssh-ed25519 AAAA") && line.ends_with(" claworc test"),
-            "{line}"
-        );
+        assert!(line.starts_with("ssh-ed25519 AAAA") && line.ends_with(" claworc test"), "{line}");
         assert_eq!(public_bare(k.public_key()).split(' ').count(), 2);
         assert!(fingerprint(k.public_key()).starts_with("SHA256:"));
         let other = generate("x").unwrap();

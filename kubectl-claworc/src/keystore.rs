@@ -33,11 +33,7 @@ pub struct InstanceId {
 
 impl InstanceId {
     pub fn new(cluster: &str, namespace: &str, name: &str) -> Self {
-        InstanceId {
-            cluster: cluster.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        InstanceId { cluster: cluster.into(), namespace: namespace.into(), name: name.into() }
     }
 
     /// The `known_hosts` host pattern `claworc/<cluster>/<namespace>/<name>`.
@@ -95,11 +91,7 @@ impl KeyStore {
 
     /// `keys/<cluster>/<namespace>/<name>`.
     pub fn instance_dir(&self, id: &InstanceId) -> PathBuf {
-        self.root
-            .join("keys")
-            .join(&id.cluster)
-            .join(&id.namespace)
-            .join(&id.name)
+        self.root.join("keys").join(&id.cluster).join(&id.namespace).join(&id.name)
     }
 
     /// Path of the client private key (for `ssh -i`).
@@ -125,9 +117,7 @@ impl KeyStore {
     }
     /// Modification time of the client key file (when it was written).
     pub fn client_key_written(&self, id: &InstanceId) -> Option<std::time::SystemTime> {
-        fs::metadata(self.client_key_path(id))
-            .and_then(|m| m.modified())
-            .ok()
+        fs::metadata(self.client_key_path(id)).and_then(|m| m.modified()).ok()
     }
 
     // ---- pending key of a rotation ----
@@ -141,10 +131,9 @@ impl KeyStore {
     /// Makes the pending key the client key (atomic renames; the pending key goes away).
     pub fn promote_pending_key(&self, id: &InstanceId) -> Result<()> {
         let dir = self.instance_dir(id);
-        for (from, to) in [
-            (format!("{PENDING_KEY}.pub"), format!("{CLIENT_KEY}.pub")),
-            (PENDING_KEY.into(), CLIENT_KEY.into()),
-        ] {
+        for (from, to) in
+            [(format!("{PENDING_KEY}.pub"), format!("{CLIENT_KEY}.pub")), (PENDING_KEY.into(), CLIENT_KEY.into())]
+        {
             let (from, to) = (dir.join(from), dir.join(to));
             fs::rename(&from, &to).map_err(|e| Error::io(e, &from))?;
         }
@@ -247,11 +236,7 @@ impl KeyStore {
                 files.push((name, content));
             }
         }
-        Ok(Snapshot {
-            id: id.clone(),
-            files,
-            pin: self.lookup_host_key(id)?,
-        })
+        Ok(Snapshot { id: id.clone(), files, pin: self.lookup_host_key(id)? })
     }
 
     /// Puts the instance's files and pin back as they were in `snap`.
@@ -291,9 +276,7 @@ impl KeyStore {
     fn load_pair(&self, id: &InstanceId, base: &str) -> Result<Option<PrivateKey>> {
         let path = self.instance_dir(id).join(base);
         match fs::read_to_string(&path) {
-            Ok(text) => keys::parse_private(&text)
-                .map(Some)
-                .map_err(|e| e.context(path.display())),
+            Ok(text) => keys::parse_private(&text).map(Some).map_err(|e| e.context(path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(e, &path)),
         }
@@ -347,8 +330,7 @@ impl KeyStore {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let meta = fs::metadata(d).map_err(|e| Error::io(e, d))?;
                     if meta.permissions().mode() & 0o077 != 0 {
-                        fs::set_permissions(d, fs::Permissions::from_mode(0o700))
-                            .map_err(|e| Error::io(e, d))?;
+                        fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(|e| Error::io(e, d))?;
                     }
                 }
                 Err(e) => return Err(Error::io(e, d)),
@@ -372,17 +354,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(
-        ".{file_name}.tmp.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = dir.join(format!(".{file_name}.tmp.{}.{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
     let result = (|| -> std::io::Result<()> {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
@@ -420,20 +394,12 @@ mod tests {
         let dir = ks.instance_dir(&id);
         assert_eq!(mode(&dir.join(CLIENT_KEY)), 0o600);
         assert_eq!(mode(&dir.join("id_ed25519.pub")), 0o600);
-        for d in [
-            dir.as_path(),
-            dir.parent().unwrap(),
-            dir.parent().unwrap().parent().unwrap(),
-            ks.root(),
-        ] {
+        for d in [dir.as_path(), dir.parent().unwrap(), dir.parent().unwrap().parent().unwrap(), ks.root()] {
             assert_eq!(mode(d), 0o700, "{}", d.display());
         }
         assert!(ks.client_key_written(&id).is_some());
         // no temporary files left
-        let names: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "{names:?}");
         ks.remove_client_key(&id).unwrap();
         ks.remove_instance_dir_if_empty(&id);
@@ -447,11 +413,7 @@ mod tests {
         let (_t, ks) = store();
         fs::create_dir_all(ks.root()).unwrap();
         fs::set_permissions(ks.root(), fs::Permissions::from_mode(0o755)).unwrap();
-        ks.save_client_key(
-            &InstanceId::new("c", "n", "x"),
-            &keys::generate("c").unwrap(),
-        )
-        .unwrap();
+        ks.save_client_key(&InstanceId::new("c", "n", "x"), &keys::generate("c").unwrap()).unwrap();
         assert_eq!(mode(ks.root()), 0o700);
     }
 
@@ -459,22 +421,13 @@ mod tests {
     fn pending_key_promotes() {
         let (_t, ks) = store();
         let id = InstanceId::new("c", "n", "x");
-        let (old, new) = (
-            keys::generate("old").unwrap(),
-            keys::generate("new").unwrap(),
-        );
+        let (old, new) = (keys::generate("old").unwrap(), keys::generate("new").unwrap());
         ks.save_client_key(&id, &old).unwrap();
         ks.save_pending_key(&id, &new).unwrap();
-        assert!(keys::same(
-            ks.load_pending_key(&id).unwrap().unwrap().public_key(),
-            new.public_key()
-        ));
+        assert!(keys::same(ks.load_pending_key(&id).unwrap().unwrap().public_key(), new.public_key()));
         ks.promote_pending_key(&id).unwrap();
         assert!(ks.load_pending_key(&id).unwrap().is_none());
-        assert!(keys::same(
-            ks.load_client_key(&id).unwrap().unwrap().public_key(),
-            new.public_key()
-        ));
+        assert!(keys::same(ks.load_client_key(&id).unwrap().unwrap().public_key(), new.public_key()));
     }
 
     #[test]
@@ -482,23 +435,13 @@ mod tests {
         let (_t, ks) = store();
         let a = InstanceId::new("c", "n", "a");
         let b = InstanceId::new("c", "n", "b");
-        let (ka, kb, kc) = (
-            keys::generate("").unwrap(),
-            keys::generate("").unwrap(),
-            keys::generate("").unwrap(),
-        );
+        let (ka, kb, kc) = (keys::generate("").unwrap(), keys::generate("").unwrap(), keys::generate("").unwrap());
         ks.pin_host_key(&a, ka.public_key()).unwrap();
         ks.pin_host_key(&b, kb.public_key()).unwrap();
         assert_eq!(mode(&ks.known_hosts_path()), 0o600);
-        assert!(keys::same(
-            &ks.lookup_host_key(&a).unwrap().unwrap(),
-            ka.public_key()
-        ));
+        assert!(keys::same(&ks.lookup_host_key(&a).unwrap().unwrap(), ka.public_key()));
         ks.pin_host_key(&a, kc.public_key()).unwrap();
-        assert!(keys::same(
-            &ks.lookup_host_key(&a).unwrap().unwrap(),
-            kc.public_key()
-        ));
+        assert!(keys::same(&ks.lookup_host_key(&a).unwrap().unwrap(), kc.public_key()));
         let text = fs::read_to_string(ks.known_hosts_path()).unwrap();
         assert_eq!(text.lines().count(), 2);
         assert!(text.contains("claworc/c/n/b ssh-ed25519 AAAA"));
@@ -515,11 +458,7 @@ mod tests {
             for i in 0..8 {
                 let (ks, key) = (&ks, &key);
                 s.spawn(move || {
-                    ks.pin_host_key(
-                        &InstanceId::new("c", "n", &format!("i{i}")),
-                        key.public_key(),
-                    )
-                    .unwrap()
+                    ks.pin_host_key(&InstanceId::new("c", "n", &format!("i{i}")), key.public_key()).unwrap()
                 });
             }
         });
@@ -532,10 +471,8 @@ mod tests {
         let (_t, ks) = store();
         let id = InstanceId::new("c", "n", "x");
         let snap = ks.snapshot(&id).unwrap();
-        ks.save_client_key(&id, &keys::generate("c").unwrap())
-            .unwrap();
-        ks.pin_host_key(&id, keys::generate("").unwrap().public_key())
-            .unwrap();
+        ks.save_client_key(&id, &keys::generate("c").unwrap()).unwrap();
+        ks.pin_host_key(&id, keys::generate("").unwrap().public_key()).unwrap();
         ks.restore(&snap).unwrap();
         assert!(ks.load_client_key(&id).unwrap().is_none());
         assert!(ks.lookup_host_key(&id).unwrap().is_none());
@@ -546,10 +483,7 @@ mod tests {
         let snap = ks.snapshot(&id).unwrap();
         ks.remove_host_key(&id).unwrap();
         ks.restore(&snap).unwrap();
-        assert!(keys::same(
-            ks.load_host_key(&id).unwrap().unwrap().public_key(),
-            kept.public_key()
-        ));
+        assert!(keys::same(ks.load_host_key(&id).unwrap().unwrap().public_key(), kept.public_key()));
         assert_eq!(mode(&ks.instance_dir(&id).join(HOST_KEY)), 0o600);
     }
 }

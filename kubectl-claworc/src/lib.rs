@@ -54,16 +54,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             let ctx = context::Ctx::load(&cli.global).await?;
             instance::create(&ctx, &args).await
         }
-        Command::Delete(args) => {
-            instance::delete(&context::Ctx::load(&cli.global).await?, &args).await
-        }
+        Command::Delete(args) => instance::delete(&context::Ctx::load(&cli.global).await?, &args).await,
         Command::List(args) => status::list(&context::Ctx::load(&cli.global).await?, &args).await,
-        Command::Status(args) => {
-            status::status(&context::Ctx::load(&cli.global).await?, &args).await
-        }
-        Command::RotateKeys(args) => {
-            rotate::rotate(&context::Ctx::load(&cli.global).await?, &args).await
-        }
+        Command::Status(args) => status::status(&context::Ctx::load(&cli.global).await?, &args).await,
+        Command::RotateKeys(args) => rotate::rotate(&context::Ctx::load(&cli.global).await?, &args).await,
         Command::Tenant(t) => tenant::run(&context::Ctx::load(&cli.global).await?, t).await,
         // SSH side. `ssh` and `logs` exit with the remote command's status.
         Command::Ssh(args) => {
@@ -73,11 +67,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Tunnel(args) => tunnel::run(&context::Ctx::load(&cli.global).await?, &args).await,
         Command::Logs(args) => {
             let code = logs::run(&context::Ctx::load(&cli.global).await?, &args).await?;
-            if code == 0 {
-                Ok(())
-            } else {
-                session::exit(code)
-            }
+            if code == 0 { Ok(()) } else { session::exit(code) }
         }
     }
 }

@@ -72,44 +72,25 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<i32> {
     let container = match (&args.container, &instance.settings.target_container) {
         (Some(c), _) | (None, Some(c)) => c.clone(),
         (None, None) => {
-            let pod = pods
-                .get(&instance.pod)
-                .await
-                .map_err(|e| Error::kube(e, format!("pod \"{}\"", instance.pod)))?;
+            let pod = pods.get(&instance.pod).await.map_err(|e| Error::kube(e, format!("pod \"{}\"", instance.pod)))?;
             pod.spec
                 .and_then(|s| s.containers.first().map(|c| c.name.clone()))
-                .ok_or_else(|| {
-                    Error::other(format!("pod \"{}\" has no containers", instance.pod))
-                })?
+                .ok_or_else(|| Error::other(format!("pod \"{}\" has no containers", instance.pod)))?
         }
     };
     let mut stream = Box::pin(
         pods.log_stream(&instance.pod, &log_params(args, container.clone()))
             .await
-            .map_err(|e| {
-                Error::kube(
-                    e,
-                    format!(
-                        "logs of container \"{container}\" of pod \"{}\"",
-                        instance.pod
-                    ),
-                )
-            })?,
+            .map_err(|e| Error::kube(e, format!("logs of container \"{container}\" of pod \"{}\"", instance.pod)))?,
     );
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| Error::other(format!("reading logs: {e}")))?;
+        let n = stream.read(&mut buf).await.map_err(|e| Error::other(format!("reading logs: {e}")))?;
         if n == 0 {
             break;
         }
-        stdout
-            .write_all(&buf[..n])
-            .await
-            .map_err(|e| Error::other(format!("stdout: {e}")))?;
+        stdout.write_all(&buf[..n]).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
         stdout.flush().await.ok();
     }
     Ok(0)
@@ -121,17 +102,8 @@ mod tests {
 
     #[test]
     fn file_commands_quote_the_path() {
-        assert_eq!(
-            file_command("/var/log/app.log", true, None),
-            "exec tail -n 10 -F -- /var/log/app.log"
-        );
-        assert_eq!(
-            file_command("my file", false, Some(5)),
-            "exec tail -n 5 -- 'my file'"
-        );
-        assert_eq!(
-            file_command("$(rm -rf /)", false, None),
-            "exec cat -- '$(rm -rf /)'"
-        );
+        assert_eq!(file_command("/var/log/app.log", true, None), "exec tail -n 10 -F -- /var/log/app.log");
+        assert_eq!(file_command("my file", false, Some(5)), "exec tail -n 5 -- 'my file'");
+        assert_eq!(file_command("$(rm -rf /)", false, None), "exec cat -- '$(rm -rf /)'");
     }
 }

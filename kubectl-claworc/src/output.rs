@@ -23,10 +23,7 @@ pub fn json_list(items: Vec<serde_json::Value>) -> String {
 /// Prints `value` as JSON or YAML on stdout.
 pub fn print<T: Serialize>(value: &T, format: Format) {
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).expect("JSON serializes")
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(value).expect("JSON serializes")),
         Format::Yaml => print!("{}", serde_yaml::to_string(value).expect("YAML serializes")),
     }
 }
@@ -61,13 +58,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn table_aligns() {
-        let t = super::table(
-            &["NAME", "READY"],
-            &[
-                vec!["a-long".into(), "1/1".into()],
-                vec!["b".into(), "0/1".into()],
-            ],
-        );
+        let t =
+            super::table(&["NAME", "READY"], &[vec!["a-long".into(), "1/1".into()], vec!["b".into(), "0/1".into()]]);
         assert_eq!(t, "NAME    READY\na-long  1/1\nb       0/1\n");
     }
 }

@@ -42,11 +42,7 @@ impl KeyStore {
     /// The client keys to try, newest first: a pending key of an unfinished rotation,
     /// then the current key.
     pub fn usable_client_keys(&self, id: &InstanceId) -> Result<Vec<PrivateKey>> {
-        Ok(self
-            .load_pending_key(id)?
-            .into_iter()
-            .chain(self.load_client_key(id)?)
-            .collect())
+        Ok(self.load_pending_key(id)?.into_iter().chain(self.load_client_key(id)?).collect())
     }
 }
 
@@ -58,16 +54,11 @@ pub async fn prove(ctx: &Ctx, instance: &Instance, new_key: &PrivateKey) -> Resu
 }
 
 fn secret_text(s: &Secret, key: &str) -> Option<String> {
-    s.data
-        .as_ref()?
-        .get(key)
-        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+    s.data.as_ref()?.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok())
 }
 
 fn authorized(s: &Secret) -> Vec<PublicKey> {
-    secret_text(s, names::SECRET_AUTHORIZED_KEYS)
-        .map(|t| keys::authorized_keys(&t))
-        .unwrap_or_default()
+    secret_text(s, names::SECRET_AUTHORIZED_KEYS).map(|t| keys::authorized_keys(&t)).unwrap_or_default()
 }
 
 /// `authorized_keys` with `add` appended (if missing) and `remove` taken out.
@@ -76,11 +67,8 @@ pub fn edit_authorized_keys(
     add: Option<&PublicKey>,
     remove: Option<&PublicKey>,
 ) -> Vec<PublicKey> {
-    let mut out: Vec<PublicKey> = current
-        .iter()
-        .filter(|k| remove.is_none_or(|r| !keys::same(k, r)))
-        .cloned()
-        .collect();
+    let mut out: Vec<PublicKey> =
+        current.iter().filter(|k| remove.is_none_or(|r| !keys::same(k, r))).cloned().collect();
     if let Some(a) = add
         && !out.iter().any(|k| keys::same(k, a))
     {
@@ -91,9 +79,7 @@ pub fn edit_authorized_keys(
 
 /// `2026-01-31T12:00:00Z`.
 pub fn rfc3339_now() -> String {
-    Timestamp::from_second(Timestamp::now().as_second())
-        .expect("now is in range")
-        .to_string()
+    Timestamp::from_second(Timestamp::now().as_second()).expect("now is in range").to_string()
 }
 
 /// Patches Secret data keys, failing on a concurrent change (resourceVersion).
@@ -112,10 +98,7 @@ async fn patch_secret(api: &Api<Secret>, s: &Secret, entries: &[(&str, String)])
     });
     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-        .map_err(|e| {
-            Error::kube(e, format!("secret {name:?}"))
-                .context("updating the keys (re-run to finish)")
-        })
+        .map_err(|e| Error::kube(e, format!("secret {name:?}")).context("updating the keys (re-run to finish)"))
 }
 
 pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
@@ -124,10 +107,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", args.name, ctx.namespace);
-    let d = deployments
-        .get(&args.name)
-        .await
-        .map_err(|e| Error::kube(e, &what))?;
+    let d = deployments.get(&args.name).await.map_err(|e| Error::kube(e, &what))?;
     let secret_name = d
         .metadata
         .annotations
@@ -141,12 +121,8 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
         id: InstanceId::new(&ctx.cluster, &ctx.namespace, &args.name),
     };
     let id = &instance.id;
-    let get_secret = || async {
-        secrets
-            .get(&secret_name)
-            .await
-            .map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))
-    };
+    let get_secret =
+        || async { secrets.get(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}"))) };
 
     // 1. the pending key
     let old = ks.load_client_key(id)?;
@@ -156,10 +132,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
             k
         }
         None => {
-            let k = keys::generate(&format!(
-                "claworc {}",
-                id.host_pattern().trim_start_matches("claworc/")
-            ))?;
+            let k = keys::generate(&format!("claworc {}", id.host_pattern().trim_start_matches("claworc/")))?;
             ks.save_pending_key(id, &k)?;
             k
         }
@@ -169,39 +142,19 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     let current = authorized(&s);
     let with_new = edit_authorized_keys(&current, Some(new.public_key()), None);
     let s = if with_new.len() != current.len() {
-        patch_secret(
-            &secrets,
-            &s,
-            &[(
-                names::SECRET_AUTHORIZED_KEYS,
-                keys::render_authorized_keys(&with_new),
-            )],
-        )
-        .await?
+        patch_secret(&secrets, &s, &[(names::SECRET_AUTHORIZED_KEYS, keys::render_authorized_keys(&with_new))]).await?
     } else {
         s
     };
     // 3. prove
-    prove(ctx, &instance, &new)
-        .await
-        .map_err(|e| e.context("the new key does not work yet (re-run to finish)"))?;
+    prove(ctx, &instance, &new).await.map_err(|e| e.context("the new key does not work yet (re-run to finish)"))?;
     // 4. remove the old key
-    if let Some(old) = old
-        .as_ref()
-        .filter(|o| !keys::same(o.public_key(), new.public_key()))
-    {
+    if let Some(old) = old.as_ref().filter(|o| !keys::same(o.public_key(), new.public_key())) {
         let current = authorized(&s);
         let without_old = edit_authorized_keys(&current, None, Some(old.public_key()));
         if without_old.len() != current.len() {
-            patch_secret(
-                &secrets,
-                &s,
-                &[(
-                    names::SECRET_AUTHORIZED_KEYS,
-                    keys::render_authorized_keys(&without_old),
-                )],
-            )
-            .await?;
+            patch_secret(&secrets, &s, &[(names::SECRET_AUTHORIZED_KEYS, keys::render_authorized_keys(&without_old))])
+                .await?;
         }
     }
     // 5. local swap
@@ -228,23 +181,18 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
             &s,
             &[
                 (names::SECRET_HOST_KEY, keys::private_openssh(&host)?),
-                (
-                    names::SECRET_HOST_KEY_PUB,
-                    format!("{}\n", keys::public_openssh(host.public_key())),
-                ),
+                (names::SECRET_HOST_KEY_PUB, format!("{}\n", keys::public_openssh(host.public_key()))),
             ],
         )
         .await?;
-        annotations.insert(
-            ann::HOST_KEY_FINGERPRINT.into(),
-            keys::fingerprint(host.public_key()).into(),
-        );
+        annotations.insert(ann::HOST_KEY_FINGERPRINT.into(), keys::fingerprint(host.public_key()).into());
         new_host = Some(host);
     }
     // 6. annotate (and restart for a new host key: sshd reads it at start)
     let mut patch = serde_json::json!({"metadata": {"annotations": annotations}});
     if new_host.is_some() {
-        patch["spec"] = serde_json::json!({"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}});
+        patch["spec"] =
+            serde_json::json!({"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": now}}}});
     }
     deployments
         .patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -253,16 +201,9 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     if let Some(h) = new_host {
         ks.pin_host_key(id, h.public_key())?;
         ks.remove_host_key(id)?;
-        eprintln!(
-            "new host key {} pinned; the instance restarts to load it",
-            keys::fingerprint(h.public_key())
-        );
+        eprintln!("new host key {} pinned; the instance restarts to load it", keys::fingerprint(h.public_key()));
     }
-    println!(
-        "keys of {} rotated at {now} (client key {})",
-        args.name,
-        keys::fingerprint(new.public_key())
-    );
+    println!("keys of {} rotated at {now} (client key {})", args.name, keys::fingerprint(new.public_key()));
     Ok(())
 }
 
@@ -272,25 +213,14 @@ mod tests {
 
     #[test]
     fn edits_authorized_keys() {
-        let (a, b, c) = (
-            keys::generate("a").unwrap(),
-            keys::generate("b").unwrap(),
-            keys::generate("c").unwrap(),
-        );
+        let (a, b, c) = (keys::generate("a").unwrap(), keys::generate("b").unwrap(), keys::generate("c").unwrap());
         let cur = vec![a.public_key().clone(), b.public_key().clone()];
         let added = edit_authorized_keys(&cur, Some(c.public_key()), None);
         assert_eq!(added.len(), 3);
-        assert_eq!(
-            edit_authorized_keys(&added, Some(c.public_key()), None).len(),
-            3,
-            "idempotent"
-        );
+        assert_eq!(edit_authorized_keys(&added, Some(c.public_key()), None).len(), 3, "idempotent");
         let removed = edit_authorized_keys(&added, None, Some(a.public_key()));
         assert_eq!(removed.len(), 2);
-        assert!(
-            keys::same(&removed[0], b.public_key()),
-            "other people's keys stay"
-        );
+        assert!(keys::same(&removed[0], b.public_key()), "other people's keys stay");
     }
 
     #[test]

@@ -56,24 +56,13 @@ pub fn exit(code: i32) -> ! {
 
 /// Quotes one word for a POSIX shell (left alone when it is safe as it is).
 pub fn shell_quote(word: &str) -> String {
-    let safe = !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
-    if safe {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    let safe = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
+    if safe { word.to_string() } else { format!("'{}'", word.replace('\'', r"'\''")) }
 }
 
 /// The remote command line for argv `words`.
 pub fn command_line<S: AsRef<str>>(words: &[S]) -> String {
-    words
-        .iter()
-        .map(|w| shell_quote(w.as_ref()))
-        .collect::<Vec<_>>()
-        .join(" ")
+    words.iter().map(|w| shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
 }
 
 /// Exit code for a remote signal, as shells report it.
@@ -103,11 +92,8 @@ pub fn stdin_is_tty() -> bool {
 
 /// Runs `command` (or an interactive shell when `None`) and returns the exit code.
 pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
-    let channel = conn
-        .handle
-        .channel_open_session()
-        .await
-        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
+    let channel =
+        conn.handle.channel_open_session().await.map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
     let interactive = command.is_none() && stdin_is_tty();
     let _raw = if interactive {
         let (cols, rows) = terminal_size().unwrap_or((80, 24));
@@ -150,9 +136,8 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
     };
     if interactive {
         let write = write.clone();
-        let mut winch =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-                .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?;
+        let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+            .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?;
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
                 if let Some((cols, rows)) = terminal_size()
@@ -170,10 +155,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         match msg {
             ChannelMsg::Close => break,
             ChannelMsg::Data { data } => {
-                stdout
-                    .write_all(&data)
-                    .await
-                    .map_err(|e| Error::other(format!("stdout: {e}")))?;
+                stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
                 stdout.flush().await.ok();
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
@@ -181,16 +163,9 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
                 stderr.flush().await.ok();
             }
             ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
-            ChannelMsg::ExitSignal {
-                signal_name,
-                error_message,
-                ..
-            } => {
+            ChannelMsg::ExitSignal { signal_name, error_message, .. } => {
                 if !error_message.is_empty() {
-                    stderr
-                        .write_all(format!("remote: {error_message}\n").as_bytes())
-                        .await
-                        .ok();
+                    stderr.write_all(format!("remote: {error_message}\n").as_bytes()).await.ok();
                 }
                 code = Some(signal_exit_code(&signal_name));
             }
@@ -209,15 +184,9 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
 
 /// Runs `command` collecting stdout, for checks (`status`, `rotate-keys`).
 pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<u8>, Vec<u8>)> {
-    let mut channel = conn
-        .handle
-        .channel_open_session()
-        .await
-        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
-    channel
-        .exec(true, command)
-        .await
-        .map_err(|e| Error::other(format!("ssh: exec: {e}")))?;
+    let mut channel =
+        conn.handle.channel_open_session().await.map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
+    channel.exec(true, command).await.map_err(|e| Error::other(format!("ssh: exec: {e}")))?;
     channel.eof().await.ok();
     let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
     while let Some(msg) = channel.wait().await {
@@ -225,9 +194,7 @@ pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<
             ChannelMsg::Data { data } => out.extend_from_slice(&data),
             ChannelMsg::ExtendedData { data, .. } => err.extend_from_slice(&data),
             ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status as i32),
-            ChannelMsg::ExitSignal { signal_name, .. } => {
-                code = Some(signal_exit_code(&signal_name))
-            }
+            ChannelMsg::ExitSignal { signal_name, .. } => code = Some(signal_exit_code(&signal_name)),
             ChannelMsg::Close => break,
             _ => {}
         }
@@ -258,18 +225,12 @@ impl RawMode {
         unsafe {
             let mut saved: libc::termios = std::mem::zeroed();
             if libc::tcgetattr(libc::STDIN_FILENO, &mut saved) != 0 {
-                return Err(Error::other(format!(
-                    "terminal: {}",
-                    std::io::Error::last_os_error()
-                )));
+                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
             }
             let mut raw = saved;
             libc::cfmakeraw(&mut raw);
             if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
-                return Err(Error::other(format!(
-                    "terminal: {}",
-                    std::io::Error::last_os_error()
-                )));
+                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
             }
             Ok(RawMode { saved })
         }

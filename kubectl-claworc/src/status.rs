@@ -74,27 +74,16 @@ pub fn build_report(
     let annotations = d.metadata.annotations.as_ref().unwrap_or(&empty);
     let settings = claworc_contract::Settings::from_annotations(&name, annotations).ok();
     let want = d.spec.replicas.unwrap_or(1);
-    let avail = d
-        .status
-        .as_ref()
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0);
-    let injected = d.spec.template.metadata.as_ref().and_then(|m| {
-        m.annotations
-            .as_ref()?
-            .get(names::ANNOTATION_INJECTED)
-            .cloned()
-    });
-    let image = d
+    let avail = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0);
+    let injected = d
         .spec
         .template
-        .spec
+        .metadata
         .as_ref()
-        .and_then(|p| p.containers.first()?.image.clone());
-    let ssh_secret = settings
-        .as_ref()
-        .map(|s| s.ssh_secret.clone())
-        .unwrap_or_else(|| names::default_secret_name(&name));
+        .and_then(|m| m.annotations.as_ref()?.get(names::ANNOTATION_INJECTED).cloned());
+    let image = d.spec.template.spec.as_ref().and_then(|p| p.containers.first()?.image.clone());
+    let ssh_secret =
+        settings.as_ref().map(|s| s.ssh_secret.clone()).unwrap_or_else(|| names::default_secret_name(&name));
     let last_rotation = annotations.get(ann::KEYS_ROTATED_AT).cloned();
     let host_key_fingerprint = annotations.get(ann::HOST_KEY_FINGERPRINT).cloned();
     let mut warnings = Vec::new();
@@ -102,13 +91,8 @@ pub fn build_report(
     let since: Option<Timestamp> = last_rotation
         .as_deref()
         .and_then(|t| t.parse().ok())
-        .or_else(|| {
-            secret
-                .and_then(|s| s.metadata.creation_timestamp.as_ref())
-                .map(|t| t.0)
-        });
-    let age = since
-        .map(|s| Duration::from_secs(now.as_second().saturating_sub(s.as_second()).max(0) as u64));
+        .or_else(|| secret.and_then(|s| s.metadata.creation_timestamp.as_ref()).map(|t| t.0));
+    let age = since.map(|s| Duration::from_secs(now.as_second().saturating_sub(s.as_second()).max(0) as u64));
     if let Some(age) = age
         && age > max_key_age
     {
@@ -148,10 +132,8 @@ pub fn build_report(
         ));
     }
     if host_key_fingerprint.is_none() {
-        warnings.push(format!(
-            "no {} annotation: clients cannot pin the host key from the API",
-            ann::HOST_KEY_FINGERPRINT
-        ));
+        warnings
+            .push(format!("no {} annotation: clients cannot pin the host key from the API", ann::HOST_KEY_FINGERPRINT));
     }
 
     let (mut local_client_key, mut host_key_pinned) = (false, false);
@@ -160,10 +142,7 @@ pub fn build_report(
         local_client_key = ks.load_client_key(&id).ok().flatten().is_some();
         if let Ok(Some(pin)) = ks.lookup_host_key(&id) {
             host_key_pinned = true;
-            if host_key_fingerprint
-                .as_deref()
-                .is_some_and(|f| f != keys::fingerprint(&pin))
-            {
+            if host_key_fingerprint.as_deref().is_some_and(|f| f != keys::fingerprint(&pin)) {
                 warnings.push(format!(
                     "the locally pinned host key ({}) differs from {}: if nobody rotated it, do not connect",
                     keys::fingerprint(&pin),
@@ -172,9 +151,7 @@ pub fn build_report(
             }
         }
         if ks.load_pending_key(&id).ok().flatten().is_some() {
-            warnings.push(format!(
-                "a key rotation did not finish: re-run `kubectl claworc rotate-keys {name}`"
-            ));
+            warnings.push(format!("a key rotation did not finish: re-run `kubectl claworc rotate-keys {name}`"));
         }
     }
 
@@ -183,9 +160,7 @@ pub fn build_report(
         available: avail >= want && want > 0,
         injected,
         image,
-        forward_ports: settings
-            .map(|s| s.forward_ports)
-            .unwrap_or_else(|| ann::DEFAULT_FORWARD_PORTS.to_vec()),
+        forward_ports: settings.map(|s| s.forward_ports).unwrap_or_else(|| ann::DEFAULT_FORWARD_PORTS.to_vec()),
         ssh_secret,
         client_key_since: since.map(|s| s.to_string()),
         client_key_age: age.map(short_age),
@@ -212,18 +187,11 @@ pub fn short_age(d: Duration) -> String {
 }
 
 /// The report of one instance, from the API and the local key store.
-pub async fn instance_report(
-    ctx: &Ctx,
-    name: &str,
-    max_key_age: Duration,
-) -> Result<InstanceReport> {
+pub async fn instance_report(ctx: &Ctx, name: &str, max_key_age: Duration) -> Result<InstanceReport> {
     crate::objects::validate_name("instance name", name)?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {name:?} in namespace {:?}", ctx.namespace);
-    let d = deployments
-        .get(name)
-        .await
-        .map_err(|e| Error::kube(e, &what))?;
+    let d = deployments.get(name).await.map_err(|e| Error::kube(e, &what))?;
     if !is_instance(&d) {
         return Err(Error::not_found(format!(
             "{what} not found: deployment {name} has no label {}={}",
@@ -238,39 +206,21 @@ pub async fn instance_report(
         .and_then(|a| a.get(ann::SSH_SECRET).cloned())
         .unwrap_or_else(|| names::default_secret_name(name));
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let secret = secrets
-        .get_opt(&settings_secret)
-        .await
-        .map_err(|e| Error::kube(e, format!("secret {settings_secret:?}")))?;
+    let secret =
+        secrets.get_opt(&settings_secret).await.map_err(|e| Error::kube(e, format!("secret {settings_secret:?}")))?;
     let ks = KeyStore::open_default().ok();
-    Ok(build_report(
-        &d,
-        secret.as_ref(),
-        ks.as_ref(),
-        &ctx.cluster,
-        max_key_age,
-        Timestamp::now(),
-    ))
+    Ok(build_report(&d, secret.as_ref(), ks.as_ref(), &ctx.cluster, max_key_age, Timestamp::now()))
 }
 
 fn is_instance(d: &Deployment) -> bool {
-    d.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(names::LABEL_SSH))
-        .map(String::as_str)
-        == Some(names::SSH_ENABLED)
+    d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH)).map(String::as_str) == Some(names::SSH_ENABLED)
 }
 
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let mut report = instance_report(ctx, &args.name, args.max_key_age).await?;
     // Live check: an SSH login through the API, running `true`.
     let (ok, detail) = crate::transport::ssh_check(ctx, &args.name).await;
-    report.checks.push(Check {
-        name: "ssh".into(),
-        ok,
-        detail,
-    });
+    report.checks.push(Check { name: "ssh".into(), ok, detail });
     match args.output {
         Some(f) => output::print(&report, f),
         None => print!("{}", render_status(&report)),
@@ -285,49 +235,18 @@ pub fn render_status(r: &InstanceReport) -> String {
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<18}{v}\n"));
     line("Name:", r.name.clone());
     line("Namespace:", r.namespace.clone());
-    line(
-        "Ready:",
-        format!(
-            "{}{}",
-            r.ready,
-            if r.available { "" } else { " (not available)" }
-        ),
-    );
+    line("Ready:", format!("{}{}", r.ready, if r.available { "" } else { " (not available)" }));
     line("Injected:", or(&r.injected, "no"));
     line("Image:", or(&r.image, "-"));
-    line(
-        "Forward ports:",
-        r.forward_ports
-            .iter()
-            .map(u16::to_string)
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    line("Forward ports:", r.forward_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
     line("Secret:", r.ssh_secret.clone());
     line("Client key age:", or(&r.client_key_age, "unknown"));
     line("Last rotation:", or(&r.last_rotation, "never"));
     line("Host key:", or(&r.host_key_fingerprint, "unknown"));
-    line(
-        "Local key:",
-        if r.local_client_key {
-            "yes".into()
-        } else {
-            "no (not created from this machine?)".into()
-        },
-    );
-    line(
-        "Host key pinned:",
-        if r.host_key_pinned {
-            "yes".into()
-        } else {
-            "no".into()
-        },
-    );
+    line("Local key:", if r.local_client_key { "yes".into() } else { "no (not created from this machine?)".into() });
+    line("Host key pinned:", if r.host_key_pinned { "yes".into() } else { "no".into() });
     for c in &r.checks {
-        line(
-            &format!("Check {}:", c.name),
-            format!("{} {}", if c.ok { "ok" } else { "FAILED" }, c.detail),
-        );
+        line(&format!("Check {}:", c.name), format!("{} {}", if c.ok { "ok" } else { "FAILED" }, c.detail));
     }
     if r.warnings.is_empty() {
         line("Warnings:", "none".into());
@@ -352,11 +271,7 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
     let all_secrets = if ds.is_empty() {
         Vec::new()
     } else {
-        secrets
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| Error::kube(e, "secrets"))?
-            .items
+        secrets.list(&ListParams::default()).await.map_err(|e| Error::kube(e, "secrets"))?.items
     };
     let ks = KeyStore::open_default().ok();
     let now = Timestamp::now();
@@ -370,9 +285,7 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
                 .as_ref()
                 .and_then(|a| a.get(ann::SSH_SECRET).cloned())
                 .unwrap_or_else(|| names::default_secret_name(&name));
-            let secret = all_secrets
-                .iter()
-                .find(|s| s.metadata.name.as_deref() == Some(secret_name.as_str()));
+            let secret = all_secrets.iter().find(|s| s.metadata.name.as_deref() == Some(secret_name.as_str()));
             build_report(d, secret, ks.as_ref(), &ctx.cluster, args.max_key_age, now)
         })
         .collect();
@@ -410,11 +323,7 @@ pub fn render_list(reports: &[InstanceReport], wide: bool) -> String {
                 row.extend([
                     r.last_rotation.clone().unwrap_or_else(|| "never".into()),
                     r.host_key_fingerprint.clone().unwrap_or_else(|| "-".into()),
-                    r.forward_ports
-                        .iter()
-                        .map(u16::to_string)
-                        .collect::<Vec<_>>()
-                        .join(","),
+                    r.forward_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","),
                     r.image.clone().unwrap_or_else(|| "-".into()),
                 ]);
             }
@@ -438,13 +347,7 @@ mod tests {
         let o = build(&spec, client.public_key(), &host).unwrap();
         let mut secret = o.secret.clone();
         secret.data = Some(
-            secret
-                .string_data
-                .take()
-                .unwrap()
-                .into_iter()
-                .map(|(k, v)| (k, ByteString(v.into_bytes())))
-                .collect(),
+            secret.string_data.take().unwrap().into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))).collect(),
         );
         secret.metadata.creation_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
         (o.deployment, secret, host)
@@ -457,33 +360,18 @@ mod tests {
         let max = Duration::from_secs(90 * 86_400);
         let r = build_report(&d, None, None, "c", max, now);
         assert_eq!(r.ready, "0/1");
-        assert!(
-            r.warnings
-                .iter()
-                .any(|w| w.contains("secret dev-ssh not found")),
-            "{:?}",
-            r.warnings
-        );
+        assert!(r.warnings.iter().any(|w| w.contains("secret dev-ssh not found")), "{:?}", r.warnings);
         assert!(r.warnings.iter().any(|w| w.contains("did not inject")));
         let r = build_report(&d, Some(&secret), None, "c", max, now);
         assert_eq!(r.client_key_age.as_deref(), Some("120d"));
-        assert!(
-            r.warnings.iter().any(|w| w.contains("rotate-keys dev")),
-            "{:?}",
-            r.warnings
-        );
+        assert!(r.warnings.iter().any(|w| w.contains("rotate-keys dev")), "{:?}", r.warnings);
 
         let mut a = d.metadata.annotations.clone().unwrap();
         a.insert(ann::KEYS_ROTATED_AT.into(), "2026-04-30T00:00:00Z".into());
         d.metadata.annotations = Some(a);
-        d.spec.template.metadata.as_mut().unwrap().annotations = Some(BTreeMap::from([(
-            names::ANNOTATION_INJECTED.to_string(),
-            "0.1.0".to_string(),
-        )]));
-        d.status = Some(DeploymentStatus {
-            available_replicas: Some(1),
-            ..Default::default()
-        });
+        d.spec.template.metadata.as_mut().unwrap().annotations =
+            Some(BTreeMap::from([(names::ANNOTATION_INJECTED.to_string(), "0.1.0".to_string())]));
+        d.status = Some(DeploymentStatus { available_replicas: Some(1), ..Default::default() });
         let r = build_report(&d, Some(&secret), None, "c", max, now);
         assert_eq!(r.warnings, Vec::<String>::new());
         assert_eq!(r.client_key_age.as_deref(), Some("1d"));
@@ -492,10 +380,7 @@ mod tests {
         let text = render_status(&r);
         assert!(text.contains("Warnings:         none"), "{text}");
         let table = render_list(&[r], true);
-        assert!(
-            table.starts_with("NAME  READY  INJECTED  KEY-AGE  WARNINGS  LAST-ROTATION"),
-            "{table}"
-        );
+        assert!(table.starts_with("NAME  READY  INJECTED  KEY-AGE  WARNINGS  LAST-ROTATION"), "{table}");
     }
 
     #[test]
@@ -503,24 +388,9 @@ mod tests {
         let (d, secret, _) = fixture();
         let tmp = tempfile::tempdir().unwrap();
         let ks = KeyStore::at(tmp.path());
-        ks.pin_host_key(
-            &InstanceId::new("c", "ns", "dev"),
-            keys::generate("x").unwrap().public_key(),
-        )
-        .unwrap();
-        let r = build_report(
-            &d,
-            Some(&secret),
-            Some(&ks),
-            "c",
-            Duration::from_secs(1 << 40),
-            Timestamp::now(),
-        );
+        ks.pin_host_key(&InstanceId::new("c", "ns", "dev"), keys::generate("x").unwrap().public_key()).unwrap();
+        let r = build_report(&d, Some(&secret), Some(&ks), "c", Duration::from_secs(1 << 40), Timestamp::now());
         assert!(r.host_key_pinned);
-        assert!(
-            r.warnings.iter().any(|w| w.contains("do not connect")),
-            "{:?}",
-            r.warnings
-        );
+        assert!(r.warnings.iter().any(|w| w.contains("do not connect")), "{:?}", r.warnings);
     }
 }

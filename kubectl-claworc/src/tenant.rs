@@ -29,9 +29,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::{
-    TenantCommand, TenantCreateArgs, TenantDeleteArgs, TenantKubeconfigArgs, TenantListArgs,
-};
+use crate::cli::{TenantCommand, TenantCreateArgs, TenantDeleteArgs, TenantKubeconfigArgs, TenantListArgs};
 use crate::context::Ctx;
 use crate::error::{Error, Result, is_not_found};
 use crate::objects::validate_name;
@@ -46,9 +44,7 @@ const PSA_PREFIX: &str = "pod-security.kubernetes.io/";
 
 /// The Role's rules: only what creating, reaching and watching instances needs.
 pub fn role_rules() -> serde_json::Value {
-    let rw = [
-        "get", "list", "watch", "create", "update", "patch", "delete",
-    ];
+    let rw = ["get", "list", "watch", "create", "update", "patch", "delete"];
     json!([
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": rw},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "delete"]},
@@ -179,15 +175,13 @@ pub fn kubeconfig(tenant: &str, cluster: &ClusterInfo, token: &str) -> String {
 
 fn cluster_info(ctx: &Ctx) -> Result<ClusterInfo> {
     let entry = ctx.cluster_entry();
-    let server = entry
-        .and_then(|c| c.server.clone())
-        .unwrap_or_else(|| ctx.config.cluster_url.to_string());
+    let server = entry.and_then(|c| c.server.clone()).unwrap_or_else(|| ctx.config.cluster_url.to_string());
     let ca_data = match entry {
         Some(c) if c.certificate_authority_data.is_some() => c.certificate_authority_data.clone(),
         Some(c) if c.certificate_authority.is_some() => {
             let path = PathBuf::from(c.certificate_authority.as_deref().unwrap_or_default());
-            let pem = std::fs::read(&path)
-                .map_err(|e| Error::io(e, &path).context("the cluster's certificate-authority"))?;
+            let pem =
+                std::fs::read(&path).map_err(|e| Error::io(e, &path).context("the cluster's certificate-authority"))?;
             Some(base64::engine::general_purpose::STANDARD.encode(pem))
         }
         _ => None,
@@ -195,9 +189,7 @@ fn cluster_info(ctx: &Ctx) -> Result<ClusterInfo> {
     Ok(ClusterInfo {
         server,
         ca_data,
-        insecure_skip_tls_verify: entry
-            .and_then(|c| c.insecure_skip_tls_verify)
-            .unwrap_or(false),
+        insecure_skip_tls_verify: entry.and_then(|c| c.insecure_skip_tls_verify).unwrap_or(false),
         tls_server_name: entry.and_then(|c| c.tls_server_name.clone()),
     })
 }
@@ -215,9 +207,7 @@ fn ttl_seconds(ttl: Duration) -> Result<i64> {
     let s = ttl.as_secs();
     // The API's minimum is 10 minutes.
     if s < 600 {
-        return Err(Error::invalid(
-            "--ttl: the TokenRequest API needs at least 10m, e.g. --ttl 24h",
-        ));
+        return Err(Error::invalid("--ttl: the TokenRequest API needs at least 10m, e.g. --ttl 24h"));
     }
     i64::try_from(s).map_err(|_| Error::invalid("--ttl is too large"))
 }
@@ -226,9 +216,7 @@ fn ttl_seconds(ttl: Duration) -> Result<i64> {
 /// file is only replaced if it is a kubeconfig of this tenant (never, say,
 /// `~/.kube/config`).
 fn output_path(name: &str, output: &Option<PathBuf>) -> Result<PathBuf> {
-    let path = output
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{name}.kubeconfig")));
+    let path = output.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.kubeconfig")));
     if path.exists() && !is_tenant_kubeconfig(&path, name) {
         return Err(Error::AlreadyExists(format!(
             "--output {}: the file exists and is not a kubeconfig of tenant {name}: pick another file or remove it",
@@ -254,91 +242,37 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + Serialize + std::fmt::Debug,
 {
     ctx.debug(format!("creating {what}"));
-    api.create(&PostParams::default(), obj)
-        .await
-        .map(|_| ())
-        .map_err(|e| Error::kube(e, what))
+    api.create(&PostParams::default(), obj).await.map(|_| ()).map_err(|e| Error::kube(e, what))
 }
 
 pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
     validate_name("tenant name", &args.name)?;
     let ttl = ttl_seconds(args.ttl)?;
-    for (flag, v) in [
-        ("--cpu", &args.cpu),
-        ("--memory", &args.memory),
-        ("--storage", &args.storage),
-    ] {
+    for (flag, v) in [("--cpu", &args.cpu), ("--memory", &args.memory), ("--storage", &args.storage)] {
         if !crate::objects::is_quantity(v) && !v.ends_with('m') {
-            return Err(Error::invalid(format!(
-                "{flag} {v:?} is not a quantity such as 4, 500m, 8Gi"
-            )));
+            return Err(Error::invalid(format!("{flag} {v:?} is not a quantity such as 4, 500m, 8Gi")));
         }
     }
     let out = output_path(&args.name, &args.output)?;
     let info = cluster_info(ctx)?;
     let name = &args.name;
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    if namespaces
-        .get_opt(name)
-        .await
-        .map_err(|e| Error::kube(e, format!("namespace {name:?}")))?
-        .is_some()
-    {
+    if namespaces.get_opt(name).await.map_err(|e| Error::kube(e, format!("namespace {name:?}")))?.is_some() {
         return Err(Error::AlreadyExists(format!(
             "namespace {name:?} already exists: for a new kubeconfig of an existing tenant use `kubectl claworc tenant kubeconfig {name}`"
         )));
     }
-    create_obj(
-        ctx,
-        &namespaces,
-        &namespace(name),
-        &format!("namespace {name:?}"),
-    )
-    .await?;
-    let quota = Quota {
-        cpu: args.cpu.clone(),
-        memory: args.memory.clone(),
-        pods: args.pods,
-        storage: args.storage.clone(),
-    };
+    create_obj(ctx, &namespaces, &namespace(name), &format!("namespace {name:?}")).await?;
+    let quota =
+        Quota { cpu: args.cpu.clone(), memory: args.memory.clone(), pods: args.pods, storage: args.storage.clone() };
     let result = async {
         let c = ctx.client.clone();
-        create_obj(
-            ctx,
-            &Api::namespaced(c.clone(), name),
-            &resource_quota(name, &quota),
-            "resourcequota",
-        )
-        .await?;
-        create_obj(
-            ctx,
-            &Api::namespaced(c.clone(), name),
-            &limit_range(name),
-            "limitrange",
-        )
-        .await?;
-        create_obj(
-            ctx,
-            &Api::namespaced(c.clone(), name),
-            &default_deny(name),
-            "networkpolicy",
-        )
-        .await?;
-        create_obj(
-            ctx,
-            &Api::namespaced(c.clone(), name),
-            &service_account(name),
-            "serviceaccount",
-        )
-        .await?;
+        create_obj(ctx, &Api::namespaced(c.clone(), name), &resource_quota(name, &quota), "resourcequota").await?;
+        create_obj(ctx, &Api::namespaced(c.clone(), name), &limit_range(name), "limitrange").await?;
+        create_obj(ctx, &Api::namespaced(c.clone(), name), &default_deny(name), "networkpolicy").await?;
+        create_obj(ctx, &Api::namespaced(c.clone(), name), &service_account(name), "serviceaccount").await?;
         create_obj(ctx, &Api::namespaced(c.clone(), name), &role(name), "role").await?;
-        create_obj(
-            ctx,
-            &Api::namespaced(c.clone(), name),
-            &role_binding(name),
-            "rolebinding",
-        )
-        .await?;
+        create_obj(ctx, &Api::namespaced(c.clone(), name), &role_binding(name), "rolebinding").await?;
         let (token, expires) = request_token(ctx, name, ttl).await?;
         write_kubeconfig(&out, &kubeconfig(name, &info, &token))?;
         Ok::<_, Error>(expires)
@@ -346,23 +280,16 @@ pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
     .await;
     match result {
         Ok(expires) => {
-            println!(
-                "tenant {name} created; kubeconfig written to {} (token expires {expires})",
-                out.display()
-            );
+            println!("tenant {name} created; kubeconfig written to {} (token expires {expires})", out.display());
             Ok(())
         }
         Err(e) => {
             let cleanup = namespaces.delete(name, &DeleteParams::background()).await;
             let tail = match cleanup {
                 Ok(_) => "; the namespace was deleted again".to_string(),
-                Err(_) => format!(
-                    "; could not delete namespace {name}: run `kubectl delete namespace {name}`"
-                ),
+                Err(_) => format!("; could not delete namespace {name}: run `kubectl delete namespace {name}`"),
             };
-            Err(e
-                .context(format!("tenant create {name}"))
-                .context_suffix(&tail))
+            Err(e.context(format!("tenant create {name}")).context_suffix(&tail))
         }
     }
 }
@@ -380,23 +307,11 @@ async fn request_token(ctx: &Ctx, tenant: &str, ttl: i64) -> Result<(String, Str
     let resp: TokenRequest = sas
         .create_subresource("token", TENANT_SA, &PostParams::default(), &req)
         .await
-        .map_err(|e| {
-            Error::kube(
-                e,
-                format!("serviceaccounts/token of {TENANT_SA} in namespace {tenant:?}"),
-            )
-        })?;
-    let status = resp
-        .status
-        .ok_or_else(|| Error::other("the TokenRequest API returned no token"))?;
-    let token = status
-        .token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::other("the TokenRequest API returned no token"))?;
-    let expires = status
-        .expiration_timestamp
-        .map(|t| t.0)
-        .unwrap_or_else(Timestamp::now);
+        .map_err(|e| Error::kube(e, format!("serviceaccounts/token of {TENANT_SA} in namespace {tenant:?}")))?;
+    let status = resp.status.ok_or_else(|| Error::other("the TokenRequest API returned no token"))?;
+    let token =
+        status.token.filter(|t| !t.is_empty()).ok_or_else(|| Error::other("the TokenRequest API returned no token"))?;
+    let expires = status.expiration_timestamp.map(|t| t.0).unwrap_or_else(Timestamp::now);
     let granted = expires.as_second() - Timestamp::now().as_second();
     if granted + 60 < ttl {
         eprintln!(
@@ -417,17 +332,8 @@ fn write_kubeconfig(path: &Path, text: &str) -> Result<()> {
 async fn tenant_namespace(ctx: &Ctx, name: &str) -> Result<Namespace> {
     validate_name("tenant name", name)?;
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let ns = namespaces
-        .get(name)
-        .await
-        .map_err(|e| Error::kube(e, format!("tenant {name:?}")))?;
-    if ns
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(names::LABEL_TENANT))
-        .is_none()
-    {
+    let ns = namespaces.get(name).await.map_err(|e| Error::kube(e, format!("tenant {name:?}")))?;
+    if ns.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_TENANT)).is_none() {
         return Err(Error::not_found(format!(
             "tenant {name:?} not found: namespace {name} has no {} label (it was not made by `tenant create`)",
             names::LABEL_TENANT
@@ -450,23 +356,13 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<
         }
         // Wait until it is gone, then recreate it (a new UID: old tokens are invalid).
         for _ in 0..50 {
-            if sas
-                .get_opt(TENANT_SA)
-                .await
-                .map_err(|e| Error::kube(e, "serviceaccount"))?
-                .is_none()
-            {
+            if sas.get_opt(TENANT_SA).await.map_err(|e| Error::kube(e, "serviceaccount"))?.is_none() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         create_obj(ctx, &sas, &service_account(name), "serviceaccount").await?;
-    } else if sas
-        .get_opt(TENANT_SA)
-        .await
-        .map_err(|e| Error::kube(e, "serviceaccount"))?
-        .is_none()
-    {
+    } else if sas.get_opt(TENANT_SA).await.map_err(|e| Error::kube(e, "serviceaccount"))?.is_none() {
         create_obj(ctx, &sas, &service_account(name), "serviceaccount").await?;
     }
     let (token, expires) = request_token(ctx, name, ttl).await?;
@@ -475,11 +371,7 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<
     println!(
         "kubeconfig for tenant {name} written to {} (token expires {expires}){}",
         out.display(),
-        if args.rotate {
-            "; earlier tokens stop working within about 10s (the API server's token cache)"
-        } else {
-            ""
-        }
+        if args.rotate { "; earlier tokens stop working within about 10s (the API server's token cache)" } else { "" }
     );
     Ok(())
 }
@@ -503,16 +395,8 @@ pub async fn list(ctx: &Ctx, args: &TenantListArgs) -> Result<()> {
         .iter()
         .map(|n| TenantRow {
             name: n.metadata.name.clone().unwrap_or_default(),
-            status: n
-                .status
-                .as_ref()
-                .and_then(|s| s.phase.clone())
-                .unwrap_or_default(),
-            created: n
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string()),
+            status: n.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default(),
+            created: n.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()),
         })
         .collect();
     match args.output {
@@ -529,7 +413,7 @@ pub async fn list(ctx: &Ctx, args: &TenantListArgs) -> Result<()> {
                         .and_then(|c| c.parse::<Timestamp>().ok())
                         .map(|c| {
                             crate::status::short_age(Duration::from_secs(
-                                (now.as_second() - c.as_second()).max(0) as u64,
+                                (now.as_second() - c.as_second()).max(0) as u64
                             ))
                         })
                         .unwrap_or_else(|| "-".into());
@@ -551,16 +435,10 @@ pub async fn delete(ctx: &Ctx, args: &TenantDeleteArgs) -> Result<()> {
                 args.name
             )));
         }
-        eprint!(
-            "Delete tenant {0} and everything in namespace {0}? Type the name to confirm: ",
-            args.name
-        );
+        eprint!("Delete tenant {0} and everything in namespace {0}? Type the name to confirm: ", args.name);
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .map_err(|e| Error::other(format!("reading the answer: {e}")))?;
+        std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::other(format!("reading the answer: {e}")))?;
         if answer.trim() != args.name {
             return Err(Error::invalid("not confirmed: nothing was deleted"));
         }
@@ -570,10 +448,7 @@ pub async fn delete(ctx: &Ctx, args: &TenantDeleteArgs) -> Result<()> {
         .delete(&args.name, &DeleteParams::background())
         .await
         .map_err(|e| Error::kube(e, format!("namespace {:?}", args.name)))?;
-    println!(
-        "tenant {} deleted (namespace {} is terminating)",
-        args.name, args.name
-    );
+    println!("tenant {} deleted (namespace {} is terminating)", args.name, args.name);
     Ok(())
 }
 
@@ -595,10 +470,7 @@ mod tests {
     fn role_is_least_privilege() {
         let r = role("t");
         let rules = r.rules.unwrap();
-        let all: Vec<String> = rules
-            .iter()
-            .flat_map(|r| r.resources.clone().unwrap_or_default())
-            .collect();
+        let all: Vec<String> = rules.iter().flat_map(|r| r.resources.clone().unwrap_or_default()).collect();
         for res in [
             "deployments",
             "pods",
@@ -612,15 +484,8 @@ mod tests {
         ] {
             assert!(all.iter().any(|a| a == res), "{res}");
         }
-        assert!(
-            !all.iter()
-                .any(|a| a == "pods/exec" || a == "*" || a == "roles" || a == "rolebindings")
-        );
-        assert!(rules.iter().all(|r| {
-            !r.verbs
-                .iter()
-                .any(|v| v == "*" || v == "escalate" || v == "bind")
-        }));
+        assert!(!all.iter().any(|a| a == "pods/exec" || a == "*" || a == "roles" || a == "rolebindings"));
+        assert!(rules.iter().all(|r| { !r.verbs.iter().any(|v| v == "*" || v == "escalate" || v == "bind") }));
         assert_eq!(r.metadata.namespace.as_deref(), Some("t"));
         let b = role_binding("t");
         assert_eq!(b.subjects.unwrap()[0].name, TENANT_SA);
@@ -628,28 +493,14 @@ mod tests {
 
     #[test]
     fn quota_limits_and_policy() {
-        let q = resource_quota(
-            "t",
-            &Quota {
-                cpu: "4".into(),
-                memory: "8Gi".into(),
-                pods: 10,
-                storage: "50Gi".into(),
-            },
-        );
+        let q = resource_quota("t", &Quota { cpu: "4".into(), memory: "8Gi".into(), pods: 10, storage: "50Gi".into() });
         let hard = q.spec.unwrap().hard.unwrap();
         assert_eq!(hard["pods"].0, "10");
         assert_eq!(hard["limits.memory"].0, "8Gi");
         let np = default_deny("t").spec.unwrap();
-        assert_eq!(
-            np.policy_types.unwrap(),
-            vec!["Ingress".to_string(), "Egress".to_string()]
-        );
+        assert_eq!(np.policy_types.unwrap(), vec!["Ingress".to_string(), "Egress".to_string()]);
         assert!(limit_range("t").spec.is_some());
-        assert_eq!(
-            service_account("t").automount_service_account_token,
-            Some(false)
-        );
+        assert_eq!(service_account("t").automount_service_account_token, Some(false));
     }
 
     #[test]
@@ -662,14 +513,8 @@ mod tests {
         };
         let y = kubeconfig("team-a", &info, "tok");
         let v: serde_json::Value = serde_yaml::from_str(&y).unwrap();
-        assert_eq!(
-            v["clusters"][0]["cluster"]["server"],
-            "https://127.0.0.1:6443"
-        );
-        assert_eq!(
-            v["clusters"][0]["cluster"]["certificate-authority-data"],
-            "Q0E="
-        );
+        assert_eq!(v["clusters"][0]["cluster"]["server"], "https://127.0.0.1:6443");
+        assert_eq!(v["clusters"][0]["cluster"]["certificate-authority-data"], "Q0E=");
         assert_eq!(v["users"][0]["user"]["token"], "tok");
         assert_eq!(v["contexts"][0]["context"]["namespace"], "team-a");
         assert_eq!(v["current-context"], "claworc-team-a");
@@ -693,20 +538,13 @@ mod tests {
         std::fs::write(&mine, kubeconfig("t", &info, "tok")).unwrap();
         assert!(output_path("t", &Some(mine.clone())).is_ok());
         assert_eq!(output_path("u", &Some(mine)).unwrap_err().exit_code(), 4);
-        std::fs::write(
-            &other,
-            "apiVersion: v1\nkind: Config\ncurrent-context: admin\n",
-        )
-        .unwrap();
+        std::fs::write(&other, "apiVersion: v1\nkind: Config\ncurrent-context: admin\n").unwrap();
         assert!(output_path("t", &Some(other)).is_err());
     }
 
     #[test]
     fn ttl_bounds() {
         assert!(ttl_seconds(Duration::from_secs(60)).is_err());
-        assert_eq!(
-            ttl_seconds(Duration::from_secs(720 * 3600)).unwrap(),
-            2_592_000
-        );
+        assert_eq!(ttl_seconds(Duration::from_secs(720 * 3600)).unwrap(), 2_592_000);
     }
 }

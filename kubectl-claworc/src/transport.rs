@@ -61,12 +61,7 @@ pub async fn find_instance(client: &kube::Client, namespace: &str, name: &str) -
     let list = pods
         .list(&ListParams::default().labels(&format!("{LABEL_INSTANCE}={name}")))
         .await
-        .map_err(|e| {
-            Error::kube(
-                e,
-                format!("pods of instance \"{name}\" in namespace \"{namespace}\""),
-            )
-        })?;
+        .map_err(|e| Error::kube(e, format!("pods of instance \"{name}\" in namespace \"{namespace}\"")))?;
     let pod = pick_pod(&list.items).ok_or_else(|| {
         let phases: Vec<String> = list
             .items
@@ -84,27 +79,16 @@ pub async fn find_instance(client: &kube::Client, namespace: &str, name: &str) -
             if phases.is_empty() { String::new() } else { format!(" ({})", phases.join(", ")) }
         ))
     })?;
-    Ok(Instance {
-        namespace: namespace.into(),
-        name: name.into(),
-        pod,
-        settings,
-    })
+    Ok(Instance { namespace: namespace.into(), name: name.into(), pod, settings })
 }
 
 /// The parsed `claworc.io/*` annotations of the Deployment `name`.
-pub async fn instance_settings(
-    client: &kube::Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Settings> {
+pub async fn instance_settings(client: &kube::Client, namespace: &str, name: &str) -> Result<Settings> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = deployments.get(name).await.map_err(|e| {
-        Error::kube(
-            e,
-            format!("instance (deployment) \"{name}\" in namespace \"{namespace}\""),
-        )
-    })?;
+    let d = deployments
+        .get(name)
+        .await
+        .map_err(|e| Error::kube(e, format!("instance (deployment) \"{name}\" in namespace \"{namespace}\"")))?;
     let annotations: BTreeMap<String, String> = d.metadata.annotations.unwrap_or_default();
     Settings::from_annotations(name, &annotations).map_err(|errors| {
         let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -141,21 +125,13 @@ impl Drop for PortForwardStream {
 }
 
 impl AsyncRead for PortForwardStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for PortForwardStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -167,27 +143,16 @@ impl AsyncWrite for PortForwardStream {
 }
 
 /// Opens `pods/portforward` to the instance's ssh port.
-pub async fn open_port_forward(
-    client: &kube::Client,
-    instance: &Instance,
-) -> Result<PortForwardStream> {
+pub async fn open_port_forward(client: &kube::Client, instance: &Instance) -> Result<PortForwardStream> {
     let port = instance.settings.ssh_port;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &instance.namespace);
     let mut forwarder = pods
         .portforward(&instance.pod, &[port])
         .await
-        .map_err(|e| {
-            Error::kube(
-                e,
-                format!("port-forward to pod \"{}\" port {port}", instance.pod),
-            )
-        })?;
-    let stream = forwarder.take_stream(port).ok_or_else(|| {
-        Error::other(format!(
-            "port-forward to pod \"{}\": no stream for port {port}",
-            instance.pod
-        ))
-    })?;
+        .map_err(|e| Error::kube(e, format!("port-forward to pod \"{}\" port {port}", instance.pod)))?;
+    let stream = forwarder
+        .take_stream(port)
+        .ok_or_else(|| Error::other(format!("port-forward to pod \"{}\": no stream for port {port}", instance.pod)))?;
     if let Some(errors) = forwarder.take_error(port) {
         let pod = instance.pod.clone();
         tokio::spawn(async move {
@@ -210,10 +175,7 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(user: impl Into<String>, key: PrivateKey) -> Self {
-        Credentials {
-            user: user.into(),
-            keys: vec![Arc::new(key)],
-        }
+        Credentials { user: user.into(), keys: vec![Arc::new(key)] }
     }
 }
 
@@ -231,9 +193,7 @@ pub fn default_user() -> String {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the private key.
-        f.debug_struct("Credentials")
-            .field("user", &self.user)
-            .finish_non_exhaustive()
+        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
     }
 }
 
@@ -278,10 +238,7 @@ impl Connection {
 
     /// Disconnects politely.
     pub async fn close(&self) {
-        let _ = self
-            .handle
-            .disconnect(russh::Disconnect::ByApplication, "bye", "en")
-            .await;
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "bye", "en").await;
     }
 }
 
@@ -294,10 +251,7 @@ pub struct Client {
 impl client::Handler for Client {
     type Error = russh::Error;
 
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return Ok(false);
         };
@@ -318,10 +272,7 @@ pub fn config() -> Arc<client::Config> {
         maximum_packet_size: 65535,
         channel_buffer_size: 256,
         nodelay: true,
-        preferred: russh::Preferred {
-            cipher: std::borrow::Cow::Borrowed(CIPHERS),
-            ..Default::default()
-        },
+        preferred: russh::Preferred { cipher: std::borrow::Cow::Borrowed(CIPHERS), ..Default::default() },
         ..Default::default()
     })
 }
@@ -331,11 +282,8 @@ const READ_BUFFER: usize = 256 * 1024;
 
 /// AES-GCM first: with AES-NI it is the cheapest cipher for both ends (the
 /// sidecar's sshd included), which is what bounds tunnel throughput.
-const CIPHERS: &[russh::cipher::Name] = &[
-    russh::cipher::AES_256_GCM,
-    russh::cipher::CHACHA20_POLY1305,
-    russh::cipher::AES_256_CTR,
-];
+const CIPHERS: &[russh::cipher::Name] =
+    &[russh::cipher::AES_256_GCM, russh::cipher::CHACHA20_POLY1305, russh::cipher::AES_256_CTR];
 
 /// SSH over `stream`: key exchange, host-key check against `expect`, public-key
 /// authentication.
@@ -348,10 +296,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let outcome = Arc::new(Mutex::new(None));
-    let handler = Client {
-        expect,
-        outcome: outcome.clone(),
-    };
+    let handler = Client { expect, outcome: outcome.clone() };
     let work = async move {
         // SSH reads a 4-byte length, then the packet: buffer the reads so that is not
         // two reads (syscalls, or duplex wake-ups) per packet. Writes pass straight through.
@@ -362,9 +307,7 @@ where
             (_, Some((_, Verdict::Refused(r)))) => return Err(ConnectError::HostKey(r)),
             (Err(e), _) => return Err(ConnectError::Transport(e.to_string())),
             (Ok(_), None) => {
-                return Err(ConnectError::Transport(
-                    "the server presented no host key".into(),
-                ));
+                return Err(ConnectError::Transport("the server presented no host key".into()));
             }
             (Ok(h), Some((key, verdict))) => (h, key, verdict),
         };
@@ -375,22 +318,14 @@ where
                 .await
                 .map_err(|e| ConnectError::Transport(format!("authentication: {e}")))?;
             if auth.success() {
-                return Ok(Connection {
-                    handle,
-                    host_key,
-                    verdict,
-                });
+                return Ok(Connection { handle, host_key, verdict });
             }
         }
-        Err(ConnectError::Auth {
-            user: creds.user.clone(),
-        })
+        Err(ConnectError::Auth { user: creds.user.clone() })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
         .await
-        .map_err(|_| {
-            ConnectError::Transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}"))
-        })?
+        .map_err(|_| ConnectError::Transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")))?
 }
 
 /// What `ssh`, `tunnel`, `logs --file` and `rotate-keys` need to connect.
@@ -416,19 +351,11 @@ pub fn instance_id(ctx: &Ctx, name: &str) -> InstanceId {
 }
 
 /// The client credentials: `--identity FILE`, else the key store's key.
-pub fn credentials(
-    ctx: &Ctx,
-    store: &KeyStore,
-    name: &str,
-    opts: &ConnectOptions,
-) -> Result<Credentials> {
+pub fn credentials(ctx: &Ctx, store: &KeyStore, name: &str, opts: &ConnectOptions) -> Result<Credentials> {
     let keys = match &opts.identity {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(e, path))?;
-            vec![
-                crate::keys::parse_private(&text)
-                    .map_err(|e| e.context(format!("--identity {}", path.display())))?,
-            ]
+            vec![crate::keys::parse_private(&text).map_err(|e| e.context(format!("--identity {}", path.display())))?]
         }
         None => {
             let id = instance_id(ctx, name);
@@ -445,28 +372,13 @@ pub fn credentials(
             keys
         }
     };
-    Ok(Credentials {
-        user: opts.user(),
-        keys: keys.into_iter().map(Arc::new).collect(),
-    })
+    Ok(Credentials { user: opts.user(), keys: keys.into_iter().map(Arc::new).collect() })
 }
 
 /// What the key store and the Deployment say about the host key.
-pub fn expectation(
-    ctx: &Ctx,
-    store: &KeyStore,
-    instance: &Instance,
-    repin: bool,
-) -> Result<Expectation> {
-    let pin = store
-        .lookup_host_key(&instance_id(ctx, &instance.name))?
-        .map(|k| hostkey::fingerprint(&k));
-    Ok(Expectation {
-        instance: instance.id(),
-        pin,
-        annotation: instance.settings.host_key_fingerprint.clone(),
-        repin,
-    })
+pub fn expectation(ctx: &Ctx, store: &KeyStore, instance: &Instance, repin: bool) -> Result<Expectation> {
+    let pin = store.lookup_host_key(&instance_id(ctx, &instance.name))?.map(|k| hostkey::fingerprint(&k));
+    Ok(Expectation { instance: instance.id(), pin, annotation: instance.settings.host_key_fingerprint.clone(), repin })
 }
 
 /// Port-forward to the instance's sshd and log in with `creds`. A host key
@@ -478,17 +390,10 @@ pub async fn connect_instance(
     creds: &Credentials,
     repin: bool,
 ) -> std::result::Result<Connection, ConnectError> {
-    let expect = expectation(ctx, store, instance, repin)
-        .map_err(|e| ConnectError::Transport(e.to_string()))?;
-    let stream = open_port_forward(&ctx.client, instance)
-        .await
-        .map_err(|e| ConnectError::Transport(e.to_string()))?;
+    let expect = expectation(ctx, store, instance, repin).map_err(|e| ConnectError::Transport(e.to_string()))?;
+    let stream = open_port_forward(&ctx.client, instance).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
     let conn = handshake(stream, creds, expect).await?;
-    if let Verdict::PinFromAnnotation {
-        fingerprint,
-        replaced,
-    } = &conn.verdict
-    {
+    if let Verdict::PinFromAnnotation { fingerprint, replaced } = &conn.verdict {
         let id = instance_id(ctx, &instance.name);
         store
             .pin_host_key(&id, &conn.host_key)
@@ -512,11 +417,7 @@ pub async fn connect_instance(
 }
 
 /// Finds the instance, loads the credentials, connects.
-pub async fn connect(
-    ctx: &Ctx,
-    name: &str,
-    opts: &ConnectOptions,
-) -> Result<(Instance, Connection)> {
+pub async fn connect(ctx: &Ctx, name: &str, opts: &ConnectOptions) -> Result<(Instance, Connection)> {
     let store = KeyStore::open_default()?;
     let creds = credentials(ctx, &store, name, opts)?;
     let instance = find_instance(&ctx.client, &ctx.namespace, name).await?;
@@ -546,13 +447,7 @@ pub async fn prove_login(ctx: &Ctx, name: &str, key: &PrivateKey) -> Result<()> 
                 .await
                 .map_err(|e| ConnectError::Transport(e.to_string()))?;
             conn.close().await;
-            if code == 0 {
-                Ok(())
-            } else {
-                Err(ConnectError::Transport(format!(
-                    "`true` exited with {code}"
-                )))
-            }
+            if code == 0 { Ok(()) } else { Err(ConnectError::Transport(format!("`true` exited with {code}"))) }
         };
         match attempt.await {
             Ok(()) => return Ok(()),
@@ -588,10 +483,7 @@ pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return (false, e.one_line()),
         Err(_) => {
-            return (
-                false,
-                format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs()),
-            );
+            return (false, format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs()));
         }
     };
     let connected = start.elapsed();
@@ -610,13 +502,7 @@ pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
                 hostkey::fingerprint(&conn.host_key)
             ),
         ),
-        Ok((code, _, err)) => (
-            false,
-            format!(
-                "`true` exited with {code}: {}",
-                String::from_utf8_lossy(&err).trim()
-            ),
-        ),
+        Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),
         Err(e) => (false, e.one_line()),
     }
 }

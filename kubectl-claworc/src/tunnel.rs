@@ -55,11 +55,7 @@ pub struct SshOptions {
 
 impl SshOptions {
     pub fn connect_options(&self) -> ConnectOptions {
-        ConnectOptions {
-            user: Some(self.user.clone()),
-            identity: self.identity.clone(),
-            repin: self.repin,
-        }
+        ConnectOptions { user: Some(self.user.clone()), identity: self.identity.clone(), repin: self.repin }
     }
 }
 
@@ -75,21 +71,13 @@ pub struct Forward {
 /// Parses `REMOTE` or `LOCAL:REMOTE`.
 pub fn parse_forward(spec: &str) -> std::result::Result<Forward, String> {
     let port = |s: &str, what: &str, zero_ok: bool| {
-        s.trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| zero_ok || *p > 0)
-            .ok_or_else(|| format!("-L {spec}: {what} port {s:?} is not a port number; use [LOCAL:]REMOTE, e.g. 3000 or 8000:3000"))
+        s.trim().parse::<u16>().ok().filter(|p| zero_ok || *p > 0).ok_or_else(|| {
+            format!("-L {spec}: {what} port {s:?} is not a port number; use [LOCAL:]REMOTE, e.g. 3000 or 8000:3000")
+        })
     };
     match spec.split_once(':') {
-        None => Ok(Forward {
-            local: 0,
-            remote: port(spec, "remote", false)?,
-        }),
-        Some((l, r)) => Ok(Forward {
-            local: port(l, "local", true)?,
-            remote: port(r, "remote", false)?,
-        }),
+        None => Ok(Forward { local: 0, remote: port(spec, "remote", false)? }),
+        Some((l, r)) => Ok(Forward { local: port(l, "local", true)?, remote: port(r, "remote", false)? }),
     }
 }
 
@@ -110,11 +98,7 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
     transport::credentials(ctx, &store, &args.name, &opts)?;
     let settings = transport::instance_settings(&ctx.client, &ctx.namespace, &args.name).await?;
     let forwards = if args.forwards.is_empty() {
-        settings
-            .forward_ports
-            .iter()
-            .map(|&remote| Forward { local: 0, remote })
-            .collect()
+        settings.forward_ports.iter().map(|&remote| Forward { local: 0, remote }).collect()
     } else {
         args.forwards.clone()
     };
@@ -134,14 +118,8 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
         let listener = TcpListener::bind(("127.0.0.1", f.local))
             .await
             .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1:{}: {e}", f.local)))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| Error::other(e.to_string()))?
-            .port();
-        println!(
-            "Forwarding http://127.0.0.1:{port} -> {}:{}",
-            args.name, f.remote
-        );
+        let port = listener.local_addr().map_err(|e| Error::other(e.to_string()))?.port();
+        println!("Forwarding http://127.0.0.1:{port} -> {}:{}", args.name, f.remote);
         tokio::spawn(accept_loop(listener, f.remote, rx.clone(), allowed.clone()));
     }
 
@@ -155,18 +133,13 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
                     .map_err(|e| ConnectError::Transport(e.to_string()))?;
                 let creds = transport::credentials(ctx, &store, &name, &opts)
                     .map_err(|e| ConnectError::Transport(e.one_line()))?;
-                let conn =
-                    transport::connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
+                let conn = transport::connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
                 Ok::<_, ConnectError>((instance, conn))
             };
             match attempt.await {
                 Ok((instance, conn)) => {
                     failures = 0;
-                    eprintln!(
-                        "tunnel: connected to {} (pod {})",
-                        instance.id(),
-                        instance.pod
-                    );
+                    eprintln!("tunnel: connected to {} (pod {})", instance.id(), instance.pod);
                     let conn = Arc::new(conn);
                     tx.send_replace(Some(conn.clone()));
                     while !conn.is_closed() {
@@ -179,10 +152,7 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
                 Err(e) => {
                     let delay = backoff(failures);
                     failures = failures.saturating_add(1);
-                    eprintln!(
-                        "tunnel: cannot connect ({e}); retrying in {}s",
-                        delay.as_secs()
-                    );
+                    eprintln!("tunnel: cannot connect ({e}); retrying in {}s", delay.as_secs());
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -202,11 +172,7 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
 }
 
 fn join(ports: &[u16]) -> String {
-    ports
-        .iter()
-        .map(u16::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
 }
 
 async fn accept_loop(
@@ -228,17 +194,10 @@ async fn accept_loop(
         let allowed = allowed.clone();
         tokio::spawn(async move {
             // Wait (a while) for the SSH connection, e.g. during a reconnect.
-            let conn = match tokio::time::timeout(
-                Duration::from_secs(60),
-                rx.wait_for(Option::is_some),
-            )
-            .await
-            {
+            let conn = match tokio::time::timeout(Duration::from_secs(60), rx.wait_for(Option::is_some)).await {
                 Ok(Ok(c)) => c.clone().expect("checked by wait_for"),
                 _ => {
-                    eprintln!(
-                        "tunnel: no connection to the instance; dropped a connection to port {remote}"
-                    );
+                    eprintln!("tunnel: no connection to the instance; dropped a connection to port {remote}");
                     return;
                 }
             };
@@ -246,10 +205,7 @@ async fn accept_loop(
                 let hint = if allowed.contains(&remote) {
                     String::new()
                 } else {
-                    format!(
-                        " (only claworc.io/forward-ports {} may be reached)",
-                        join(&allowed)
-                    )
+                    format!(" (only claworc.io/forward-ports {} may be reached)", join(&allowed))
                 };
                 eprintln!("tunnel: forward to localhost:{remote}: {e}{hint}");
             }
@@ -258,37 +214,18 @@ async fn accept_loop(
 }
 
 /// One forwarded connection: a `direct-tcpip` channel to `localhost:remote`.
-pub async fn forward(
-    conn: &Connection,
-    mut sock: TcpStream,
-    peer_port: u16,
-    remote: u16,
-) -> std::io::Result<()> {
+pub async fn forward(conn: &Connection, mut sock: TcpStream, peer_port: u16, remote: u16) -> std::io::Result<()> {
     let _ = sock.set_nodelay(true);
     let channel = conn
         .handle
-        .channel_open_direct_tcpip(
-            "localhost",
-            u32::from(remote),
-            "127.0.0.1",
-            u32::from(peer_port),
-        )
+        .channel_open_direct_tcpip("localhost", u32::from(remote), "127.0.0.1", u32::from(peer_port))
         .await
         .map_err(|e| std::io::Error::other(format!("refused by the instance: {e}")))?;
     let mut stream = channel.into_stream();
-    match tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut stream, COPY_BUFFER, COPY_BUFFER)
-        .await
-    {
+    match tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut stream, COPY_BUFFER, COPY_BUFFER).await {
         Ok(_) => Ok(()),
         // A peer resetting its end is a normal way for a forwarded connection to end.
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ) =>
-        {
-            Ok(())
-        }
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -299,27 +236,9 @@ mod tests {
 
     #[test]
     fn forward_specs() {
-        assert_eq!(
-            parse_forward("3000"),
-            Ok(Forward {
-                local: 0,
-                remote: 3000
-            })
-        );
-        assert_eq!(
-            parse_forward("8000:3000"),
-            Ok(Forward {
-                local: 8000,
-                remote: 3000
-            })
-        );
-        assert_eq!(
-            parse_forward("0:3000"),
-            Ok(Forward {
-                local: 0,
-                remote: 3000
-            })
-        );
+        assert_eq!(parse_forward("3000"), Ok(Forward { local: 0, remote: 3000 }));
+        assert_eq!(parse_forward("8000:3000"), Ok(Forward { local: 8000, remote: 3000 }));
+        assert_eq!(parse_forward("0:3000"), Ok(Forward { local: 0, remote: 3000 }));
         assert!(parse_forward("x").unwrap_err().contains("[LOCAL:]REMOTE"));
         assert!(parse_forward("3000:0").is_err());
         assert!(parse_forward("70000").is_err());

@@ -21,12 +21,7 @@ fn creds(sshd: &Sshd, key: &russh::keys::PrivateKey) -> Credentials {
 }
 
 fn pinned(sshd: &Sshd) -> Expectation {
-    Expectation {
-        instance: "test/box".into(),
-        pin: Some(sshd.host_fingerprint()),
-        annotation: None,
-        repin: false,
-    }
+    Expectation { instance: "test/box".into(), pin: Some(sshd.host_fingerprint()), annotation: None, repin: false }
 }
 
 async fn connect(sshd: &Sshd, expect: Expectation) -> Result<Connection, ConnectError> {
@@ -43,10 +38,7 @@ async fn http_server(body: &'static str) -> u16 {
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = sock.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
+                let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
                 let _ = sock.write_all(resp.as_bytes()).await;
             });
         }
@@ -57,56 +49,28 @@ async fn http_server(body: &'static str) -> u16 {
 #[tokio::test]
 async fn commands_run_as_the_run_as_user_and_exit_status_propagates() {
     let sshd = Sshd::start(&[3000]);
-    let conn = connect(&sshd, pinned(&sshd))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let conn = connect(&sshd, pinned(&sshd)).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     assert_eq!(conn.verdict, Verdict::Pinned);
-    let (code, out, _) = session::exec_capture(&conn, &session::command_line(&["id", "-u"]))
-        .await
-        .unwrap();
+    let (code, out, _) = session::exec_capture(&conn, &session::command_line(&["id", "-u"])).await.unwrap();
     assert_eq!((code, String::from_utf8_lossy(&out).trim()), (0, "1000"));
-    let (code, _, _) =
-        session::exec_capture(&conn, &session::command_line(&["sh", "-c", "exit 7"]))
-            .await
-            .unwrap();
+    let (code, _, _) = session::exec_capture(&conn, &session::command_line(&["sh", "-c", "exit 7"])).await.unwrap();
     assert_eq!(code, 7);
-    let (code, out, err) = session::exec_capture(
-        &conn,
-        &session::command_line(&["sh", "-c", "echo out; echo err >&2"]),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (code, &out[..], &err[..]),
-        (0, &b"out\n"[..], &b"err\n"[..])
-    );
+    let (code, out, err) =
+        session::exec_capture(&conn, &session::command_line(&["sh", "-c", "echo out; echo err >&2"])).await.unwrap();
+    assert_eq!((code, &out[..], &err[..]), (0, &b"out\n"[..], &b"err\n"[..]));
 }
 
 #[tokio::test]
 async fn the_annotation_is_accepted_without_a_pin_and_nothing_else_is() {
     let sshd = Sshd::start(&[3000]);
     let fp = sshd.host_fingerprint();
-    let by_annotation = Expectation {
-        instance: "t/b".into(),
-        pin: None,
-        annotation: Some(fp.clone()),
-        repin: false,
-    };
+    let by_annotation = Expectation { instance: "t/b".into(), pin: None, annotation: Some(fp.clone()), repin: false };
     let conn = connect(&sshd, by_annotation).await.unwrap();
-    assert_eq!(
-        conn.verdict,
-        Verdict::PinFromAnnotation {
-            fingerprint: fp.clone(),
-            replaced: None
-        }
-    );
+    assert_eq!(conn.verdict, Verdict::PinFromAnnotation { fingerprint: fp.clone(), replaced: None });
     assert_eq!(keys::fingerprint(&conn.host_key), fp);
 
     // No pin, no annotation: refused (no trust on first use).
-    let nothing = Expectation {
-        instance: "t/b".into(),
-        ..Default::default()
-    };
+    let nothing = Expectation { instance: "t/b".into(), ..Default::default() };
     match connect(&sshd, nothing).await {
         Err(ConnectError::HostKey(r)) => assert_eq!(r.reason, RefusalReason::NothingToCheck),
         other => panic!("expected a refusal, got {:?}", other.err()),
@@ -117,12 +81,7 @@ async fn the_annotation_is_accepted_without_a_pin_and_nothing_else_is() {
 async fn a_changed_host_key_is_refused() {
     let sshd = Sshd::start(&[3000]);
     let other = keys::fingerprint(keys::generate("other").unwrap().public_key());
-    let stale_pin = Expectation {
-        instance: "t/b".into(),
-        pin: Some(other.clone()),
-        annotation: None,
-        repin: false,
-    };
+    let stale_pin = Expectation { instance: "t/b".into(), pin: Some(other.clone()), annotation: None, repin: false };
     match connect(&sshd, stale_pin).await {
         Err(ConnectError::HostKey(r)) => {
             assert!(matches!(r.reason, RefusalReason::PinMismatch { .. }));
@@ -130,16 +89,8 @@ async fn a_changed_host_key_is_refused() {
         }
         other => panic!("expected a refusal, got {:?}", other.err()),
     }
-    let wrong_annotation = Expectation {
-        instance: "t/b".into(),
-        pin: None,
-        annotation: Some(other),
-        repin: false,
-    };
-    assert!(matches!(
-        connect(&sshd, wrong_annotation).await,
-        Err(ConnectError::HostKey(_))
-    ));
+    let wrong_annotation = Expectation { instance: "t/b".into(), pin: None, annotation: Some(other), repin: false };
+    assert!(matches!(connect(&sshd, wrong_annotation).await, Err(ConnectError::HostKey(_))));
 }
 
 #[tokio::test]
@@ -171,22 +122,14 @@ async fn forwards_reach_forward_ports_only() {
         let mut client = TcpStream::connect(addr).await.unwrap();
         client.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
         let mut reply = String::new();
-        let _ = tokio::time::timeout(Duration::from_secs(10), client.read_to_string(&mut reply))
-            .await
-            .unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(10), client.read_to_string(&mut reply)).await.unwrap();
         drop(client);
-        let result = tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .unwrap()
-            .unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap();
         if ok {
             assert!(reply.contains("hello through the tunnel"), "{reply:?}");
             result.unwrap();
         } else {
-            assert_eq!(
-                reply, "",
-                "a forward to a port outside forward-ports was served"
-            );
+            assert_eq!(reply, "", "a forward to a port outside forward-ports was served");
             let e = result.unwrap_err();
             assert!(e.to_string().contains("refused"), "{e}");
         }
@@ -198,17 +141,9 @@ async fn a_rotated_client_key_is_accepted_and_the_old_one_refused() {
     let sshd = Sshd::start(&[3000]);
     let new = keys::generate("new").unwrap();
     // Both keys during the rotation, then only the new one.
-    sshd.write_keys(
-        &sshd.host_key,
-        &[sshd.client_key.public_key(), new.public_key()],
-    );
+    sshd.write_keys(&sshd.host_key, &[sshd.client_key.public_key(), new.public_key()]);
     sshd.write_keys(&sshd.host_key, &[new.public_key()]);
     let tcp = TcpStream::connect(("127.0.0.1", sshd.port)).await.unwrap();
-    transport::handshake(tcp, &creds(&sshd, &new), pinned(&sshd))
-        .await
-        .unwrap();
-    assert!(matches!(
-        connect(&sshd, pinned(&sshd)).await,
-        Err(ConnectError::Auth { .. })
-    ));
+    transport::handshake(tcp, &creds(&sshd, &new), pinned(&sshd)).await.unwrap();
+    assert!(matches!(connect(&sshd, pinned(&sshd)).await, Err(ConnectError::Auth { .. })));
 }

@@ -186,9 +186,7 @@ impl TestNamespace {
             "metadata": { "name": name, "labels": labels },
         });
         let cluster = Cluster::get();
-        cluster
-            .kubectl_with_stdin(&["create", "-f", "-"], Some(&ns.to_string()))
-            .expect_ok("create namespace");
+        cluster.kubectl_with_stdin(&["create", "-f", "-"], Some(&ns.to_string())).expect_ok("create namespace");
         let ns = TestNamespace { name };
         // Pods are rejected until the controller-manager has made the default service account.
         wait_for("the default service account", Duration::from_secs(60), || {
@@ -233,12 +231,7 @@ impl Drop for TestNamespace {
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let suffix = format!(
-        "{:x}{:x}{:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos & 0xfff
-    );
+    let suffix = format!("{:x}{:x}{:x}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos & 0xfff);
     let prefix: String = prefix
         .to_lowercase()
         .chars()

@@ -137,7 +137,9 @@ fn kubectl_logs_serves_a_local_file() {
     let token = claworc_e2e::unique_name("log-line");
     std::fs::write(
         &file,
-        format!("2026-01-01T00:00:00.000000000Z stdout F first line\n2026-01-01T00:00:01.000000000Z stderr F {token}\n"),
+        format!(
+            "2026-01-01T00:00:00.000000000Z stdout F first line\n2026-01-01T00:00:01.000000000Z stderr F {token}\n"
+        ),
     )
     .unwrap();
     ns.apply(&format!(

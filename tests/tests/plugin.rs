@@ -20,13 +20,8 @@ use serde_json::Value;
 fn plugin_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = std::process::Command::new(cargo)
             .args(["build", "--offline", "--quiet", "-p", "kubectl-claworc"])
@@ -50,10 +45,7 @@ impl User {
     fn new() -> Self {
         let home = std::env::temp_dir().join(unique_name("claworc-xdg"));
         std::fs::create_dir_all(&home).unwrap();
-        User {
-            home,
-            kubeconfig: None,
-        }
+        User { home, kubeconfig: None }
     }
 
     fn with_kubeconfig(path: &Path) -> Self {
@@ -78,24 +70,14 @@ impl User {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.success(),
-            "kubectl-claworc {args:?} failed ({}): {}{}",
-            out.status,
-            out.stderr,
-            out.stdout
-        );
+        assert!(out.success(), "kubectl-claworc {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
         out.stdout
     }
 
     /// The only directory `keys/<cluster>/<namespace>/<name>` of the instance.
     fn instance_dir(&self, ns: &str, name: &str) -> Option<PathBuf> {
         let keys = self.store().join("keys");
-        std::fs::read_dir(&keys)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join(ns).join(name))
-            .find(|p| p.exists())
+        std::fs::read_dir(&keys).ok()?.filter_map(|e| e.ok()).map(|e| e.path().join(ns).join(name)).find(|p| p.exists())
     }
 
     fn known_hosts(&self) -> String {
@@ -110,29 +92,17 @@ impl Drop for User {
 }
 
 fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .permissions()
-        .mode()
-        & 0o777
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
 }
 
 /// Exactly one line on stderr, `error: …`, and the expected exit code.
 #[track_caller]
 fn assert_fails(out: &Output, code: i32, contains: &str) {
     assert_eq!(out.status.code(), Some(code), "stderr: {}", out.stderr);
-    let lines: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .collect();
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "one line expected: {:?}", out.stderr);
     assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-    assert!(
-        lines[0].contains(contains),
-        "{:?} does not contain {contains:?}",
-        lines[0]
-    );
+    assert!(lines[0].contains(contains), "{:?} does not contain {contains:?}", lines[0]);
 }
 
 fn get_json(ns: &TestNamespace, what: &[&str]) -> Value {
@@ -149,9 +119,7 @@ fn gone(ns: &TestNamespace, kind_name: &str) -> bool {
 
 fn secret_text(ns: &TestNamespace, secret: &str, key: &str) -> String {
     let s = get_json(ns, &["secret", secret]);
-    let b64 = s["data"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("no {key} in {secret}"));
+    let b64 = s["data"][key].as_str().unwrap_or_else(|| panic!("no {key} in {secret}"));
     String::from_utf8(base64_decode(b64, false)).unwrap()
 }
 
@@ -164,10 +132,7 @@ fn base64_decode(s: &str, url: bool) -> Vec<u8> {
     };
     let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
     for c in s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
-        let v = alphabet
-            .iter()
-            .position(|a| *a == c)
-            .unwrap_or_else(|| panic!("bad base64 {c}")) as u32;
+        let v = alphabet.iter().position(|a| *a == c).unwrap_or_else(|| panic!("bad base64 {c}")) as u32;
         buf = (buf << 6) | v;
         bits += 6;
         if bits >= 8 {
@@ -219,24 +184,13 @@ fn create_matches_dry_run_and_delete_cleans_up() {
     let d = get_json(&ns, &["deployment", "dev"]);
     let want = &items[2];
     assert_eq!(d["metadata"]["labels"], want["metadata"]["labels"]);
-    assert_eq!(
-        d["metadata"]["labels"][names::LABEL_SSH],
-        names::SSH_ENABLED
-    );
+    assert_eq!(d["metadata"]["labels"][names::LABEL_SSH], names::SSH_ENABLED);
     assert_eq!(d["metadata"]["annotations"][ann::FORWARD_PORTS], "6080");
-    assert!(
-        d["metadata"]["annotations"][ann::HOST_KEY_FINGERPRINT]
-            .as_str()
-            .unwrap()
-            .starts_with("SHA256:")
-    );
+    assert!(d["metadata"]["annotations"][ann::HOST_KEY_FINGERPRINT].as_str().unwrap().starts_with("SHA256:"));
     assert_eq!(d["spec"]["replicas"], 1);
     assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
     assert_eq!(d["spec"]["selector"], want["spec"]["selector"]);
-    let (c, wc) = (
-        &d["spec"]["template"]["spec"]["containers"][0],
-        &want["spec"]["template"]["spec"]["containers"][0],
-    );
+    let (c, wc) = (&d["spec"]["template"]["spec"]["containers"][0], &want["spec"]["template"]["spec"]["containers"][0]);
     for field in ["name", "image"] {
         assert_eq!(c[field], wc[field], "container {field}");
     }
@@ -244,29 +198,19 @@ fn create_matches_dry_run_and_delete_cleans_up() {
     // everything the plugin wrote must be there.
     for field in ["env", "volumeMounts"] {
         for item in wc[field].as_array().unwrap() {
-            assert!(
-                c[field].as_array().unwrap().contains(item),
-                "container {field} lacks {item}: {}",
-                c[field]
-            );
+            assert!(c[field].as_array().unwrap().contains(item), "container {field} lacks {item}: {}", c[field]);
         }
     }
     let pvc = get_json(&ns, &["pvc", "dev-home"]);
     assert_eq!(pvc["spec"]["resources"], items[1]["spec"]["resources"]);
     let secret_name = names::default_secret_name("dev");
     let s = get_json(&ns, &["secret", &secret_name]);
-    for key in [
-        names::SECRET_AUTHORIZED_KEYS,
-        names::SECRET_HOST_KEY,
-        names::SECRET_HOST_KEY_PUB,
-    ] {
+    for key in [names::SECRET_AUTHORIZED_KEYS, names::SECRET_HOST_KEY, names::SECRET_HOST_KEY_PUB] {
         assert!(s["data"][key].is_string(), "secret lacks {key}");
     }
 
     // The key store: 0600 files in 0700 directories, and the pinned host key.
-    let dir = user
-        .instance_dir(n, "dev")
-        .expect("instance dir in the key store");
+    let dir = user.instance_dir(n, "dev").expect("instance dir in the key store");
     assert_eq!(mode(&dir.join("id_ed25519")), 0o600);
     assert_eq!(mode(&dir.join("id_ed25519.pub")), 0o600);
     for d in dir.ancestors().take(5) {
@@ -274,50 +218,37 @@ fn create_matches_dry_run_and_delete_cleans_up() {
     }
     assert_eq!(mode(&user.store().join("known_hosts")), 0o600);
     let public = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
-    assert_eq!(
-        secret_text(&ns, &secret_name, names::SECRET_AUTHORIZED_KEYS).trim(),
-        public.trim()
-    );
+    assert_eq!(secret_text(&ns, &secret_name, names::SECRET_AUTHORIZED_KEYS).trim(), public.trim());
     let host_pub = secret_text(&ns, &secret_name, names::SECRET_HOST_KEY_PUB);
     let host_b64 = host_pub.split_whitespace().nth(1).unwrap();
     assert!(
-        user.known_hosts().lines().any(|l| l.starts_with("claworc/")
-            && l.ends_with(&format!("/{n}/dev ssh-ed25519 {host_b64}"))
-            || l.contains(&format!("/{n}/dev ssh-ed25519 {host_b64}"))),
+        user.known_hosts()
+            .lines()
+            .any(|l| l.starts_with("claworc/") && l.ends_with(&format!("/{n}/dev ssh-ed25519 {host_b64}"))
+                || l.contains(&format!("/{n}/dev ssh-ed25519 {host_b64}"))),
         "{}",
         user.known_hosts()
     );
 
     // status / list
-    let st: Value =
-        serde_json::from_str(&user.ok(&["-n", n, "status", "dev", "-o", "json"])).unwrap();
-    assert_eq!(
-        st["hostKeyFingerprint"],
-        d["metadata"]["annotations"][ann::HOST_KEY_FINGERPRINT]
-    );
+    let st: Value = serde_json::from_str(&user.ok(&["-n", n, "status", "dev", "-o", "json"])).unwrap();
+    assert_eq!(st["hostKeyFingerprint"], d["metadata"]["annotations"][ann::HOST_KEY_FINGERPRINT]);
     assert_eq!(st["localClientKey"], true);
     let l: Value = serde_json::from_str(&user.ok(&["-n", n, "list", "-o", "json"])).unwrap();
     assert_eq!(l.as_array().unwrap().len(), 1);
 
     // A second create of the same name: exit 4, nothing changed.
     assert_fails(&user.run(&common), 4, "already exists");
-    assert_eq!(
-        std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap(),
-        public
-    );
+    assert_eq!(std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap(), public);
 
     user.ok(&["-n", n, "delete", "dev"]);
     assert!(gone(&ns, "deployment/dev"));
     assert!(gone(&ns, &format!("secret/{secret_name}")));
     assert!(
-        gone(&ns, "pvc/dev-home")
-            || get_json(&ns, &["pvc", "dev-home"])["metadata"]["deletionTimestamp"].is_string()
+        gone(&ns, "pvc/dev-home") || get_json(&ns, &["pvc", "dev-home"])["metadata"]["deletionTimestamp"].is_string()
     );
     assert!(user.instance_dir(n, "dev").is_none(), "keys left behind");
-    assert!(
-        !user.known_hosts().contains(&format!("/{n}/dev ")),
-        "pin left behind"
-    );
+    assert!(!user.known_hosts().contains(&format!("/{n}/dev ")), "pin left behind");
     assert_fails(&user.run(&["-n", n, "delete", "dev"]), 3, "not found");
 }
 
@@ -326,72 +257,30 @@ fn delete_keeps_volumes_and_host_key_and_create_reuses_it() {
     let ns = TestNamespace::new("plugin-keep");
     let user = User::new();
     let n = ns.name();
-    user.ok(&[
-        "-n",
-        n,
-        "create",
-        "box",
-        "--image",
-        "busybox:1",
-        "--volume",
-        "data=/data:1Gi",
-    ]);
-    let fp = get_json(&ns, &["deployment", "box"])["metadata"]["annotations"]
-        [ann::HOST_KEY_FINGERPRINT]
-        .clone();
-    user.ok(&[
-        "-n",
-        n,
-        "delete",
-        "box",
-        "--keep-volumes",
-        "--keep-host-key",
-    ]);
+    user.ok(&["-n", n, "create", "box", "--image", "busybox:1", "--volume", "data=/data:1Gi"]);
+    let fp = get_json(&ns, &["deployment", "box"])["metadata"]["annotations"][ann::HOST_KEY_FINGERPRINT].clone();
+    user.ok(&["-n", n, "delete", "box", "--keep-volumes", "--keep-host-key"]);
     assert!(gone(&ns, "deployment/box"));
-    assert!(
-        !gone(&ns, "pvc/box-data"),
-        "--keep-volumes deleted the claim"
-    );
+    assert!(!gone(&ns, "pvc/box-data"), "--keep-volumes deleted the claim");
     let dir = user.instance_dir(n, "box").expect("kept host key");
     assert_eq!(mode(&dir.join("host_ed25519_key")), 0o600);
     assert!(!dir.join("id_ed25519").exists(), "client key kept");
-    assert!(
-        user.known_hosts().contains(&format!("/{n}/box ")),
-        "pin dropped"
-    );
+    assert!(user.known_hosts().contains(&format!("/{n}/box ")), "pin dropped");
 
     // The claim still exists, so create with the same volume fails at that step and
     // rolls back — the kept host key survives that too.
-    let out = user.run(&[
-        "-n",
-        n,
-        "create",
-        "box",
-        "--image",
-        "busybox:1",
-        "--volume",
-        "data=/data:1Gi",
-    ]);
+    let out = user.run(&["-n", n, "create", "box", "--image", "busybox:1", "--volume", "data=/data:1Gi"]);
     assert_fails(&out, 4, "already exists");
     assert!(gone(&ns, "secret/box-ssh"), "rollback left the secret");
-    assert!(
-        dir.join("host_ed25519_key").exists(),
-        "rollback lost the kept host key"
-    );
+    assert!(dir.join("host_ed25519_key").exists(), "rollback lost the kept host key");
 
     user.ok(&["-n", n, "create", "box", "--image", "busybox:1"]);
-    let again = get_json(&ns, &["deployment", "box"])["metadata"]["annotations"]
-        [ann::HOST_KEY_FINGERPRINT]
-        .clone();
+    let again = get_json(&ns, &["deployment", "box"])["metadata"]["annotations"][ann::HOST_KEY_FINGERPRINT].clone();
     assert_eq!(fp, again, "the kept host key was not reused");
-    assert!(
-        !dir.join("host_ed25519_key").exists(),
-        "the kept host key now lives in the Secret"
-    );
+    assert!(!dir.join("host_ed25519_key").exists(), "the kept host key now lives in the Secret");
     user.ok(&["-n", n, "delete", "box"]);
     assert!(
-        gone(&ns, "pvc/box-data")
-            || get_json(&ns, &["pvc", "box-data"])["metadata"]["deletionTimestamp"].is_string()
+        gone(&ns, "pvc/box-data") || get_json(&ns, &["pvc", "box-data"])["metadata"]["deletionTimestamp"].is_string()
     );
 }
 
@@ -401,44 +290,21 @@ fn a_failed_create_leaves_nothing_behind() {
     let user = User::new();
     let n = ns.name();
     // No claims allowed: the Secret is created, the claim is refused.
-    ns.kubectl(&[
-        "create",
-        "quota",
-        "no-claims",
-        "--hard=persistentvolumeclaims=0",
-    ])
-    .expect_ok("quota");
+    ns.kubectl(&["create", "quota", "no-claims", "--hard=persistentvolumeclaims=0"]).expect_ok("quota");
     wait_for("the quota to be counted", Duration::from_secs(30), || {
-        get_json(&ns, &["quota", "no-claims"])["status"]["hard"]
-            .is_object()
-            .then_some(())
+        get_json(&ns, &["quota", "no-claims"])["status"]["hard"].is_object().then_some(())
     });
-    let out = user.run(&[
-        "-n",
-        n,
-        "create",
-        "dev",
-        "--image",
-        "busybox:1",
-        "--volume",
-        "home=/home:1Gi",
-    ]);
+    let out = user.run(&["-n", n, "create", "dev", "--image", "busybox:1", "--volume", "home=/home:1Gi"]);
     assert_fails(&out, 5, "nothing was left behind");
     assert!(gone(&ns, "secret/dev-ssh"), "secret left");
     assert!(gone(&ns, "deployment/dev"), "deployment left");
     assert!(user.instance_dir(n, "dev").is_none(), "keys left");
-    assert!(
-        !user.known_hosts().contains(&format!("/{n}/dev ")),
-        "pin left"
-    );
+    assert!(!user.known_hosts().contains(&format!("/{n}/dev ")), "pin left");
 
     // No Secrets allowed: the very first step fails.
-    ns.kubectl(&["create", "quota", "no-secrets", "--hard=secrets=0"])
-        .expect_ok("quota");
+    ns.kubectl(&["create", "quota", "no-secrets", "--hard=secrets=0"]).expect_ok("quota");
     wait_for("the quota to be counted", Duration::from_secs(30), || {
-        get_json(&ns, &["quota", "no-secrets"])["status"]["hard"]
-            .is_object()
-            .then_some(())
+        get_json(&ns, &["quota", "no-secrets"])["status"]["hard"].is_object().then_some(())
     });
     let out = user.run(&["-n", n, "create", "dev2", "--image", "busybox:1"]);
     assert_fails(&out, 5, "dev2");
@@ -453,16 +319,8 @@ fn jwt_claims(token: &str) -> Value {
 
 fn token_of(kubeconfig: &Path) -> String {
     let text = std::fs::read_to_string(kubeconfig).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("token:"))
-        .expect("token in kubeconfig");
-    line.trim_start()
-        .trim_start_matches("token:")
-        .trim()
-        .trim_matches('\'')
-        .trim_matches('"')
-        .to_string()
+    let line = text.lines().find(|l| l.trim_start().starts_with("token:")).expect("token in kubeconfig");
+    line.trim_start().trim_start_matches("token:").trim().trim_matches('\'').trim_matches('"').to_string()
 }
 
 #[test]
@@ -474,15 +332,9 @@ fn tenant_kubeconfig_is_least_privilege_and_rotates() {
     admin.ok(&["tenant", "create", &tenant, "--ttl", "2h", "--output", f]);
     assert_eq!(mode(&file), 0o600);
     let claims = jwt_claims(&token_of(&file));
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        7200,
-        "{claims}"
-    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 7200, "{claims}");
 
-    let ns_json = Cluster::get()
-        .kubectl(&["get", "namespace", &tenant, "-o", "json"])
-        .json();
+    let ns_json = Cluster::get().kubectl(&["get", "namespace", &tenant, "-o", "json"]).json();
     let labels = &ns_json["metadata"]["labels"];
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     assert_eq!(labels[names::LABEL_TENANT], tenant.as_str());
@@ -535,15 +387,7 @@ fn tenant_kubeconfig_is_least_privilege_and_rotates() {
     let member = User::with_kubeconfig(&file);
     // --wait: the webhook's restricted security context lets the pod into the
     // Pod Security `restricted` namespace, and the rollout completes.
-    member.ok(&[
-        "create",
-        "dev",
-        "--image",
-        "busybox:1",
-        "--wait",
-        "--timeout",
-        "90s",
-    ]);
+    member.ok(&["create", "dev", "--image", "busybox:1", "--wait", "--timeout", "90s"]);
     let st: Value = serde_json::from_str(&member.ok(&["status", "dev", "-o", "json"])).unwrap();
     assert_eq!(st["available"], true, "{st}");
     assert_eq!(st["warnings"], serde_json::json!([]), "{st}");
@@ -553,41 +397,19 @@ fn tenant_kubeconfig_is_least_privilege_and_rotates() {
 
     // --rotate: the old token stops working (the API server caches tokens ~10s).
     let file2 = admin.home.join("tenant2.kubeconfig");
-    admin.ok(&[
-        "tenant",
-        "kubeconfig",
-        &tenant,
-        "--rotate",
-        "--ttl",
-        "1h",
-        "--output",
-        file2.to_str().unwrap(),
-    ]);
-    wait_for(
-        "the old token to be rejected",
-        Duration::from_secs(40),
-        || {
-            let out = kubectl_as(&file, &["get", "pods"]);
-            (!out.success() && out.stderr.contains("Unauthorized")).then_some(())
-        },
-    );
+    admin.ok(&["tenant", "kubeconfig", &tenant, "--rotate", "--ttl", "1h", "--output", file2.to_str().unwrap()]);
+    wait_for("the old token to be rejected", Duration::from_secs(40), || {
+        let out = kubectl_as(&file, &["get", "pods"]);
+        (!out.success() && out.stderr.contains("Unauthorized")).then_some(())
+    });
     kubectl_as(&file2, &["get", "deployments"]).expect_ok("the new kubeconfig");
     assert_fails(&member.run(&["list"]), 1, "Unauthorized");
 
     let list: Value = serde_json::from_str(&admin.ok(&["tenant", "list", "-o", "json"])).unwrap();
-    assert!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["name"] == tenant.as_str())
-    );
+    assert!(list.as_array().unwrap().iter().any(|t| t["name"] == tenant.as_str()));
     assert_fails(&admin.run(&["tenant", "delete", &tenant]), 2, "--yes");
     admin.ok(&["tenant", "delete", &tenant, "--yes"]);
-    assert_fails(
-        &admin.run(&["tenant", "kubeconfig", "no-such-tenant-x"]),
-        3,
-        "not found",
-    );
+    assert_fails(&admin.run(&["tenant", "kubeconfig", "no-such-tenant-x"]), 3, "not found");
 }
 
 #[test]
@@ -596,42 +418,17 @@ fn errors_are_one_line_with_distinct_exit_codes() {
     let user = User::new();
     let n = ns.name();
     assert_fails(&user.run(&["-n", n, "status", "nope"]), 3, "not found");
-    assert_fails(
-        &user.run(&["-n", n, "create", "Bad_Name", "--image", "x"]),
-        2,
-        "instance name",
-    );
-    assert_fails(
-        &user.run(&["-n", n, "create", "ok", "--image", "x", "--volume", "v=/x"]),
-        2,
-        "--volume",
-    );
-    assert_fails(
-        &user.run(&["-n", n, "create", "ok", "--image", "x", "--env", "NOEQUALS"]),
-        2,
-        "--env",
-    );
+    assert_fails(&user.run(&["-n", n, "create", "Bad_Name", "--image", "x"]), 2, "instance name");
+    assert_fails(&user.run(&["-n", n, "create", "ok", "--image", "x", "--volume", "v=/x"]), 2, "--volume");
+    assert_fails(&user.run(&["-n", n, "create", "ok", "--image", "x", "--env", "NOEQUALS"]), 2, "--env");
     assert_fails(&user.run(&["tenant", "create", "Bad"]), 2, "tenant name");
     let missing = unique_name("no-such-ns");
-    assert_fails(
-        &user.run(&["-n", &missing, "create", "x", "--image", "busybox:1"]),
-        3,
-        "namespace",
-    );
+    assert_fails(&user.run(&["-n", &missing, "create", "x", "--image", "busybox:1"]), 3, "namespace");
     assert!(!user.store().join("keys").exists() || user.instance_dir(&missing, "x").is_none());
     assert_fails(&user.run(&["--context", "nope", "list"]), 3, "--context");
     // kubectl's own plain Deployment is not an instance
-    ns.kubectl(&["create", "deployment", "plain", "--image", "busybox:1"])
-        .expect_ok("plain deployment");
-    assert_fails(
-        &user.run(&["-n", n, "status", "plain"]),
-        3,
-        names::LABEL_SSH,
-    );
-    assert_fails(
-        &user.run(&["-n", n, "delete", "plain"]),
-        2,
-        "not a claworc instance",
-    );
+    ns.kubectl(&["create", "deployment", "plain", "--image", "busybox:1"]).expect_ok("plain deployment");
+    assert_fails(&user.run(&["-n", n, "status", "plain"]), 3, names::LABEL_SSH);
+    assert_fails(&user.run(&["-n", n, "delete", "plain"]), 2, "not a claworc instance");
     assert!(!gone(&ns, "deployment/plain"));
 }

@@ -27,13 +27,8 @@ const RUN_AS: u32 = 1000;
 fn plugin_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root")
-            .to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--offline", "--quiet", "-p", "kubectl-claworc"])
@@ -47,37 +42,18 @@ fn plugin_bin() -> &'static Path {
 
 /// The passwd name of uid 1000, the sidecar's run-as user here.
 fn user_1000() -> String {
-    let out = Command::new("getent")
-        .args(["passwd", &RUN_AS.to_string()])
-        .output()
-        .expect("getent");
-    let name = String::from_utf8_lossy(&out.stdout)
-        .split(':')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    assert!(
-        !name.is_empty(),
-        "no user of uid {RUN_AS} on this machine (getent passwd {RUN_AS})"
-    );
+    let out = Command::new("getent").args(["passwd", &RUN_AS.to_string()]).output().expect("getent");
+    let name = String::from_utf8_lossy(&out.stdout).split(':').next().unwrap_or("").trim().to_string();
+    assert!(!name.is_empty(), "no user of uid {RUN_AS} on this machine (getent passwd {RUN_AS})");
     name
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 /// An HTTP server on loopback answering `body`.
@@ -88,10 +64,7 @@ fn http_server(body: String) -> u16 {
         for mut conn in listener.incoming().flatten() {
             let mut buf = [0u8; 1024];
             let _ = conn.read(&mut buf);
-            let resp = format!(
-                "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
+            let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
             let _ = conn.write_all(resp.as_bytes());
         }
     });
@@ -132,12 +105,7 @@ fn secret_data(ns: &str, secret: &str) -> Option<BTreeMap<String, String>> {
     let data = v["data"].as_object()?;
     Some(
         data.iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    String::from_utf8_lossy(&b64decode(v.as_str().unwrap_or(""))).into_owned(),
-                )
-            })
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&b64decode(v.as_str().unwrap_or(""))).into_owned()))
             .collect(),
     )
 }
@@ -155,11 +123,7 @@ fn descendants(pid: u32) -> Vec<u32> {
         let Some((_, rest)) = stat.rsplit_once(')') else {
             continue;
         };
-        if let Some(ppid) = rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u32>().ok())
-        {
+        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) {
             parents.push((p, ppid));
         }
     }
@@ -189,11 +153,7 @@ impl Sshd {
 
     /// Writes Secret data as the volume has it: root:1000, mode 0440, atomically.
     fn write_keys(&self, data: &BTreeMap<String, String>) {
-        for key in [
-            names::SECRET_AUTHORIZED_KEYS,
-            names::SECRET_HOST_KEY,
-            names::SECRET_HOST_KEY_PUB,
-        ] {
+        for key in [names::SECRET_AUTHORIZED_KEYS, names::SECRET_HOST_KEY, names::SECRET_HOST_KEY_PUB] {
             let Some(text) = data.get(key) else { continue };
             let tmp = self.keys_dir().join(format!(".{key}.tmp"));
             std::fs::write(&tmp, text).unwrap();
@@ -214,12 +174,11 @@ impl Sshd {
             // As in a pod: a private /dev/pts with the container runtime's options
             // (gid=5, mode 0620), so sshd as a non-root user can hand out PTYs.
             let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "sh", "-c"])
-                .arg(
-                    "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts \
+            c.args(["--mount", "--propagation", "private", "sh", "-c"]).arg(
+                "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts \
                  && mount --bind /dev/pts/ptmx /dev/ptmx \
                  && exec setpriv --reuid 1000 --regid 1000 --clear-groups \"$@\"",
-                );
+            );
             c.arg("sh").args(sshd);
             c
         } else {
@@ -227,26 +186,15 @@ impl Sshd {
             c.args(&sshd[1..]);
             c
         };
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("sshd.log"))
-            .unwrap();
-        cmd.arg(config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("sshd.log")).unwrap();
+        cmd.arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         self.child = Some(cmd.spawn().expect("/usr/sbin/sshd"));
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("sshd exited ({s}): {}", self.log());
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "sshd does not listen: {}",
-                self.log()
-            );
+            assert!(start.elapsed() < Duration::from_secs(10), "sshd does not listen: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -258,9 +206,7 @@ impl Sshd {
             let _ = c.kill();
             let _ = c.wait();
             for pid in family {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
         }
     }
@@ -301,11 +247,7 @@ impl Fixture {
             home,
             name,
             pod: String::new(),
-            sshd: Sshd {
-                dir: PathBuf::new(),
-                port: free_port(),
-                child: None,
-            },
+            sshd: Sshd { dir: PathBuf::new(), port: free_port(), child: None },
             forward_port,
             token,
             stop_sync: Arc::new(AtomicBool::new(false)),
@@ -323,26 +265,11 @@ impl Fixture {
         ]);
 
         // The running pod and its injected sidecar config.
-        let pod = wait_for(
-            "a running pod of the instance",
-            Duration::from_secs(90),
-            || {
-                let out = fx.ns.kubectl(&[
-                    "get",
-                    "pods",
-                    "-l",
-                    &format!("{}=box", names::LABEL_INSTANCE),
-                    "-o",
-                    "json",
-                ]);
-                let v = out.json();
-                v["items"]
-                    .as_array()?
-                    .iter()
-                    .find(|p| p["status"]["phase"] == "Running")
-                    .cloned()
-            },
-        );
+        let pod = wait_for("a running pod of the instance", Duration::from_secs(90), || {
+            let out = fx.ns.kubectl(&["get", "pods", "-l", &format!("{}=box", names::LABEL_INSTANCE), "-o", "json"]);
+            let v = out.json();
+            v["items"].as_array()?.iter().find(|p| p["status"]["phase"] == "Running").cloned()
+        });
         fx.pod = pod["metadata"]["name"].as_str().unwrap().to_string();
         let sidecar = pod["spec"]["initContainers"]
             .as_array()
@@ -359,10 +286,7 @@ impl Fixture {
             .find_map(|l| l.strip_prefix("Port "))
             .and_then(|p| p.trim().parse().ok())
             .expect("Port in the sshd config");
-        assert!(
-            config.contains(&format!("PermitOpen localhost:{forward_port}")),
-            "{config}"
-        );
+        assert!(config.contains(&format!("PermitOpen localhost:{forward_port}")), "{config}");
 
         // Exactly that config; only the key directory and the listen port differ.
         let dir = std::env::temp_dir().join(unique_name("claworc-ssh-sshd"));
@@ -372,15 +296,11 @@ impl Fixture {
         }
         let config = config
             .replace(names::KEYS_DIR, dir.join("keys").to_str().unwrap())
-            .replace(
-                &format!("Port {pod_port}\n"),
-                &format!("Port {}\n", fx.sshd.port),
-            );
+            .replace(&format!("Port {pod_port}\n"), &format!("Port {}\n", fx.sshd.port));
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         fx.sshd.dir = dir;
         let secret = names::default_secret_name("box");
-        fx.sshd
-            .write_keys(&secret_data(&n, &secret).expect("the instance Secret"));
+        fx.sshd.write_keys(&secret_data(&n, &secret).expect("the instance Secret"));
         fx.sshd.start();
 
         // kwok connects the pod's port-forward stream to our sshd.
@@ -395,11 +315,7 @@ impl Fixture {
         // The kubelet's part: Secret updates reach the volume, a little later.
         let (stop, dir, ns_name) = (fx.stop_sync.clone(), fx.sshd.dir.clone(), n.clone());
         std::thread::spawn(move || {
-            let sshd = Sshd {
-                dir,
-                port: 0,
-                child: None,
-            };
+            let sshd = Sshd { dir, port: 0, child: None };
             let mut last = secret_data(&ns_name, &secret);
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_secs(1));
@@ -416,22 +332,15 @@ impl Fixture {
         });
 
         // kwok may take a moment to pick the PortForward up.
-        wait_for(
-            "a first SSH login through the API",
-            Duration::from_secs(60),
-            || {
-                fx.run(&["-n", &n, "ssh", "box", "--", "true"])
-                    .success()
-                    .then_some(())
-            },
-        );
+        wait_for("a first SSH login through the API", Duration::from_secs(60), || {
+            fx.run(&["-n", &n, "ssh", "box", "--", "true"]).success().then_some(())
+        });
         fx
     }
 
     fn command(&self) -> Command {
         let mut cmd = Cluster::get().command(plugin_bin());
-        cmd.env("XDG_CONFIG_HOME", &self.home)
-            .env("CLAWORC_SSH_USER", user_1000());
+        cmd.env("XDG_CONFIG_HOME", &self.home).env("CLAWORC_SSH_USER", user_1000());
         cmd
     }
 
@@ -443,13 +352,7 @@ impl Fixture {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.success(),
-            "kubectl-claworc {args:?} failed ({}): {}{}",
-            out.status,
-            out.stderr,
-            out.stdout
-        );
+        assert!(out.success(), "kubectl-claworc {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
         out.stdout
     }
 
@@ -497,28 +400,13 @@ fn ssh_runs_commands_as_the_run_as_user_and_returns_their_status() {
     let out = fx.plugin(&["ssh", "box", "--", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", out.stderr);
 
-    let out = fx.plugin(&[
-        "ssh",
-        "box",
-        "--",
-        "sh",
-        "-c",
-        "echo to-out; echo to-err >&2",
-    ]);
-    assert_eq!(
-        (out.stdout.as_str(), out.stderr.contains("to-err")),
-        ("to-out\n", true),
-        "{out:?}"
-    );
+    let out = fx.plugin(&["ssh", "box", "--", "sh", "-c", "echo to-out; echo to-err >&2"]);
+    assert_eq!((out.stdout.as_str(), out.stderr.contains("to-err")), ("to-out\n", true), "{out:?}");
     assert!(!out.stdout.contains("to-err"));
 
     // status: a live SSH check.
-    let st: Value =
-        serde_json::from_str(&fx.ok(&["-n", fx.ns.name(), "status", "box", "-o", "json"])).unwrap();
-    let check = st["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "ssh"))
-        .cloned();
+    let st: Value = serde_json::from_str(&fx.ok(&["-n", fx.ns.name(), "status", "box", "-o", "json"])).unwrap();
+    let check = st["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "ssh")).cloned();
     let check = check.unwrap_or_else(|| panic!("no ssh check in {st}"));
     assert_eq!(check["ok"], true, "{check}");
     assert!(check["detail"].as_str().unwrap().contains("ms"), "{check}");
@@ -529,19 +417,10 @@ fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts() {
     let mut fx = Fixture::new("ssh-tunnel");
     let other = http_server("must not be reached".into());
     let mut cmd = fx.command();
-    cmd.args([
-        "-n",
-        fx.ns.name(),
-        "tunnel",
-        "box",
-        "-L",
-        &fx.forward_port.to_string(),
-        "-L",
-        &other.to_string(),
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.args(["-n", fx.ns.name(), "tunnel", "box", "-L", &fx.forward_port.to_string(), "-L", &other.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut tunnel = Background(cmd.spawn().expect("tunnel"));
     let stderr = tunnel.0.stderr.take().unwrap();
     let log = Arc::new(std::sync::Mutex::new(String::new()));
@@ -556,57 +435,38 @@ fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts() {
     let mut local = BTreeMap::new();
     for _ in 0..2 {
         let line = lines.next().expect("a forward line").unwrap();
-        let url = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_else(|| panic!("{line}"));
+        let url = line.split_whitespace().nth(1).unwrap_or_else(|| panic!("{line}"));
         let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
         let remote: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
         assert!(url.starts_with("http://127.0.0.1:"), "{line}");
         local.insert(remote, port);
     }
     let allowed = local[&fx.forward_port];
-    let reply = wait_for(
-        "an HTTP reply through the tunnel",
-        Duration::from_secs(30),
-        || http_get(allowed).filter(|r| r.contains(&fx.token)),
-    );
+    let reply = wait_for("an HTTP reply through the tunnel", Duration::from_secs(30), || {
+        http_get(allowed).filter(|r| r.contains(&fx.token))
+    });
     assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
 
     // A port outside claworc.io/forward-ports: sshd refuses it.
     let reply = http_get(local[&other]).unwrap_or_default();
     assert!(!reply.contains("must not be reached"), "{reply}");
     wait_for("the refusal on stderr", Duration::from_secs(10), || {
-        log.lock()
-            .unwrap()
-            .contains(&format!("forward to localhost:{other}"))
-            .then_some(())
+        log.lock().unwrap().contains(&format!("forward to localhost:{other}")).then_some(())
     });
 
     // sshd goes away and comes back: the tunnel reconnects by itself.
     fx.sshd.stop();
-    wait_for("the tunnel to notice", Duration::from_secs(60), || {
-        log.lock().unwrap().contains("lost").then_some(())
-    });
+    wait_for("the tunnel to notice", Duration::from_secs(60), || log.lock().unwrap().contains("lost").then_some(()));
     std::thread::sleep(Duration::from_secs(2));
     fx.sshd.start();
-    let reply = wait_for(
-        "an HTTP reply after the restart",
-        Duration::from_secs(90),
-        || http_get(allowed).filter(|r| r.contains(&fx.token)),
-    );
+    let reply = wait_for("an HTTP reply after the restart", Duration::from_secs(90), || {
+        http_get(allowed).filter(|r| r.contains(&fx.token))
+    });
     assert!(reply.starts_with("HTTP/1.0 200"), "{reply}");
     // Ctrl-C closes cleanly.
-    let killed = Command::new("kill")
-        .args(["-INT", &tunnel.0.id().to_string()])
-        .status()
-        .unwrap();
+    let killed = Command::new("kill").args(["-INT", &tunnel.0.id().to_string()]).status().unwrap();
     assert!(killed.success());
-    let status = wait_for(
-        "the tunnel to end on SIGINT",
-        Duration::from_secs(10),
-        || tunnel.0.try_wait().unwrap(),
-    );
+    let status = wait_for("the tunnel to end on SIGINT", Duration::from_secs(10), || tunnel.0.try_wait().unwrap());
     assert_eq!(status.code(), Some(0));
     let log = log.lock().unwrap().clone();
     assert!(log.matches("tunnel: connected").count() >= 2, "{log}");
@@ -617,21 +477,11 @@ fn a_changed_host_key_is_refused() {
     let mut fx = Fixture::new("ssh-hostkey");
     // Someone else's host key on the sshd (as an interceptor would have).
     let tmp = fx.sshd.dir.join("intruder");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&tmp)
-        .status()
-        .unwrap();
+    let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&tmp).status().unwrap();
     assert!(status.success());
     let mut data = BTreeMap::new();
-    data.insert(
-        names::SECRET_HOST_KEY.to_string(),
-        std::fs::read_to_string(&tmp).unwrap(),
-    );
-    data.insert(
-        names::SECRET_HOST_KEY_PUB.to_string(),
-        std::fs::read_to_string(tmp.with_extension("pub")).unwrap(),
-    );
+    data.insert(names::SECRET_HOST_KEY.to_string(), std::fs::read_to_string(&tmp).unwrap());
+    data.insert(names::SECRET_HOST_KEY_PUB.to_string(), std::fs::read_to_string(tmp.with_extension("pub")).unwrap());
     fx.sshd.stop();
     fx.sshd.write_keys(&data);
     fx.sshd.start();
@@ -640,18 +490,9 @@ fn a_changed_host_key_is_refused() {
         args.extend_from_slice(extra);
         args.extend(["--", "true"]);
         let out = fx.plugin(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(5),
-            "{args:?} must be refused: {}",
-            out.stderr
-        );
+        assert_eq!(out.status.code(), Some(5), "{args:?} must be refused: {}", out.stderr);
         assert!(out.stderr.contains("host key"), "{}", out.stderr);
-        assert!(
-            out.stderr.contains("rotate-keys NAME --host-key"),
-            "{}",
-            out.stderr
-        );
+        assert!(out.stderr.contains("rotate-keys NAME --host-key"), "{}", out.stderr);
     }
 }
 
@@ -663,10 +504,7 @@ fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
     std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (
-        Arc::new(AtomicU32::new(0)),
-        Arc::new(std::sync::Mutex::new(Vec::new())),
-    );
+    let (ok, failed) = (Arc::new(AtomicU32::new(0)), Arc::new(std::sync::Mutex::new(Vec::new())));
     let loop_thread = {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
         let mut cmd_base = vec!["-n".to_string(), fx.ns.name().to_string()];
@@ -675,9 +513,7 @@ fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 let mut cmd = Cluster::get().command(plugin_bin());
-                cmd.env("XDG_CONFIG_HOME", &home)
-                    .env("CLAWORC_SSH_USER", &user)
-                    .args(&cmd_base);
+                cmd.env("XDG_CONFIG_HOME", &home).env("CLAWORC_SSH_USER", &user).args(&cmd_base);
                 let out = run(cmd, None);
                 if out.success() {
                     ok.fetch_add(1, Ordering::Relaxed);
@@ -689,65 +525,31 @@ fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
     };
     std::thread::sleep(Duration::from_secs(2));
     let out = fx.plugin(&["rotate-keys", "box"]);
-    assert!(
-        out.success(),
-        "rotate-keys: {}{}",
-        out.stderr,
-        fx.sshd.log()
-    );
+    assert!(out.success(), "rotate-keys: {}{}", out.stderr, fx.sshd.log());
     // Let the volume catch up with the removal of the old key, still looping.
     std::thread::sleep(Duration::from_secs(8));
     stop.store(true, Ordering::Relaxed);
     loop_thread.join().unwrap();
     let failed = failed.lock().unwrap().clone();
-    assert!(
-        failed.is_empty(),
-        "{} logins failed during the rotation: {failed:#?}",
-        failed.len()
-    );
-    assert!(
-        ok.load(Ordering::Relaxed) >= 3,
-        "too few logins: {}",
-        ok.load(Ordering::Relaxed)
-    );
+    assert!(failed.is_empty(), "{} logins failed during the rotation: {failed:#?}", failed.len());
+    assert!(ok.load(Ordering::Relaxed) >= 3, "too few logins: {}", ok.load(Ordering::Relaxed));
 
     // The new key works, the old one is refused.
     fx.ok(&["-n", fx.ns.name(), "ssh", "box", "--", "true"]);
-    let out = fx.plugin(&[
-        "ssh",
-        "box",
-        "--identity",
-        old_key.to_str().unwrap(),
-        "--",
-        "true",
-    ]);
+    let out = fx.plugin(&["ssh", "box", "--identity", old_key.to_str().unwrap(), "--", "true"]);
     assert!(!out.success(), "the old key still works");
-    assert!(
-        out.stderr.contains("refused the client key"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("refused the client key"), "{}", out.stderr);
 
     // The Secret holds only the new key; the Deployment says when.
     let dir = fx.key_dir();
     let current = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
     let secret_name = names::default_secret_name("box");
-    let ak =
-        secret_data(fx.ns.name(), &secret_name).unwrap()[names::SECRET_AUTHORIZED_KEYS].clone();
-    assert_eq!(
-        ak.split_whitespace().nth(1),
-        current.split_whitespace().nth(1),
-        "{ak}"
-    );
+    let ak = secret_data(fx.ns.name(), &secret_name).unwrap()[names::SECRET_AUTHORIZED_KEYS].clone();
+    assert_eq!(ak.split_whitespace().nth(1), current.split_whitespace().nth(1), "{ak}");
     assert_eq!(ak.lines().count(), 1, "{ak}");
     assert!(!dir.join("id_ed25519.new").exists(), "pending key left");
-    let d = fx
-        .ns
-        .kubectl(&["get", "deployment", "box", "-o", "json"])
-        .json();
-    let at = d["metadata"]["annotations"][claworc_contract::annotations::KEYS_ROTATED_AT]
-        .as_str()
-        .unwrap();
+    let d = fx.ns.kubectl(&["get", "deployment", "box", "-o", "json"]).json();
+    let at = d["metadata"]["annotations"][claworc_contract::annotations::KEYS_ROTATED_AT].as_str().unwrap();
     assert!(at.ends_with('Z') && at.len() == 20, "{at}");
 
     // A rotation interrupted after step 2 (pending key made and authorized): the
@@ -761,46 +563,24 @@ fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
     assert!(keygen.success());
     let pending_pub = std::fs::read_to_string(dir.join("id_ed25519.new.pub")).unwrap();
     let both = format!("{}\n{}\n", current.trim(), pending_pub.trim());
-    let patch =
-        serde_json::json!({"stringData": {names::SECRET_AUTHORIZED_KEYS: both}}).to_string();
-    fx.ns
-        .kubectl(&[
-            "patch",
-            "secret",
-            &secret_name,
-            "--type=merge",
-            "-p",
-            &patch,
-        ])
-        .expect_ok("patch");
+    let patch = serde_json::json!({"stringData": {names::SECRET_AUTHORIZED_KEYS: both}}).to_string();
+    fx.ns.kubectl(&["patch", "secret", &secret_name, "--type=merge", "-p", &patch]).expect_ok("patch");
     let out = fx.plugin(&["rotate-keys", "box"]);
     assert!(out.success(), "{}", out.stderr);
     assert!(out.stderr.contains("resuming"), "{}", out.stderr);
     let now = std::fs::read_to_string(dir.join("id_ed25519.pub")).unwrap();
-    assert_eq!(
-        now.split_whitespace().nth(1),
-        pending_pub.split_whitespace().nth(1)
-    );
+    assert_eq!(now.split_whitespace().nth(1), pending_pub.split_whitespace().nth(1));
     assert!(!pending.exists());
-    wait_for(
-        "a login with the resumed key",
-        Duration::from_secs(30),
-        || {
-            fx.plugin(&["ssh", "box", "--", "true"])
-                .success()
-                .then_some(())
-        },
-    );
+    wait_for("a login with the resumed key", Duration::from_secs(30), || {
+        fx.plugin(&["ssh", "box", "--", "true"]).success().then_some(())
+    });
 }
 
 #[test]
 fn logs_come_through_the_api_and_files_over_ssh() {
     let fx = Fixture::new("ssh-logs");
     let pod = fx.ns.kubectl(&["get", "pod", &fx.pod, "-o", "json"]).json();
-    let container = pod["spec"]["containers"][0]["name"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let container = pod["spec"]["containers"][0]["name"].as_str().unwrap().to_string();
     let token = unique_name("log-line");
     // kwok serves a container log file in the CRI format, as the kubelet reads them.
     let cri = fx.sshd.dir.join("container.log");
@@ -840,14 +620,7 @@ fn logs_come_through_the_api_and_files_over_ssh() {
     assert!(logs.starts_with("first\n"), "{logs}");
 
     // The same file read over SSH by the sshd's user.
-    let out = fx.plugin(&[
-        "logs",
-        "box",
-        "--file",
-        file.to_str().unwrap(),
-        "--tail",
-        "1",
-    ]);
+    let out = fx.plugin(&["logs", "box", "--file", file.to_str().unwrap(), "--tail", "1"]);
     assert!(out.success(), "{}", out.stderr);
     assert_eq!(out.stdout, format!("{token}\n"));
 }
@@ -882,19 +655,11 @@ fn a_host_key_rotation_repins_here_and_needs_repin_elsewhere() {
     // A second machine of the same user: same client key, same (soon old) pin.
     let elsewhere = std::env::temp_dir().join(unique_name("claworc-ssh-elsewhere"));
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(fx.home.join("claworc"))
-        .arg(&elsewhere)
-        .status()
-        .unwrap();
+    let copied = Command::new("cp").arg("-a").arg(fx.home.join("claworc")).arg(&elsewhere).status().unwrap();
     assert!(copied.success());
     let run_elsewhere = |args: &[&str]| {
         let mut cmd = Cluster::get().command(plugin_bin());
-        cmd.env("XDG_CONFIG_HOME", &elsewhere)
-            .env("CLAWORC_SSH_USER", user_1000())
-            .args(["-n", &n])
-            .args(args);
+        cmd.env("XDG_CONFIG_HOME", &elsewhere).env("CLAWORC_SSH_USER", user_1000()).args(["-n", &n]).args(args);
         run(cmd, None)
     };
 
@@ -907,17 +672,7 @@ fn a_host_key_rotation_repins_here_and_needs_repin_elsewhere() {
     // The pod restarts (sshd reads its host key at start): follow it, as the
     // kubelet would, with the new key from the Secret volume.
     let pod = wait_for("the restarted pod", Duration::from_secs(90), || {
-        let v = fx
-            .ns
-            .kubectl(&[
-                "get",
-                "pods",
-                "-l",
-                &format!("{}=box", names::LABEL_INSTANCE),
-                "-o",
-                "json",
-            ])
-            .json();
+        let v = fx.ns.kubectl(&["get", "pods", "-l", &format!("{}=box", names::LABEL_INSTANCE), "-o", "json"]).json();
         v["items"]
             .as_array()?
             .iter()
@@ -929,21 +684,13 @@ fn a_host_key_rotation_repins_here_and_needs_repin_elsewhere() {
             .and_then(|p| p["metadata"]["name"].as_str().map(String::from))
     });
     // The pod's ssh port, as the old pod's PortForward has it.
-    let pf = fx
-        .ns
-        .kubectl(&["get", "portforward.kwok.x-k8s.io", &old_pod, "-o", "json"])
-        .json();
+    let pf = fx.ns.kubectl(&["get", "portforward.kwok.x-k8s.io", &old_pod, "-o", "json"]).json();
     let pod_ssh_port = pf["spec"]["forwards"][0]["ports"][0].as_u64().unwrap();
     fx.sshd.stop();
-    wait_for(
-        "the new host key in the volume",
-        Duration::from_secs(30),
-        || {
-            let now = std::fs::read_to_string(fx.sshd.keys_dir().join(names::SECRET_HOST_KEY_PUB))
-                .ok()?;
-            (now == new_pub).then_some(())
-        },
-    );
+    wait_for("the new host key in the volume", Duration::from_secs(30), || {
+        let now = std::fs::read_to_string(fx.sshd.keys_dir().join(names::SECRET_HOST_KEY_PUB)).ok()?;
+        (now == new_pub).then_some(())
+    });
     fx.sshd.start();
     fx.pod = pod.clone();
     fx.ns
@@ -955,15 +702,9 @@ fn a_host_key_rotation_repins_here_and_needs_repin_elsewhere() {
         .expect_ok("PortForward");
 
     // Here: the pin was updated together with the annotation.
-    wait_for(
-        "a login with the new host key",
-        Duration::from_secs(60),
-        || {
-            fx.plugin(&["ssh", "box", "--", "true"])
-                .success()
-                .then_some(())
-        },
-    );
+    wait_for("a login with the new host key", Duration::from_secs(60), || {
+        fx.plugin(&["ssh", "box", "--", "true"]).success().then_some(())
+    });
     // Elsewhere: the old pin is refused, with the way out; --repin takes the new key
     // because it matches the annotation.
     let out = run_elsewhere(&["ssh", "box", "--", "true"]);

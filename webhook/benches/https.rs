@@ -31,10 +31,7 @@ struct Figures {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// `clients` keep-alive connections send `total` requests between them.
@@ -53,14 +50,9 @@ async fn drive(
     // Warm up (handshakes, allocator, caches) outside the measurement.
     let mut conns = Vec::new();
     for _ in 0..clients {
-        let mut c = Client::connect_with(server.local_addr(), config.clone())
-            .await
-            .unwrap();
+        let mut c = Client::connect_with(server.local_addr(), config.clone()).await.unwrap();
         for _ in 0..50 {
-            let (status, _) = c
-                .request(axum::http::Method::POST, path, body.to_vec())
-                .await
-                .unwrap();
+            let (status, _) = c.request(axum::http::Method::POST, path, body.to_vec()).await.unwrap();
             assert_eq!(status, StatusCode::OK);
         }
         conns.push(c);
@@ -74,10 +66,7 @@ async fn drive(
                 let mut latencies = Vec::with_capacity(per_client);
                 for _ in 0..per_client {
                     let t = Instant::now();
-                    let (status, _) = c
-                        .request(axum::http::Method::POST, path, body.to_vec())
-                        .await
-                        .unwrap();
+                    let (status, _) = c.request(axum::http::Method::POST, path, body.to_vec()).await.unwrap();
                     latencies.push(t.elapsed());
                     assert_eq!(status, StatusCode::OK);
                 }
@@ -117,7 +106,9 @@ fn floor_router() -> Router {
         let uid = serde_json::from_slice::<Review>(&body).map(|r| r.request.uid).unwrap_or_default();
         (
             [(header::CONTENT_TYPE, "application/json")],
-            format!(r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{{"uid":{uid:?},"allowed":true}}}}"#),
+            format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{{"uid":{uid:?},"allowed":true}}}}"#
+            ),
         )
     }
     Router::new().route("/mutate", post(allow)).route("/validate", post(allow))
@@ -137,19 +128,11 @@ fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
     };
     let req_m = server::parse_review(opted_in).unwrap();
     let req_v = server::parse_review(injected).unwrap();
-    let parse = time(&mut || {
-        drop(std::hint::black_box(
-            server::parse_review(opted_in).unwrap(),
-        ))
-    });
+    let parse = time(&mut || drop(std::hint::black_box(server::parse_review(opted_in).unwrap())));
     let mutate = time(&mut || drop(std::hint::black_box(review::mutate(&req_m, &cfg))));
     let validate = time(&mut || drop(std::hint::black_box(review::validate(&req_v, &cfg))));
     let res = review::mutate(&req_m, &cfg);
-    let ser = time(&mut || {
-        drop(std::hint::black_box(
-            server::review_json(res.clone()).unwrap(),
-        ))
-    });
+    let ser = time(&mut || drop(std::hint::black_box(server::review_json(res.clone()).unwrap())));
     println!();
     println!(
         "CPU per request by stage (in-process, µs): parse AdmissionReview {parse:.0}, review::mutate {mutate:.0}, review::validate {validate:.0}, serialize mutate response {ser:.0}"
@@ -162,14 +145,9 @@ fn parse_only_router() -> Router {
     async fn allow(body: axum::body::Bytes) -> impl IntoResponse {
         let req = claworc_webhook::server::parse_review(&body).unwrap();
         let res = kube::core::admission::AdmissionResponse::from(&req);
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            claworc_webhook::server::review_json(res).unwrap(),
-        )
+        ([(header::CONTENT_TYPE, "application/json")], claworc_webhook::server::review_json(res).unwrap())
     }
-    Router::new()
-        .route("/mutate", post(allow))
-        .route("/validate", post(allow))
+    Router::new().route("/mutate", post(allow)).route("/validate", post(allow))
 }
 
 fn main() {
@@ -178,10 +156,7 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let clients = env_usize("CLAWORC_BENCH_CLIENTS", 4);
     let total = env_usize("CLAWORC_BENCH_REQUESTS", if full { 8000 } else { 200 });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let dir = common::temp_dir("bench");
         let certs = common::gen_certs(&dir);

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
 };
 
 /// File names written by [`write`].
@@ -40,12 +40,7 @@ impl Request {
     /// The DNS names the serving certificate holds.
     pub fn dns_names(&self) -> Vec<String> {
         let (s, ns) = (&self.service, &self.namespace);
-        vec![
-            s.clone(),
-            format!("{s}.{ns}"),
-            format!("{s}.{ns}.svc"),
-            format!("{s}.{ns}.svc.cluster.local"),
-        ]
+        vec![s.clone(), format!("{s}.{ns}"), format!("{s}.{ns}.svc"), format!("{s}.{ns}.svc.cluster.local")]
     }
 }
 
@@ -60,9 +55,7 @@ pub struct Generated {
 fn random_serial() -> Result<SerialNumber> {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; 16];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    ring::rand::SystemRandom::new().fill(&mut bytes).map_err(|_| anyhow::anyhow!("no system randomness"))?;
     bytes[0] &= 0x7f; // a positive INTEGER
     bytes[0] |= 0x01; // of full length
     Ok(SerialNumber::from_slice(&bytes))
@@ -91,52 +84,33 @@ pub fn generate(req: &Request) -> Result<Generated> {
     let ca_key = KeyPair::generate().context("generating the CA key")?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(
-        DnType::CommonName,
-        format!("claworc webhook CA ({}.{})", req.service, req.namespace),
-    );
+    ca.distinguished_name.push(DnType::CommonName, format!("claworc webhook CA ({}.{})", req.service, req.namespace));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     ca.serial_number = Some(random_serial()?);
     validity(&mut ca, CA_VALIDITY);
-    let ca_cert = ca
-        .self_signed(&ca_key)
-        .context("signing the CA certificate")?;
+    let ca_cert = ca.self_signed(&ca_key).context("signing the CA certificate")?;
     let issuer = Issuer::new(ca, ca_key);
 
     let key = KeyPair::generate().context("generating the serving key")?;
     let mut leaf = CertificateParams::default();
     leaf.distinguished_name = DistinguishedName::new();
-    leaf.distinguished_name.push(
-        DnType::CommonName,
-        format!("{}.{}.svc", req.service, req.namespace),
-    );
+    leaf.distinguished_name.push(DnType::CommonName, format!("{}.{}.svc", req.service, req.namespace));
     leaf.subject_alt_names = req
         .dns_names()
         .into_iter()
         .map(|n| Ok(SanType::DnsName(n.try_into()?)))
         .collect::<Result<Vec<_>, rcgen::Error>>()?;
-    leaf.subject_alt_names
-        .extend(req.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+    leaf.subject_alt_names.extend(req.ips.iter().map(|ip| SanType::IpAddress(*ip)));
     leaf.is_ca = IsCa::ExplicitNoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.use_authority_key_identifier_extension = true;
     leaf.serial_number = Some(random_serial()?);
     validity(&mut leaf, SERVING_VALIDITY);
-    let cert = leaf
-        .signed_by(&key, &issuer)
-        .context("signing the serving certificate")?;
+    let cert = leaf.signed_by(&key, &issuer).context("signing the serving certificate")?;
 
-    Ok(Generated {
-        ca_cert_pem: ca_cert.pem(),
-        tls_cert_pem: cert.pem(),
-        tls_key_pem: key.serialize_pem(),
-    })
+    Ok(Generated { ca_cert_pem: ca_cert.pem(), tls_cert_pem: cert.pem(), tls_key_pem: key.serialize_pem() })
 }
 
 /// Paths of the files written by [`write`].
@@ -159,11 +133,7 @@ pub fn write(dir: &Path, generated: &Generated) -> Result<Written> {
         .with_context(|| format!("creating {}", dir.display()))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", dir.display()))?;
-    let written = Written {
-        ca_cert: dir.join(CA_CERT),
-        tls_cert: dir.join(TLS_CERT),
-        tls_key: dir.join(TLS_KEY),
-    };
+    let written = Written { ca_cert: dir.join(CA_CERT), tls_cert: dir.join(TLS_CERT), tls_key: dir.join(TLS_KEY) };
     // The key first: a watcher that sees the new certificate finds its key in place.
     write_atomically(&written.tls_key, generated.tls_key_pem.as_bytes(), 0o600)?;
     write_atomically(&written.tls_cert, generated.tls_cert_pem.as_bytes(), 0o644)?;
@@ -182,11 +152,8 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(contents)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    file.write_all(contents).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
 
@@ -196,11 +163,7 @@ mod tests {
 
     #[test]
     fn names_every_form_of_the_service() {
-        let req = Request {
-            service: "claworc-webhook".into(),
-            namespace: "claworc-system".into(),
-            ips: vec![],
-        };
+        let req = Request { service: "claworc-webhook".into(), namespace: "claworc-system".into(), ips: vec![] };
         assert_eq!(
             req.dns_names(),
             [
@@ -214,11 +177,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_names() {
-        let req = Request {
-            service: "Bad_Name".into(),
-            namespace: "ns".into(),
-            ips: vec![],
-        };
+        let req = Request { service: "Bad_Name".into(), namespace: "ns".into(), ips: vec![] };
         assert!(generate(&req).is_err());
     }
 }

@@ -11,10 +11,9 @@ use claworc_contract::names::*;
 use claworc_contract::{Settings, VERSION, known_hosts, sshd_config};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
-    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, KeyToPath, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
+    EmptyDirVolumeSource, EnvVar, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -27,9 +26,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            sidecar_image: SIDECAR_IMAGE.to_string(),
-        }
+        Self { sidecar_image: SIDECAR_IMAGE.to_string() }
     }
 }
 
@@ -51,11 +48,7 @@ exec /usr/sbin/sshd -D -e -f {RUN_DIR}/sshd_config"#
 
 /// Whether the Deployment carries the opt-in label.
 pub fn opted_in(d: &Deployment) -> bool {
-    d.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LABEL_SSH))
-        .is_some_and(|v| v == SSH_ENABLED)
+    d.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SSH)).is_some_and(|v| v == SSH_ENABLED)
 }
 
 /// The Deployment's annotations parsed into settings.
@@ -93,10 +86,7 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
     labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
     let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.insert(ANNOTATION_INJECTED.into(), VERSION.into());
-    annotations.insert(
-        ANNOTATION_KNOWN_HOSTS_DATA.into(),
-        known_hosts::lines_for(&settings.known_hosts),
-    );
+    annotations.insert(ANNOTATION_KNOWN_HOSTS_DATA.into(), known_hosts::lines_for(&settings.known_hosts));
 
     let spec = template.spec.get_or_insert_with(Default::default);
     harden_pod(spec, settings);
@@ -120,22 +110,17 @@ pub fn shared_mounts<'a>(spec: &'a PodSpec, settings: &Settings) -> &'a [VolumeM
 }
 
 fn harden_pod(spec: &mut PodSpec, s: &Settings) {
-    let sc = spec
-        .security_context
-        .get_or_insert_with(PodSecurityContext::default);
+    let sc = spec.security_context.get_or_insert_with(PodSecurityContext::default);
     sc.run_as_non_root = Some(true);
     sc.run_as_user.get_or_insert(s.run_as_user);
     sc.run_as_group.get_or_insert(s.run_as_group);
     sc.fs_group.get_or_insert(s.run_as_group);
-    sc.fs_group_change_policy
-        .get_or_insert_with(|| "OnRootMismatch".into());
+    sc.fs_group_change_policy.get_or_insert_with(|| "OnRootMismatch".into());
     sc.seccomp_profile.get_or_insert_with(runtime_default);
 }
 
 fn harden_container(c: &mut Container) {
-    let sc = c
-        .security_context
-        .get_or_insert_with(SecurityContext::default);
+    let sc = c.security_context.get_or_insert_with(SecurityContext::default);
     sc.run_as_non_root = Some(true);
     sc.allow_privilege_escalation = Some(false);
     let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
@@ -146,10 +131,7 @@ fn harden_container(c: &mut Container) {
 }
 
 fn runtime_default() -> SeccompProfile {
-    SeccompProfile {
-        type_: "RuntimeDefault".into(),
-        ..Default::default()
-    }
+    SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }
 }
 
 /// Names of the volumes injection adds.
@@ -227,11 +209,7 @@ fn set_known_hosts(c: &mut Container, s: &Settings) {
     mounts.extend(known_hosts_mounts(s));
     let env = c.env.get_or_insert_with(Vec::new);
     env.retain(|e| e.name != ENV_GIT_SSH_COMMAND);
-    env.push(EnvVar {
-        name: ENV_GIT_SSH_COMMAND.into(),
-        value: Some(git_ssh_command(s)),
-        ..Default::default()
-    });
+    env.push(EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git_ssh_command(s)), ..Default::default() });
 }
 
 fn known_hosts_mounts(s: &Settings) -> Vec<VolumeMount> {
@@ -251,10 +229,7 @@ fn known_hosts_mounts(s: &Settings) -> Vec<VolumeMount> {
 
 /// `GIT_SSH_COMMAND`: OpenSSH reads both global known-hosts files by default.
 pub fn git_ssh_command(s: &Settings) -> String {
-    format!(
-        "ssh -o StrictHostKeyChecking={} -o BatchMode=yes",
-        s.strict_host_key_checking.as_str()
-    )
+    format!("ssh -o StrictHostKeyChecking={} -o BatchMode=yes", s.strict_host_key_checking.as_str())
 }
 
 /// The canonical `claworc-sshd` sidecar for these settings.
@@ -266,31 +241,18 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
             read_only: Some(true),
             ..Default::default()
         },
-        VolumeMount {
-            name: VOLUME_RUN.into(),
-            mount_path: RUN_DIR.into(),
-            ..Default::default()
-        },
+        VolumeMount { name: VOLUME_RUN.into(), mount_path: RUN_DIR.into(), ..Default::default() },
     ];
-    let ours: Vec<VolumeMount> = mounts
-        .iter()
-        .cloned()
-        .chain(known_hosts_mounts(s))
-        .collect();
+    let ours: Vec<VolumeMount> = mounts.iter().cloned().chain(known_hosts_mounts(s)).collect();
     mounts.extend(
         shared
             .iter()
-            .filter(|m| {
-                !m.name.starts_with("claworc-") && ours.iter().all(|o| o.mount_path != m.mount_path)
-            })
+            .filter(|m| !m.name.starts_with("claworc-") && ours.iter().all(|o| o.mount_path != m.mount_path))
             .cloned(),
     );
     mounts.extend(known_hosts_mounts(s));
     let quantities = |cpu: &str, mem: &str| {
-        BTreeMap::from([
-            ("cpu".to_string(), Quantity(cpu.into())),
-            ("memory".to_string(), Quantity(mem.into())),
-        ])
+        BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(mem.into()))])
     };
     Container {
         name: SIDECAR.into(),
@@ -304,11 +266,7 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
                 value: Some(sshd_config::render(s, sshd_config::Paths::POD)),
                 ..Default::default()
             },
-            EnvVar {
-                name: ENV_GIT_SSH_COMMAND.into(),
-                value: Some(git_ssh_command(s)),
-                ..Default::default()
-            },
+            EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git_ssh_command(s)), ..Default::default() },
         ]),
         ports: Some(vec![ContainerPort {
             name: Some(SSH_PORT_NAME.into()),
@@ -328,10 +286,7 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
             read_only_root_filesystem: Some(true),
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                add: None,
-            }),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),
@@ -385,69 +340,33 @@ pub(crate) mod tests {
 
     #[test]
     fn adds_a_native_sshd_sidecar_configured_from_the_annotations() {
-        let d = injected(&deployment(
-            json!({"claworc.io/ssh-port": "2022", "claworc.io/forward-ports": "5900"}),
-        ));
+        let d = injected(&deployment(json!({"claworc.io/ssh-port": "2022", "claworc.io/forward-ports": "5900"})));
         let c = sidecar_of(&d);
         assert_eq!(c.name, "claworc-sshd");
         assert_eq!(c.restart_policy.as_deref(), Some("Always"));
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 2022);
-        let config = c
-            .env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == ENV_SSHD_CONFIG)
-            .unwrap()
-            .value
-            .clone()
-            .unwrap();
+        let config = c.env.as_ref().unwrap().iter().find(|e| e.name == ENV_SSHD_CONFIG).unwrap().value.clone().unwrap();
         assert!(
-            config.contains("\nPort 2022\n")
-                && config.contains("PermitOpen localhost:5900 127.0.0.1:5900\n"),
+            config.contains("\nPort 2022\n") && config.contains("PermitOpen localhost:5900 127.0.0.1:5900\n"),
             "{config}"
         );
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(
-            (
-                sc.run_as_user,
-                sc.run_as_group,
-                sc.read_only_root_filesystem
-            ),
+            (sc.run_as_user, sc.run_as_group, sc.read_only_root_filesystem),
             (Some(1000), Some(1000), Some(true))
         );
-        let mounts: Vec<(&str, &str)> = c
-            .volume_mounts
-            .iter()
-            .flatten()
-            .map(|m| (m.name.as_str(), m.mount_path.as_str()))
-            .collect();
-        assert!(
-            mounts.contains(&("claworc-ssh-keys", "/etc/claworc/ssh")),
-            "{mounts:?}"
-        );
-        assert!(
-            mounts.contains(&("home", "/home/claworc")),
-            "shares the first container's volumes: {mounts:?}"
-        );
+        let mounts: Vec<(&str, &str)> =
+            c.volume_mounts.iter().flatten().map(|m| (m.name.as_str(), m.mount_path.as_str())).collect();
+        assert!(mounts.contains(&("claworc-ssh-keys", "/etc/claworc/ssh")), "{mounts:?}");
+        assert!(mounts.contains(&("home", "/home/claworc")), "shares the first container's volumes: {mounts:?}");
         assert!(!mounts.contains(&("cache", "/cache")), "{mounts:?}");
     }
 
     #[test]
     fn target_container_picks_the_volumes_to_share() {
-        let d = injected(&deployment(
-            json!({"claworc.io/target-container": "gateway"}),
-        ));
-        let mounts: Vec<&str> = sidecar_of(&d)
-            .volume_mounts
-            .iter()
-            .flatten()
-            .map(|m| m.mount_path.as_str())
-            .collect();
-        assert!(
-            mounts.contains(&"/cache") && !mounts.contains(&"/home/claworc"),
-            "{mounts:?}"
-        );
+        let d = injected(&deployment(json!({"claworc.io/target-container": "gateway"})));
+        let mounts: Vec<&str> = sidecar_of(&d).volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
+        assert!(mounts.contains(&"/cache") && !mounts.contains(&"/home/claworc"), "{mounts:?}");
     }
 
     #[test]
@@ -456,29 +375,15 @@ pub(crate) mod tests {
         let p = pod(&d);
         let sc = p.security_context.as_ref().unwrap();
         assert_eq!(
-            (
-                sc.run_as_non_root,
-                sc.run_as_user,
-                sc.run_as_group,
-                sc.fs_group
-            ),
+            (sc.run_as_non_root, sc.run_as_user, sc.run_as_group, sc.fs_group),
             (Some(true), Some(1000), Some(1000), Some(1000))
         );
         assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
-        for c in p
-            .containers
-            .iter()
-            .chain(p.init_containers.iter().flatten())
-        {
+        for c in p.containers.iter().chain(p.init_containers.iter().flatten()) {
             let sc = c.security_context.as_ref().unwrap();
             assert_eq!(sc.allow_privilege_escalation, Some(false), "{}", c.name);
             assert_eq!(sc.run_as_non_root, Some(true), "{}", c.name);
-            assert_eq!(
-                sc.capabilities.as_ref().unwrap().drop.as_deref(),
-                Some(&["ALL".to_string()][..]),
-                "{}",
-                c.name
-            );
+            assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]), "{}", c.name);
         }
     }
 
@@ -488,54 +393,16 @@ pub(crate) mod tests {
             json!({"claworc.io/known-hosts": "github", "claworc.io/known-hosts-configmap": "extra-hosts"}),
         ));
         let p = pod(&d);
-        for c in p
-            .containers
-            .iter()
-            .chain(p.init_containers.iter().flatten())
-        {
-            let paths: Vec<&str> = c
-                .volume_mounts
-                .iter()
-                .flatten()
-                .map(|m| m.mount_path.as_str())
-                .collect();
-            assert!(
-                paths.contains(&KNOWN_HOSTS_PATH) && paths.contains(&KNOWN_HOSTS2_PATH),
-                "{}: {paths:?}",
-                c.name
-            );
-            let git = c
-                .env
-                .iter()
-                .flatten()
-                .find(|e| e.name == "GIT_SSH_COMMAND")
-                .unwrap();
-            assert!(
-                git.value
-                    .as_ref()
-                    .unwrap()
-                    .contains("StrictHostKeyChecking=yes")
-            );
+        for c in p.containers.iter().chain(p.init_containers.iter().flatten()) {
+            let paths: Vec<&str> = c.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
+            assert!(paths.contains(&KNOWN_HOSTS_PATH) && paths.contains(&KNOWN_HOSTS2_PATH), "{}: {paths:?}", c.name);
+            let git = c.env.iter().flatten().find(|e| e.name == "GIT_SSH_COMMAND").unwrap();
+            assert!(git.value.as_ref().unwrap().contains("StrictHostKeyChecking=yes"));
         }
-        let data = &d
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
-            .as_ref()
-            .unwrap()[ANNOTATION_KNOWN_HOSTS_DATA];
-        assert!(
-            data.starts_with("github.com ssh-ed25519 ") && !data.contains("gitlab"),
-            "{data}"
-        );
-        let cm = p
-            .volumes
-            .iter()
-            .flatten()
-            .find(|v| v.name == VOLUME_KNOWN_HOSTS_USER)
-            .unwrap();
+        let data =
+            &d.spec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[ANNOTATION_KNOWN_HOSTS_DATA];
+        assert!(data.starts_with("github.com ssh-ed25519 ") && !data.contains("gitlab"), "{data}");
+        let cm = p.volumes.iter().flatten().find(|v| v.name == VOLUME_KNOWN_HOSTS_USER).unwrap();
         assert_eq!(cm.config_map.as_ref().unwrap().name, "extra-hosts");
     }
 
@@ -549,18 +416,14 @@ pub(crate) mod tests {
         assert_eq!(labels["claworc.io/egress"], "none");
         assert_eq!(labels["app.kubernetes.io/managed-by"], "claworc");
         assert_eq!(labels["app"], "box", "the user's labels stay");
-        assert_eq!(
-            meta.annotations.as_ref().unwrap()["claworc.io/injected"],
-            VERSION
-        );
+        assert_eq!(meta.annotations.as_ref().unwrap()["claworc.io/injected"], VERSION);
     }
 
     #[test]
     fn injecting_twice_changes_nothing() {
-        for annotations in [
-            json!({}),
-            json!({"claworc.io/target-container": "gateway", "claworc.io/known-hosts-configmap": "x"}),
-        ] {
+        for annotations in
+            [json!({}), json!({"claworc.io/target-container": "gateway", "claworc.io/known-hosts-configmap": "x"})]
+        {
             let once = injected(&deployment(annotations));
             assert_eq!(injected(&once), once);
         }
@@ -569,15 +432,7 @@ pub(crate) mod tests {
     #[test]
     fn an_edited_sidecar_is_rewritten() {
         let mut d = injected(&deployment(json!({})));
-        let init = d
-            .spec
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .init_containers
-            .as_mut()
-            .unwrap();
+        let init = d.spec.template.spec.as_mut().unwrap().init_containers.as_mut().unwrap();
         init[0].image = Some("evil:latest".into());
         init[0].security_context.as_mut().unwrap().privileged = Some(true);
         let again = injected(&d);

@@ -15,11 +15,7 @@ use claworc_webhook::inject::Config;
 use claworc_webhook::server::{ServeOptions, Server};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "claworc-webhook",
-    version,
-    about = "The claworc admission webhook"
-)]
+#[command(name = "claworc-webhook", version, about = "The claworc admission webhook")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,35 +73,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve {
-            listen,
-            tls_cert,
-            tls_key,
-            sidecar_image,
-            shutdown_delay,
-        } => {
+        Command::Serve { listen, tls_cert, tls_key, sidecar_image, shutdown_delay } => {
             init_logging();
             let mut opts = ServeOptions::new(listen, tls_cert, tls_key);
             opts.shutdown_delay = std::time::Duration::from_secs(shutdown_delay);
             #[allow(clippy::needless_update)] // more settings may come
-            let config = Config {
-                sidecar_image,
-                ..Config::default()
-            };
+            let config = Config { sidecar_image, ..Config::default() };
             opts.config = config;
             serve(opts)
         }
-        Command::RenderSshdConfig {
-            file,
-            annotations,
-            name,
-        } => return render_sshd_config(file, &annotations, name),
-        Command::GenCerts {
-            service,
-            namespace,
-            out,
-            ips,
-        } => gen_certs(service, namespace, out, ips),
+        Command::RenderSshdConfig { file, annotations, name } => return render_sshd_config(file, &annotations, name),
+        Command::GenCerts { service, namespace, out, ips } => gen_certs(service, namespace, out, ips),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -131,10 +109,7 @@ fn init_logging() {
 }
 
 fn serve(opts: ServeOptions) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
         let server = Server::start(opts).await?;
         server.run_until(shutdown_signal()).await
@@ -157,11 +132,7 @@ async fn shutdown_signal() {
 }
 
 fn gen_certs(service: String, namespace: String, out: PathBuf, ips: Vec<IpAddr>) -> Result<()> {
-    let generated = certs::generate(&certs::Request {
-        service,
-        namespace,
-        ips,
-    })?;
+    let generated = certs::generate(&certs::Request { service, namespace, ips })?;
     let written = certs::write(&out, &generated)?;
     println!("{}", written.ca_cert.display());
     println!("{}", written.tls_cert.display());
@@ -178,15 +149,9 @@ fn deployment_annotations(text: &str) -> Result<(Option<String>, BTreeMap<String
             continue;
         }
         let meta = value.get("metadata");
-        let name = meta
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .map(str::to_string);
+        let name = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()).map(str::to_string);
         let mut annotations = BTreeMap::new();
-        if let Some(map) = meta
-            .and_then(|m| m.get("annotations"))
-            .and_then(|a| a.as_mapping())
-        {
+        if let Some(map) = meta.and_then(|m| m.get("annotations")).and_then(|a| a.as_mapping()) {
             for (k, v) in map {
                 let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else {
                     anyhow::bail!("metadata.annotations must map strings to strings");
@@ -209,8 +174,7 @@ fn render_sshd_config(file: Option<PathBuf>, pairs: &[String], name: Option<Stri
             } else {
                 std::fs::read_to_string(path).map(|t| text = t)
             };
-            read.with_context(|| format!("reading {}", path.display()))
-                .and_then(|()| deployment_annotations(&text))
+            read.with_context(|| format!("reading {}", path.display())).and_then(|()| deployment_annotations(&text))
         }
     };
     let (file_name, mut annotations) = match loaded {

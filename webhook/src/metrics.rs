@@ -40,12 +40,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Allowed,
-        Outcome::Denied,
-        Outcome::Patched,
-        Outcome::Error,
-    ];
+    pub const ALL: [Outcome; 4] = [Outcome::Allowed, Outcome::Denied, Outcome::Patched, Outcome::Error];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,9 +53,7 @@ impl Outcome {
 }
 
 /// Upper bounds of the latency buckets, in seconds.
-pub const BUCKETS: [f64; 12] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-];
+pub const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
 #[derive(Default)]
 struct Histogram {
@@ -95,20 +88,12 @@ impl Metrics {
             h.buckets[i].fetch_add(1, Relaxed);
         }
         h.count.fetch_add(1, Relaxed);
-        h.sum_nanos.fetch_add(
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            Relaxed,
-        );
+        h.sum_nanos.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
     /// Records an attempt to reload the serving certificate.
     pub fn record_reload(&self, ok: bool) {
-        if ok {
-            &self.reloads_ok
-        } else {
-            &self.reloads_failed
-        }
-        .fetch_add(1, Relaxed);
+        if ok { &self.reloads_ok } else { &self.reloads_failed }.fetch_add(1, Relaxed);
     }
 
     /// How many requests `endpoint` answered with `outcome`.
@@ -132,7 +117,9 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP claworc_webhook_request_duration_seconds Time to answer an admission request, by endpoint.\n");
+        out.push_str(
+            "# HELP claworc_webhook_request_duration_seconds Time to answer an admission request, by endpoint.\n",
+        );
         out.push_str("# TYPE claworc_webhook_request_duration_seconds histogram\n");
         for e in Endpoint::ALL {
             let h = &self.latency[e as usize];
@@ -152,16 +139,9 @@ impl Metrics {
                 e.as_str()
             );
             let sum = h.sum_nanos.load(Relaxed) as f64 / 1e9;
-            let _ = writeln!(
-                out,
-                "claworc_webhook_request_duration_seconds_sum{{endpoint=\"{}\"}} {sum}",
-                e.as_str()
-            );
-            let _ = writeln!(
-                out,
-                "claworc_webhook_request_duration_seconds_count{{endpoint=\"{}\"}} {count}",
-                e.as_str()
-            );
+            let _ = writeln!(out, "claworc_webhook_request_duration_seconds_sum{{endpoint=\"{}\"}} {sum}", e.as_str());
+            let _ =
+                writeln!(out, "claworc_webhook_request_duration_seconds_count{{endpoint=\"{}\"}} {count}", e.as_str());
         }
         out.push_str("# HELP claworc_webhook_certificate_reloads_total Attempts to reload the serving certificate after its files changed.\n");
         out.push_str("# TYPE claworc_webhook_certificate_reloads_total counter\n");
@@ -189,32 +169,20 @@ mod tests {
     #[test]
     fn renders_counts_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.record(
-            Endpoint::Mutate,
-            Outcome::Patched,
-            Duration::from_micros(300),
-        );
+        m.record(Endpoint::Mutate, Outcome::Patched, Duration::from_micros(300));
         m.record(Endpoint::Mutate, Outcome::Patched, Duration::from_millis(3));
         m.record(Endpoint::Validate, Outcome::Denied, Duration::from_secs(5));
         let text = m.render(true);
-        assert!(text.contains(
-            "claworc_webhook_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 2\n"
-        ));
-        assert!(text.contains(
-            "claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"denied\"} 1\n"
-        ));
-        assert!(text.contains(
-            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.0005\"} 1\n"
-        ));
-        assert!(text.contains(
-            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.005\"} 2\n"
-        ));
-        assert!(text.contains(
-            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"1\"} 0\n"
-        ));
-        assert!(text.contains(
-            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 1\n"
-        ));
+        assert!(text.contains("claworc_webhook_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 2\n"));
+        assert!(text.contains("claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"denied\"} 1\n"));
+        assert!(
+            text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.0005\"} 1\n")
+        );
+        assert!(text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.005\"} 2\n"));
+        assert!(text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"1\"} 0\n"));
+        assert!(
+            text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 1\n")
+        );
         assert!(text.contains("claworc_webhook_ready 1\n"));
     }
 }

@@ -56,11 +56,7 @@ pub fn validate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionRe
     if !verdict.warnings.is_empty() {
         res.warnings = Some(verdict.warnings);
     }
-    if verdict.denials.is_empty() {
-        res
-    } else {
-        res.deny(join(verdict.denials))
-    }
+    if verdict.denials.is_empty() { res } else { res.deny(join(verdict.denials)) }
 }
 
 fn join(messages: impl IntoIterator<Item = String>) -> String {
@@ -123,48 +119,35 @@ mod tests {
 
     #[test]
     fn unreadable_annotations_are_denied_at_mutation() {
-        let res = mutate(
-            &request(&deployment(json!({"claworc.io/ssh-port": "22"}))),
-            &Config::default(),
-        );
+        let res = mutate(&request(&deployment(json!({"claworc.io/ssh-port": "22"}))), &Config::default());
         assert!(!res.allowed);
-        assert!(
-            res.result.message.contains("claworc.io/ssh-port"),
-            "{}",
-            res.result.message
-        );
+        assert!(res.result.message.contains("claworc.io/ssh-port"), "{}", res.result.message);
     }
 
     #[test]
     fn what_injection_would_hide_is_denied_at_mutation() {
-        for (key, value) in [("privileged", json!(true)), ("allowPrivilegeEscalation", json!(true)), ("runAsNonRoot", json!(false))] {
+        for (key, value) in
+            [("privileged", json!(true)), ("allowPrivilegeEscalation", json!(true)), ("runAsNonRoot", json!(false))]
+        {
             let mut v = serde_json::to_value(deployment(json!({}))).unwrap();
             v.pointer_mut("/spec/template/spec/containers/0").unwrap()["securityContext"] = json!({key: value});
             let res = mutate(&request(&serde_json::from_value(v).unwrap()), &Config::default());
-            assert!(!res.allowed && res.result.message.contains(&format!("securityContext.{key}")), "{key}: {}", res.result.message);
+            assert!(
+                !res.allowed && res.result.message.contains(&format!("securityContext.{key}")),
+                "{key}: {}",
+                res.result.message
+            );
         }
     }
 
     #[test]
     fn validation_returns_warnings_and_denials() {
-        let res = validate(
-            &request(&injected(&deployment(json!({})))),
-            &Config::default(),
-        );
+        let res = validate(&request(&injected(&deployment(json!({})))), &Config::default());
         assert!(res.allowed);
-        assert!(
-            res.warnings
-                .unwrap()
-                .iter()
-                .any(|w| w.contains("host-key-fingerprint"))
-        );
+        assert!(res.warnings.unwrap().iter().any(|w| w.contains("host-key-fingerprint")));
         let mut d = injected(&deployment(json!({})));
         d.spec.replicas = Some(2);
         let res = validate(&request(&d), &Config::default());
-        assert!(
-            !res.allowed && res.result.message.contains("spec.replicas"),
-            "{}",
-            res.result.message
-        );
+        assert!(!res.allowed && res.result.message.contains("spec.replicas"), "{}", res.result.message);
     }
 }

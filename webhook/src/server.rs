@@ -61,13 +61,7 @@ struct Inner {
 
 impl AppState {
     pub fn new(config: Config) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                config,
-                metrics: Metrics::default(),
-                ready: AtomicBool::new(false),
-            }),
-        }
+        Self { inner: Arc::new(Inner { config, metrics: Metrics::default(), ready: AtomicBool::new(false) }) }
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -117,14 +111,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let text = state.metrics().render(state.is_ready());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 /// Why a request got no AdmissionReview back.
@@ -136,10 +123,7 @@ struct Refusal {
 
 impl Refusal {
     fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
+        Self { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
 }
 
@@ -148,8 +132,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 fn error_response(refusal: &Refusal) -> Response {
-    let body =
-        serde_json::to_vec(&serde_json::json!({ "error": refusal.message })).unwrap_or_default();
+    let body = serde_json::to_vec(&serde_json::json!({ "error": refusal.message })).unwrap_or_default();
     json_response(refusal.status, body)
 }
 
@@ -165,13 +148,10 @@ async fn read_body(body: Body, content_length: Option<u64>) -> Result<Bytes, Ref
     }
     let read = async {
         let mut body = body;
-        let mut buf = Vec::with_capacity(
-            content_length.map_or(16 * 1024, |n| n.min(BODY_LIMIT as u64) as usize),
-        );
+        let mut buf = Vec::with_capacity(content_length.map_or(16 * 1024, |n| n.min(BODY_LIMIT as u64) as usize));
         let mut total = 0usize;
         while let Some(frame) = body.frame().await {
-            let frame = frame
-                .map_err(|e| Refusal::bad_request(format!("reading the request body: {e}")))?;
+            let frame = frame.map_err(|e| Refusal::bad_request(format!("reading the request body: {e}")))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
@@ -183,20 +163,11 @@ async fn read_body(body: Body, content_length: Option<u64>) -> Result<Bytes, Ref
                 buf.extend_from_slice(&data);
             }
         }
-        if total > BODY_LIMIT {
-            Err(too_large())
-        } else {
-            Ok(Bytes::from(buf))
-        }
+        if total > BODY_LIMIT { Err(too_large()) } else { Ok(Bytes::from(buf)) }
     };
-    tokio::time::timeout(BODY_TIMEOUT, read)
-        .await
-        .unwrap_or_else(|_| {
-            Err(Refusal {
-                status: StatusCode::REQUEST_TIMEOUT,
-                message: "timed out reading the request body".into(),
-            })
-        })
+    tokio::time::timeout(BODY_TIMEOUT, read).await.unwrap_or_else(|_| {
+        Err(Refusal { status: StatusCode::REQUEST_TIMEOUT, message: "timed out reading the request body".into() })
+    })
 }
 
 /// Parses an `admission.k8s.io/v1` AdmissionReview carrying a Deployment.
@@ -204,9 +175,8 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<Deployment>, String>
     match serde_json::from_slice::<AdmissionReview<Deployment>>(body) {
         Ok(review) => {
             check_types(Some(&review.types.api_version), Some(&review.types.kind))?;
-            let request: AdmissionRequest<Deployment> = review
-                .try_into()
-                .map_err(|_| "the AdmissionReview has no \"request\"".to_string())?;
+            let request: AdmissionRequest<Deployment> =
+                review.try_into().map_err(|_| "the AdmissionReview has no \"request\"".to_string())?;
             if request.uid.is_empty() {
                 return Err("request.uid is empty".into());
             }
@@ -256,11 +226,8 @@ fn operation(op: &Operation) -> &'static str {
 /// Answers one admission request.
 async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     let start = Instant::now();
-    let content_length = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let content_length =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let parsed = match read_body(req.into_body(), content_length).await {
         Ok(body) => parse_review(&body).map_err(Refusal::bad_request),
         Err(refusal) => Err(refusal),
@@ -293,11 +260,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     }));
     let namespace = request.namespace.as_deref().unwrap_or("");
     let name = if request.name.is_empty() {
-        request
-            .object
-            .as_ref()
-            .and_then(|d| d.metadata.generate_name.as_deref())
-            .unwrap_or("")
+        request.object.as_ref().and_then(|d| d.metadata.generate_name.as_deref()).unwrap_or("")
     } else {
         &request.name
     };
@@ -317,10 +280,9 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
                 duration_ms = elapsed.as_secs_f64() * 1e3,
                 "admission"
             );
-            let body = serde_json::to_vec(
-                &serde_json::json!({ "error": "internal error while reviewing the request" }),
-            )
-            .unwrap_or_default();
+            let body =
+                serde_json::to_vec(&serde_json::json!({ "error": "internal error while reviewing the request" }))
+                    .unwrap_or_default();
             return json_response(StatusCode::INTERNAL_SERVER_ERROR, body);
         }
     };
@@ -331,11 +293,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     } else {
         Outcome::Allowed
     };
-    let reason = if response.allowed {
-        String::new()
-    } else {
-        truncate(&response.result.message, 500).to_string()
-    };
+    let reason = if response.allowed { String::new() } else { truncate(&response.result.message, 500).to_string() };
     let body = match review_json(response) {
         Ok(body) => body,
         Err(e) => {
@@ -372,14 +330,8 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
 pub fn review_json(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8>> {
     let patch = response.patch.take();
     let mut review = serde_json::to_value(response.into_review())?;
-    if let (Some(patch), Some(res)) = (
-        patch,
-        review.get_mut("response").and_then(|r| r.as_object_mut()),
-    ) {
-        res.insert(
-            "patch".into(),
-            serde_json::to_value(k8s_openapi::ByteString(patch))?,
-        );
+    if let (Some(patch), Some(res)) = (patch, review.get_mut("response").and_then(|r| r.as_object_mut())) {
+        res.insert("patch".into(), serde_json::to_value(k8s_openapi::ByteString(patch))?);
     }
     serde_json::to_vec(&review)
 }
@@ -412,11 +364,7 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    pub fn new(
-        listen: SocketAddr,
-        tls_cert: impl Into<PathBuf>,
-        tls_key: impl Into<PathBuf>,
-    ) -> Self {
+    pub fn new(listen: SocketAddr, tls_cert: impl Into<PathBuf>, tls_key: impl Into<PathBuf>) -> Self {
         Self {
             listen,
             tls_cert: tls_cert.into(),
@@ -458,26 +406,17 @@ impl Server {
     /// Like [`Server::start`] with any router (the benchmark's floor uses a trivial one).
     pub async fn start_with(opts: ServeOptions, state: AppState, app: Router) -> Result<Self> {
         install_crypto_provider();
-        let tls = RustlsConfig::from_pem_file(&opts.tls_cert, &opts.tls_key)
-            .await
-            .with_context(|| {
-                format!(
-                    "loading the certificate {} and key {}",
-                    opts.tls_cert.display(),
-                    opts.tls_key.display()
-                )
-            })?;
-        let listener = std::net::TcpListener::bind(opts.listen)
-            .with_context(|| format!("binding {}", opts.listen))?;
+        let tls = RustlsConfig::from_pem_file(&opts.tls_cert, &opts.tls_key).await.with_context(|| {
+            format!("loading the certificate {} and key {}", opts.tls_cert.display(), opts.tls_key.display())
+        })?;
+        let listener = std::net::TcpListener::bind(opts.listen).with_context(|| format!("binding {}", opts.listen))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let handle = Handle::new();
         // TCP_NODELAY: a response leaves in as few segments as TLS makes,
         // without waiting for the peer's ACK of the previous one.
         let acceptor = RustlsAcceptor::new(tls.clone()).acceptor(NoDelayAcceptor::new());
-        let server = axum_server::from_tcp(listener)?
-            .acceptor(acceptor)
-            .handle(handle.clone());
+        let server = axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle.clone());
         let serve = tokio::spawn(server.serve(app.into_make_service()));
         let reloader = tokio::spawn(watch_certificates(
             tls,
@@ -488,15 +427,7 @@ impl Server {
         ));
         state.set_ready(true);
         tracing::info!(listen = %addr, cert = %opts.tls_cert.display(), "serving");
-        Ok(Self {
-            addr,
-            state,
-            handle,
-            grace: opts.shutdown_grace,
-            delay: opts.shutdown_delay,
-            serve,
-            reloader,
-        })
+        Ok(Self { addr, state, handle, grace: opts.shutdown_grace, delay: opts.shutdown_delay, serve, reloader })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -513,10 +444,7 @@ impl Server {
         self.state.set_ready(false);
         self.reloader.abort();
         self.handle.graceful_shutdown(Some(self.grace));
-        self.serve
-            .await
-            .context("server task")?
-            .context("serving")?;
+        self.serve.await.context("server task")?.context("serving")?;
         Ok(())
     }
 
@@ -526,10 +454,7 @@ impl Server {
         signal.await;
         self.state.set_ready(false);
         if !self.delay.is_zero() {
-            tracing::info!(
-                delay_s = self.delay.as_secs_f64(),
-                "unready; serving on until Endpoints drop this pod"
-            );
+            tracing::info!(delay_s = self.delay.as_secs_f64(), "unready; serving on until Endpoints drop this pod");
             tokio::time::sleep(self.delay).await;
         }
         tracing::info!("shutting down");
@@ -549,13 +474,7 @@ fn stamp(path: &Path) -> Stamp {
 /// Polls the certificate and key; when either changed, reloads the pair. A
 /// pair that does not load (missing, half-written, key not matching) is
 /// logged and the current one kept; it is tried again when a file changes.
-async fn watch_certificates(
-    tls: RustlsConfig,
-    cert: PathBuf,
-    key: PathBuf,
-    every: Duration,
-    state: AppState,
-) {
+async fn watch_certificates(tls: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration, state: AppState) {
     let mut seen = (stamp(&cert), stamp(&key));
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -586,11 +505,7 @@ mod tests {
     #[test]
     fn refuses_wrong_kinds_and_missing_parts() {
         assert!(parse_review(b"{").unwrap_err().contains("malformed"));
-        assert!(
-            parse_review(br#"{"apiVersion":"v1","kind":"Pod"}"#)
-                .unwrap_err()
-                .contains("expected apiVersion")
-        );
+        assert!(parse_review(br#"{"apiVersion":"v1","kind":"Pod"}"#).unwrap_err().contains("expected apiVersion"));
         assert!(
             parse_review(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#)
                 .unwrap_err()
@@ -619,14 +534,10 @@ mod tests {
         .unwrap();
         let req: AdmissionRequest<Deployment> = review.try_into().unwrap();
         let patch: json_patch::Patch =
-            serde_json::from_value(serde_json::json!([{"op": "add", "path": "/a", "value": 1}]))
-                .unwrap();
+            serde_json::from_value(serde_json::json!([{"op": "add", "path": "/a", "value": 1}])).unwrap();
         let res = AdmissionResponse::from(&req).with_patch(patch).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&review_json(res).unwrap()).unwrap();
-        assert_eq!(
-            json["response"]["patch"],
-            "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2EiLCJ2YWx1ZSI6MX1d"
-        );
+        assert_eq!(json["response"]["patch"], "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2EiLCJ2YWx1ZSI6MX1d");
         assert_eq!(json["response"]["patchType"], "JSONPatch");
         assert_eq!(json["response"]["uid"], "u1");
         assert_eq!(json["apiVersion"], API_VERSION);

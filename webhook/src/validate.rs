@@ -4,9 +4,7 @@
 //! for docs/webhook.md.
 
 use claworc_contract::Settings;
-use claworc_contract::names::{
-    SIDECAR,
-};
+use claworc_contract::names::SIDECAR;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
@@ -31,62 +29,23 @@ pub struct Rule {
 /// Every rule [`validate`] enforces besides the annotation checks of
 /// `claworc_contract::settings` (unknown keys, malformed values).
 pub const RULES: &[Rule] = &[
-    Rule {
-        field: "spec.replicas",
-        refuses: "anything but 0 or 1",
-    },
-    Rule {
-        field: "spec.template.spec.hostNetwork / hostPID / hostIPC",
-        refuses: "true",
-    },
-    Rule {
-        field: "spec.template.spec.volumes[*].hostPath",
-        refuses: "any hostPath volume",
-    },
-    Rule {
-        field: "spec.template.spec.securityContext.runAsUser",
-        refuses: "0 (root)",
-    },
-    Rule {
-        field: "spec.template.spec.securityContext.seccompProfile.type",
-        refuses: "Unconfined",
-    },
-    Rule {
-        field: "containers[*].securityContext.privileged",
-        refuses: "true",
-    },
-    Rule {
-        field: "containers[*].securityContext.allowPrivilegeEscalation",
-        refuses: "true",
-    },
-    Rule {
-        field: "containers[*].securityContext.capabilities.add",
-        refuses: "anything but NET_BIND_SERVICE",
-    },
-    Rule {
-        field: "containers[*].securityContext.runAsUser",
-        refuses: "0 (root)",
-    },
-    Rule {
-        field: "containers[*].securityContext.runAsNonRoot",
-        refuses: "false",
-    },
-    Rule {
-        field: "containers[*].securityContext.seccompProfile.type",
-        refuses: "Unconfined",
-    },
-    Rule {
-        field: "containers[*].ports[*].hostPort",
-        refuses: "any host port",
-    },
+    Rule { field: "spec.replicas", refuses: "anything but 0 or 1" },
+    Rule { field: "spec.template.spec.hostNetwork / hostPID / hostIPC", refuses: "true" },
+    Rule { field: "spec.template.spec.volumes[*].hostPath", refuses: "any hostPath volume" },
+    Rule { field: "spec.template.spec.securityContext.runAsUser", refuses: "0 (root)" },
+    Rule { field: "spec.template.spec.securityContext.seccompProfile.type", refuses: "Unconfined" },
+    Rule { field: "containers[*].securityContext.privileged", refuses: "true" },
+    Rule { field: "containers[*].securityContext.allowPrivilegeEscalation", refuses: "true" },
+    Rule { field: "containers[*].securityContext.capabilities.add", refuses: "anything but NET_BIND_SERVICE" },
+    Rule { field: "containers[*].securityContext.runAsUser", refuses: "0 (root)" },
+    Rule { field: "containers[*].securityContext.runAsNonRoot", refuses: "false" },
+    Rule { field: "containers[*].securityContext.seccompProfile.type", refuses: "Unconfined" },
+    Rule { field: "containers[*].ports[*].hostPort", refuses: "any host port" },
     Rule {
         field: "metadata.annotations[\"claworc.io/target-container\"]",
         refuses: "a name that is not one of spec.template.spec.containers",
     },
-    Rule {
-        field: "spec.template.spec.containers",
-        refuses: "an empty list",
-    },
+    Rule { field: "spec.template.spec.containers", refuses: "an empty list" },
     Rule {
         field: "spec.template.spec.initContainers[\"claworc-sshd\"]",
         refuses: "a missing or altered sidecar (not what claworc's mutation makes)",
@@ -120,15 +79,16 @@ fn check(d: &Deployment, sidecar: Option<&Config>) -> Verdict {
     };
     let spec = &d.spec;
     if let Some(r) = spec.replicas.filter(|r| !(0..=1).contains(r)) {
-        v.denials.push(format!("spec.replicas: {r} is not allowed: an instance runs 0 or 1 pod; set replicas to 1 (or 0 to stop it)"));
+        v.denials.push(format!(
+            "spec.replicas: {r} is not allowed: an instance runs 0 or 1 pod; set replicas to 1 (or 0 to stop it)"
+        ));
     }
     let empty = PodSpec::default();
     let pod = spec.template.spec.as_ref().unwrap_or(&empty);
     check_pod(pod, &mut v);
     if let Some(s) = &settings {
         if pod.containers.is_empty() {
-            v.denials
-                .push("spec.template.spec.containers: empty; add the workload container".into());
+            v.denials.push("spec.template.spec.containers: empty; add the workload container".into());
         } else if inject::target_index(pod, s).is_none() {
             let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
             v.denials.push(format!(
@@ -144,21 +104,14 @@ fn check(d: &Deployment, sidecar: Option<&Config>) -> Verdict {
 }
 
 fn check_pod(pod: &PodSpec, v: &mut Verdict) {
-    for (field, on) in [
-        ("hostNetwork", pod.host_network),
-        ("hostPID", pod.host_pid),
-        ("hostIPC", pod.host_ipc),
-    ] {
+    for (field, on) in [("hostNetwork", pod.host_network), ("hostPID", pod.host_pid), ("hostIPC", pod.host_ipc)] {
         if on == Some(true) {
-            v.denials.push(format!("spec.template.spec.{field}: true is not allowed: it exposes the node to the workload; remove it"));
+            v.denials.push(format!(
+                "spec.template.spec.{field}: true is not allowed: it exposes the node to the workload; remove it"
+            ));
         }
     }
-    for vol in pod
-        .volumes
-        .iter()
-        .flatten()
-        .filter(|vol| vol.host_path.is_some())
-    {
+    for vol in pod.volumes.iter().flatten().filter(|vol| vol.host_path.is_some()) {
         v.denials.push(format!(
             "spec.template.spec.volumes[{:?}].hostPath: host paths are not allowed; use a PersistentVolumeClaim or an emptyDir",
             vol.name
@@ -168,19 +121,14 @@ fn check_pod(pod: &PodSpec, v: &mut Verdict) {
         if sc.run_as_user == Some(0) {
             v.denials.push("spec.template.spec.securityContext.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID (default 1000)".into());
         }
-        if sc
-            .seccomp_profile
-            .as_ref()
-            .is_some_and(|p| p.type_ == "Unconfined")
-        {
-            v.denials.push("spec.template.spec.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault".into());
+        if sc.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+            v.denials.push(
+                "spec.template.spec.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"
+                    .into(),
+            );
         }
     }
-    let init = pod
-        .init_containers
-        .iter()
-        .flatten()
-        .map(|c| ("initContainers", c));
+    let init = pod.init_containers.iter().flatten().map(|c| ("initContainers", c));
     for (kind, c) in pod.containers.iter().map(|c| ("containers", c)).chain(init) {
         check_container(kind, c, v);
     }
@@ -188,13 +136,11 @@ fn check_pod(pod: &PodSpec, v: &mut Verdict) {
 
 fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
     let at = format!("spec.template.spec.{kind}[{:?}]", c.name);
-    for p in c
-        .ports
-        .iter()
-        .flatten()
-        .filter(|p| p.host_port.is_some_and(|h| h != 0))
-    {
-        v.denials.push(format!("{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`", p.container_port));
+    for p in c.ports.iter().flatten().filter(|p| p.host_port.is_some_and(|h| h != 0)) {
+        v.denials.push(format!(
+            "{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`",
+            p.container_port
+        ));
     }
     let Some(sc) = &c.security_context else {
         return;
@@ -203,30 +149,26 @@ fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
         v.denials.push(format!("{at}.securityContext.privileged: true is not allowed; remove it (claworc instances run under Pod Security \"restricted\")"));
     }
     if sc.allow_privilege_escalation == Some(true) {
-        v.denials.push(format!("{at}.securityContext.allowPrivilegeEscalation: true is not allowed; remove it or set it to false"));
-    }
-    let added = sc.capabilities.as_ref().and_then(|caps| caps.add.as_ref());
-    for cap in added
-        .into_iter()
-        .flatten()
-        .filter(|c| !ALLOWED_CAPABILITIES.contains(&c.trim_start_matches("CAP_")))
-    {
-        v.denials.push(format!("{at}.securityContext.capabilities.add: {cap} is not allowed; only NET_BIND_SERVICE may be added"));
-    }
-    if sc.run_as_user == Some(0) {
-        v.denials.push(format!("{at}.securityContext.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID"));
-    }
-    if sc.run_as_non_root == Some(false) {
         v.denials.push(format!(
-            "{at}.securityContext.runAsNonRoot: false is not allowed; remove it"
+            "{at}.securityContext.allowPrivilegeEscalation: true is not allowed; remove it or set it to false"
         ));
     }
-    if sc
-        .seccomp_profile
-        .as_ref()
-        .is_some_and(|p| p.type_ == "Unconfined")
-    {
-        v.denials.push(format!("{at}.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
+    let added = sc.capabilities.as_ref().and_then(|caps| caps.add.as_ref());
+    for cap in added.into_iter().flatten().filter(|c| !ALLOWED_CAPABILITIES.contains(&c.trim_start_matches("CAP_"))) {
+        v.denials.push(format!(
+            "{at}.securityContext.capabilities.add: {cap} is not allowed; only NET_BIND_SERVICE may be added"
+        ));
+    }
+    if sc.run_as_user == Some(0) {
+        v.denials
+            .push(format!("{at}.securityContext.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID"));
+    }
+    if sc.run_as_non_root == Some(false) {
+        v.denials.push(format!("{at}.securityContext.runAsNonRoot: false is not allowed; remove it"));
+    }
+    if sc.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        v.denials
+            .push(format!("{at}.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
     }
 }
 
@@ -251,12 +193,7 @@ fn check_sidecar(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict) {
 }
 
 fn warn(d: &Deployment, s: &Settings, v: &mut Verdict) {
-    let rolling = d
-        .spec
-        .strategy
-        .as_ref()
-        .and_then(|s| s.type_.as_deref())
-        .is_none_or(|t| t == "RollingUpdate");
+    let rolling = d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()).is_none_or(|t| t == "RollingUpdate");
     let claims = d
         .spec
         .template
@@ -296,9 +233,7 @@ mod tests {
     fn denied(d: &Deployment, field: &str, fix: &str) {
         let v = verdict(d);
         assert!(
-            v.denials
-                .iter()
-                .any(|m| m.contains(field) && m.contains(fix)),
+            v.denials.iter().any(|m| m.contains(field) && m.contains(fix)),
             "want {field:?} … {fix:?} in {:#?}",
             v.denials
         );
@@ -325,89 +260,34 @@ mod tests {
     fn insecure_pods_are_refused_naming_the_field_and_the_fix() {
         let c0 = "/spec/template/spec/containers/0";
         let cases: Vec<(&str, serde_json::Value, &str, &str)> = vec![
-            (
-                "/spec/replicas",
-                json!(3),
-                "spec.replicas",
-                "set replicas to 1",
-            ),
-            (
-                "/spec/template/spec/hostNetwork",
-                json!(true),
-                "hostNetwork",
-                "remove it",
-            ),
-            (
-                "/spec/template/spec/hostPID",
-                json!(true),
-                "hostPID",
-                "remove it",
-            ),
-            (
-                "/spec/template/spec/hostIPC",
-                json!(true),
-                "hostIPC",
-                "remove it",
-            ),
-            (
-                "/spec/template/spec/volumes/0/hostPath",
-                json!({"path": "/"}),
-                "hostPath",
-                "PersistentVolumeClaim",
-            ),
+            ("/spec/replicas", json!(3), "spec.replicas", "set replicas to 1"),
+            ("/spec/template/spec/hostNetwork", json!(true), "hostNetwork", "remove it"),
+            ("/spec/template/spec/hostPID", json!(true), "hostPID", "remove it"),
+            ("/spec/template/spec/hostIPC", json!(true), "hostIPC", "remove it"),
+            ("/spec/template/spec/volumes/0/hostPath", json!({"path": "/"}), "hostPath", "PersistentVolumeClaim"),
         ];
         for (path, value, field, fix) in cases {
             let (parent, key) = path.rsplit_once('/').unwrap();
-            denied(
-                &edited(|v| v.pointer_mut(parent).unwrap()[key] = value),
-                field,
-                fix,
-            );
+            denied(&edited(|v| v.pointer_mut(parent).unwrap()[key] = value), field, fix);
         }
         let container_cases: Vec<(&str, serde_json::Value, &str, &str)> = vec![
-            (
-                "privileged",
-                json!(true),
-                "containers[\"work\"].securityContext.privileged",
-                "remove it",
-            ),
-            (
-                "allowPrivilegeEscalation",
-                json!(true),
-                "allowPrivilegeEscalation",
-                "false",
-            ),
+            ("privileged", json!(true), "containers[\"work\"].securityContext.privileged", "remove it"),
+            ("allowPrivilegeEscalation", json!(true), "allowPrivilegeEscalation", "false"),
             (
                 "capabilities",
                 json!({"add": ["SYS_ADMIN"], "drop": ["ALL"]}),
                 "capabilities.add: SYS_ADMIN",
                 "only NET_BIND_SERVICE",
             ),
-            (
-                "runAsUser",
-                json!(0),
-                "containers[\"work\"].securityContext.runAsUser",
-                "non-zero",
-            ),
+            ("runAsUser", json!(0), "containers[\"work\"].securityContext.runAsUser", "non-zero"),
             ("runAsNonRoot", json!(false), "runAsNonRoot", "remove it"),
-            (
-                "seccompProfile",
-                json!({"type": "Unconfined"}),
-                "seccompProfile.type",
-                "RuntimeDefault",
-            ),
+            ("seccompProfile", json!({"type": "Unconfined"}), "seccompProfile.type", "RuntimeDefault"),
         ];
         for (key, value, field, fix) in container_cases {
-            denied(
-                &edited(|v| v.pointer_mut(&format!("{c0}/securityContext")).unwrap()[key] = value),
-                field,
-                fix,
-            );
+            denied(&edited(|v| v.pointer_mut(&format!("{c0}/securityContext")).unwrap()[key] = value), field, fix);
         }
         denied(
-            &edited(|v| {
-                v.pointer_mut(c0).unwrap()["ports"] = json!([{"containerPort": 80, "hostPort": 80}])
-            }),
+            &edited(|v| v.pointer_mut(c0).unwrap()["ports"] = json!([{"containerPort": 80, "hostPort": 80}])),
             "hostPort",
             "kubectl claworc tunnel",
         );
@@ -416,23 +296,17 @@ mod tests {
     #[test]
     fn net_bind_service_may_be_added() {
         let d = edited(|v| {
-            v.pointer_mut("/spec/template/spec/containers/0/securityContext")
-                .unwrap()["capabilities"] = json!({"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]})
+            v.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap()["capabilities"] =
+                json!({"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]})
         });
         assert!(verdict(&d).denials.is_empty(), "{:?}", verdict(&d).denials);
     }
 
     #[test]
     fn bad_annotations_are_refused() {
-        let d = deployment(
-            json!({"claworc.io/strict-host-key-checking": "no", "claworc.io/ssh-prot": "2222"}),
-        );
+        let d = deployment(json!({"claworc.io/strict-host-key-checking": "no", "claworc.io/ssh-prot": "2222"}));
         denied(&d, "claworc.io/strict-host-key-checking", "accept-new");
-        denied(
-            &d,
-            "claworc.io/ssh-prot",
-            "did you mean \"claworc.io/ssh-port\"",
-        );
+        denied(&d, "claworc.io/ssh-prot", "did you mean \"claworc.io/ssh-port\"");
         denied(
             &injected(&deployment(json!({"claworc.io/target-container": "nope"}))),
             "target-container",
@@ -442,24 +316,14 @@ mod tests {
 
     #[test]
     fn a_missing_or_altered_sidecar_is_refused() {
+        denied(&deployment(json!({})), "initContainers[\"claworc-sshd\"]: missing", "mutating webhook did not run");
         denied(
-            &deployment(json!({})),
-            "initContainers[\"claworc-sshd\"]: missing",
-            "mutating webhook did not run",
-        );
-        denied(
-            &edited(|v| {
-                v.pointer_mut("/spec/template/spec/initContainers/0")
-                    .unwrap()["image"] = json!("other:1")
-            }),
+            &edited(|v| v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("other:1")),
             "not the sidecar claworc makes",
             "remove your change",
         );
         denied(
-            &edited(|v| {
-                v.pointer_mut("/spec/template/spec/volumes/2/secret")
-                    .unwrap()["secretName"] = json!("other")
-            }),
+            &edited(|v| v.pointer_mut("/spec/template/spec/volumes/2/secret").unwrap()["secretName"] = json!("other")),
             "claworc-* volumes were altered",
             "remove your change",
         );
@@ -470,19 +334,7 @@ mod tests {
         let d = edited(|v| v["spec"]["strategy"] = json!({"type": "RollingUpdate"}));
         let v = verdict(&d);
         assert!(v.denials.is_empty(), "{:?}", v.denials);
-        assert!(
-            v.warnings
-                .iter()
-                .any(|w| w.contains("spec.strategy") && w.contains("Recreate")),
-            "{:?}",
-            v.warnings
-        );
-        assert!(
-            v.warnings
-                .iter()
-                .any(|w| w.contains("host-key-fingerprint")),
-            "{:?}",
-            v.warnings
-        );
+        assert!(v.warnings.iter().any(|w| w.contains("spec.strategy") && w.contains("Recreate")), "{:?}", v.warnings);
+        assert!(v.warnings.iter().any(|w| w.contains("host-key-fingerprint")), "{:?}", v.warnings);
     }
 }

@@ -42,122 +42,61 @@ fn messages() -> Vec<(String, String)> {
         move |v: &mut Value| v.pointer_mut(path).unwrap()[key] = value
     };
     let cases: Vec<(&str, Deployment)> = vec![
-        (
-            "unknown annotation",
-            case(json!({"claworc.io/ssh-prot": "2222"}), |_| {}),
-        ),
-        (
-            "bad ssh-port",
-            case(json!({(annotations::SSH_PORT): "22"}), |_| {}),
-        ),
-        (
-            "bad forward-ports",
-            case(json!({(annotations::FORWARD_PORTS): "80,http"}), |_| {}),
-        ),
-        (
-            "bad run-as-user",
-            case(json!({(annotations::RUN_AS_USER): "0"}), |_| {}),
-        ),
-        (
-            "bad known-hosts",
-            case(json!({(annotations::KNOWN_HOSTS): "sourceforge"}), |_| {}),
-        ),
-        (
-            "bad known-hosts-configmap",
-            case(
-                json!({(annotations::KNOWN_HOSTS_CONFIGMAP): "Bad_Name"}),
-                |_| {},
-            ),
-        ),
-        (
-            "strict-host-key-checking: no",
-            case(
-                json!({(annotations::STRICT_HOST_KEY_CHECKING): "no"}),
-                |_| {},
-            ),
-        ),
-        (
-            "bad egress",
-            case(json!({(annotations::EGRESS): "-x-"}), |_| {}),
-        ),
-        (
-            "bad host-key-fingerprint",
-            case(
-                json!({(annotations::HOST_KEY_FINGERPRINT): "MD5:00"}),
-                |_| {},
-            ),
-        ),
-        (
-            "bad keys-rotated-at",
-            case(json!({(annotations::KEYS_ROTATED_AT): "yesterday"}), |_| {}),
-        ),
-        (
-            "unknown target-container",
-            case(json!({(annotations::TARGET_CONTAINER): "web"}), |_| {}),
-        ),
-        (
-            "replicas",
-            case(json!({}), |v| v["spec"]["replicas"] = json!(2)),
-        ),
-        (
-            "hostNetwork",
-            case(json!({}), set(pod, "hostNetwork", json!(true))),
-        ),
+        ("unknown annotation", case(json!({"claworc.io/ssh-prot": "2222"}), |_| {})),
+        ("bad ssh-port", case(json!({(annotations::SSH_PORT): "22"}), |_| {})),
+        ("bad forward-ports", case(json!({(annotations::FORWARD_PORTS): "80,http"}), |_| {})),
+        ("bad run-as-user", case(json!({(annotations::RUN_AS_USER): "0"}), |_| {})),
+        ("bad known-hosts", case(json!({(annotations::KNOWN_HOSTS): "sourceforge"}), |_| {})),
+        ("bad known-hosts-configmap", case(json!({(annotations::KNOWN_HOSTS_CONFIGMAP): "Bad_Name"}), |_| {})),
+        ("strict-host-key-checking: no", case(json!({(annotations::STRICT_HOST_KEY_CHECKING): "no"}), |_| {})),
+        ("bad egress", case(json!({(annotations::EGRESS): "-x-"}), |_| {})),
+        ("bad host-key-fingerprint", case(json!({(annotations::HOST_KEY_FINGERPRINT): "MD5:00"}), |_| {})),
+        ("bad keys-rotated-at", case(json!({(annotations::KEYS_ROTATED_AT): "yesterday"}), |_| {})),
+        ("unknown target-container", case(json!({(annotations::TARGET_CONTAINER): "web"}), |_| {})),
+        ("replicas", case(json!({}), |v| v["spec"]["replicas"] = json!(2))),
+        ("hostNetwork", case(json!({}), set(pod, "hostNetwork", json!(true)))),
         ("hostPID", case(json!({}), set(pod, "hostPID", json!(true)))),
         ("hostIPC", case(json!({}), set(pod, "hostIPC", json!(true)))),
         (
             "hostPath volume",
             case(json!({}), |v| {
-                v.pointer_mut("/spec/template/spec/volumes/0").unwrap()["hostPath"] =
-                    json!({"path": "/"})
+                v.pointer_mut("/spec/template/spec/volumes/0").unwrap()["hostPath"] = json!({"path": "/"})
             }),
         ),
         (
             "pod runAsUser 0",
-            case(json!({}), |v| {
-                v.pointer_mut("/spec/template/spec/securityContext")
-                    .unwrap()["runAsUser"] = json!(0)
-            }),
+            case(json!({}), |v| v.pointer_mut("/spec/template/spec/securityContext").unwrap()["runAsUser"] = json!(0)),
         ),
         (
             "pod seccomp Unconfined",
             case(json!({}), |v| {
-                v.pointer_mut("/spec/template/spec/securityContext")
-                    .unwrap()["seccompProfile"] = json!({"type": "Unconfined"})
+                v.pointer_mut("/spec/template/spec/securityContext").unwrap()["seccompProfile"] =
+                    json!({"type": "Unconfined"})
             }),
         ),
         (
             "privileged",
-            case(json!({}), |v| {
-                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["privileged"] = json!(true)
-            }),
+            case(json!({}), |v| v.pointer_mut(&format!("{c}/securityContext")).unwrap()["privileged"] = json!(true)),
         ),
         (
             "allowPrivilegeEscalation",
             case(json!({}), |v| {
-                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["allowPrivilegeEscalation"] =
-                    json!(true)
+                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["allowPrivilegeEscalation"] = json!(true)
             }),
         ),
         (
             "added capability",
             case(json!({}), |v| {
-                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["capabilities"] =
-                    json!({"add": ["NET_ADMIN"]})
+                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["capabilities"] = json!({"add": ["NET_ADMIN"]})
             }),
         ),
         (
             "container runAsUser 0",
-            case(json!({}), |v| {
-                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["runAsUser"] = json!(0)
-            }),
+            case(json!({}), |v| v.pointer_mut(&format!("{c}/securityContext")).unwrap()["runAsUser"] = json!(0)),
         ),
         (
             "runAsNonRoot false",
-            case(json!({}), |v| {
-                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["runAsNonRoot"] =
-                    json!(false)
-            }),
+            case(json!({}), |v| v.pointer_mut(&format!("{c}/securityContext")).unwrap()["runAsNonRoot"] = json!(false)),
         ),
         (
             "container seccomp Unconfined",
@@ -168,50 +107,33 @@ fn messages() -> Vec<(String, String)> {
         ),
         (
             "hostPort",
-            case(json!({}), |v| {
-                v.pointer_mut(c).unwrap()["ports"] = json!([{"containerPort": 22, "hostPort": 22}])
-            }),
+            case(json!({}), |v| v.pointer_mut(c).unwrap()["ports"] = json!([{"containerPort": 22, "hostPort": 22}])),
         ),
-        (
-            "no containers",
-            case(json!({}), |v| {
-                v.pointer_mut(pod).unwrap()["containers"] = json!([])
-            }),
-        ),
-        (
-            "sidecar missing",
-            serde_json::from_value(base(json!({}))).unwrap(),
-        ),
+        ("no containers", case(json!({}), |v| v.pointer_mut(pod).unwrap()["containers"] = json!([]))),
+        ("sidecar missing", serde_json::from_value(base(json!({}))).unwrap()),
         (
             "sidecar altered",
             case(json!({}), |v| {
-                v.pointer_mut("/spec/template/spec/initContainers/0")
-                    .unwrap()["image"] = json!("other:1")
+                v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("other:1")
             }),
         ),
         (
             "claworc volume altered",
             case(json!({}), |v| {
-                v.pointer_mut("/spec/template/spec/volumes/1/secret")
-                    .unwrap()["secretName"] = json!("other")
+                v.pointer_mut("/spec/template/spec/volumes/1/secret").unwrap()["secretName"] = json!("other")
             }),
         ),
         (
             "warnings",
-            case(
-                json!({(annotations::STRICT_HOST_KEY_CHECKING): "accept-new"}),
-                |v| v["spec"]["strategy"] = json!({"type": "RollingUpdate"}),
-            ),
+            case(json!({(annotations::STRICT_HOST_KEY_CHECKING): "accept-new"}), |v| {
+                v["spec"]["strategy"] = json!({"type": "RollingUpdate"})
+            }),
         ),
     ];
     let mut out = Vec::new();
     for (what, d) in cases {
         let verdict = validate::validate(&d, &Config::default());
-        let lines = if what == "warnings" {
-            verdict.warnings
-        } else {
-            verdict.denials
-        };
+        let lines = if what == "warnings" { verdict.warnings } else { verdict.denials };
         assert!(!lines.is_empty(), "case {what:?} produced no message");
         out.extend(lines.into_iter().map(|m| (what.to_string(), m)));
     }
@@ -219,9 +141,8 @@ fn messages() -> Vec<(String, String)> {
 }
 
 fn render() -> String {
-    let mut md = format!(
-        "{BEGIN}\n\n### Annotations on the Deployment\n\n| annotation | default | meaning |\n|---|---|---|\n"
-    );
+    let mut md =
+        format!("{BEGIN}\n\n### Annotations on the Deployment\n\n| annotation | default | meaning |\n|---|---|---|\n");
     for a in annotations::ALL {
         md += &format!("| `{}` | `{}` | {} |\n", a.key, a.default, a.meaning);
     }
@@ -256,12 +177,8 @@ fn render() -> String {
 fn docs_webhook_md_matches_the_code() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/webhook.md");
     let doc = std::fs::read_to_string(path).expect("docs/webhook.md is missing");
-    let (head, rest) = doc
-        .split_once(BEGIN)
-        .expect("docs/webhook.md lacks the generated section's BEGIN marker");
-    let (_, tail) = rest
-        .split_once(END)
-        .expect("docs/webhook.md lacks the generated section's END marker");
+    let (head, rest) = doc.split_once(BEGIN).expect("docs/webhook.md lacks the generated section's BEGIN marker");
+    let (_, tail) = rest.split_once(END).expect("docs/webhook.md lacks the generated section's END marker");
     let want = format!("{head}{}{tail}", render());
     if std::env::var_os("CLAWORC_BLESS").is_some() {
         std::fs::write(path, &want).unwrap();

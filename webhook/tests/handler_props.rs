@@ -12,42 +12,24 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
 
 async fn call(path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
     let app = router(AppState::new(Config::default()));
-    let req = Request::builder()
-        .method("POST")
-        .uri(path)
-        .header("content-type", "application/json");
-    let res = app
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
+    let req = Request::builder().method("POST").uri(path).header("content-type", "application/json");
+    let res = app.oneshot(req.body(Body::from(body)).unwrap()).await.unwrap();
     let status = res.status();
-    (
-        status,
-        res.into_body().collect().await.unwrap().to_bytes().to_vec(),
-    )
+    (status, res.into_body().collect().await.unwrap().to_bytes().to_vec())
 }
 
 fn check(status: StatusCode, body: &[u8], sent: &[u8]) -> Result<(), TestCaseError> {
     prop_assert!(
-        [
-            StatusCode::OK,
-            StatusCode::BAD_REQUEST,
-            StatusCode::PAYLOAD_TOO_LARGE
-        ]
-        .contains(&status),
+        [StatusCode::OK, StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE].contains(&status),
         "status {status} for {}",
         String::from_utf8_lossy(sent)
     );
-    let json: Value = serde_json::from_slice(body)
-        .map_err(|e| TestCaseError::fail(format!("body not JSON: {e}")))?;
+    let json: Value = serde_json::from_slice(body).map_err(|e| TestCaseError::fail(format!("body not JSON: {e}")))?;
     if status == StatusCode::OK {
         prop_assert_eq!(&json["apiVersion"], "admission.k8s.io/v1");
         prop_assert_eq!(&json["kind"], "AdmissionReview");
@@ -67,16 +49,13 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::btree_map(".{0,8}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map(".{0,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -97,11 +76,7 @@ fn key() -> impl Strategy<Value = String> {
 
 fn container() -> impl Strategy<Value = Value> {
     (
-        prop_oneof![
-            Just("app".to_string()),
-            Just("claworc-sshd".to_string()),
-            "[a-z]{1,6}"
-        ],
+        prop_oneof![Just("app".to_string()), Just("claworc-sshd".to_string()), "[a-z]{1,6}"],
         prop::option::of(any::<bool>()),
         prop::option::of(prop::collection::vec(
             prop_oneof![Just("NET_ADMIN"), Just("NET_BIND_SERVICE"), Just("ALL")],
@@ -119,10 +94,7 @@ fn container() -> impl Strategy<Value = Value> {
                 c["securityContext"]["capabilities"] = json!({ "add": caps });
             }
             if !mounts.is_empty() {
-                c["volumeMounts"] = mounts
-                    .iter()
-                    .map(|(n, p)| json!({"name": n, "mountPath": p}))
-                    .collect();
+                c["volumeMounts"] = mounts.iter().map(|(n, p)| json!({"name": n, "mountPath": p})).collect();
             }
             if let Some(r) = restart {
                 c["restartPolicy"] = json!(r);

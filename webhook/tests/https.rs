@@ -26,12 +26,8 @@ fn request_uid(fixture_bytes: &[u8]) -> String {
 /// Decodes the base64 JSONPatch of a response.
 fn patch(response: &Value) -> Option<json_patch::Patch> {
     // The apiserver wants a base64 string (Go []byte), never an array of numbers.
-    assert!(
-        response["patch"].is_string() || response["patch"].is_null(),
-        "{response}"
-    );
-    let bytes: k8s_openapi::ByteString =
-        serde_json::from_value(response.get("patch")?.clone()).unwrap();
+    assert!(response["patch"].is_string() || response["patch"].is_null(), "{response}");
+    let bytes: k8s_openapi::ByteString = serde_json::from_value(response.get("patch")?.clone()).unwrap();
     assert_eq!(response["patchType"], "JSONPatch");
     Some(serde_json::from_slice(&bytes.0).expect("the patch is a JSONPatch"))
 }
@@ -65,18 +61,12 @@ async fn mutates_an_opted_in_deployment_and_the_result_validates() {
 
     // The mutated Deployment passes validation.
     review_in["request"]["object"] = deployment.clone();
-    let (status, review) = c
-        .post("/validate", serde_json::to_vec(&review_in).unwrap())
-        .await
-        .unwrap();
+    let (status, review) = c.post("/validate", serde_json::to_vec(&review_in).unwrap()).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(response(&review)["allowed"], true, "{review}");
 
     // Mutating the mutated Deployment again changes nothing.
-    let (_, review) = c
-        .post("/mutate", serde_json::to_vec(&review_in).unwrap())
-        .await
-        .unwrap();
+    let (_, review) = c.post("/mutate", serde_json::to_vec(&review_in).unwrap()).await.unwrap();
     let res = response(&review);
     assert_eq!(res["allowed"], true);
     let again = patch(res).map(|p| p.0.len()).unwrap_or(0);
@@ -84,15 +74,11 @@ async fn mutates_an_opted_in_deployment_and_the_result_validates() {
 
     let (_, metrics) = c.get("/metrics").await.unwrap();
     assert!(
-        metrics.contains(
-            "claworc_webhook_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 1\n"
-        ),
+        metrics.contains("claworc_webhook_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 1\n"),
         "{metrics}"
     );
     assert!(
-        metrics.contains(
-            "claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"allowed\"} 1\n"
-        ),
+        metrics.contains("claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"allowed\"} 1\n"),
         "{metrics}"
     );
     t.stop().await;
@@ -130,9 +116,7 @@ async fn denies_a_privileged_deployment() {
 
     let (_, metrics) = c.get("/metrics").await.unwrap();
     assert!(
-        metrics.contains(
-            "claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"denied\"} 1\n"
-        ),
+        metrics.contains("claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"denied\"} 1\n"),
         "{metrics}"
     );
     t.stop().await;
@@ -144,8 +128,7 @@ async fn answers_bad_requests_with_400_and_a_json_error() {
     let mut c = t.client().await;
     let mut no_uid: Value = serde_json::from_slice(&fixture("admission-opted-in.json")).unwrap();
     no_uid["request"]["uid"] = Value::String(String::new());
-    let mut wrong_kind: Value =
-        serde_json::from_slice(&fixture("admission-opted-in.json")).unwrap();
+    let mut wrong_kind: Value = serde_json::from_slice(&fixture("admission-opted-in.json")).unwrap();
     wrong_kind["kind"] = "ConversionReview".into();
     let mut v1beta1: Value = serde_json::from_slice(&fixture("admission-opted-in.json")).unwrap();
     v1beta1["apiVersion"] = "admission.k8s.io/v1beta1".into();
@@ -153,44 +136,23 @@ async fn answers_bad_requests_with_400_and_a_json_error() {
     no_request["apiVersion"] = "admission.k8s.io/v1".into();
     no_request.as_object_mut().unwrap().remove("request");
     let mut missing_uid = no_uid.clone();
-    missing_uid["request"]
-        .as_object_mut()
-        .unwrap()
-        .remove("uid");
+    missing_uid["request"].as_object_mut().unwrap().remove("uid");
 
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("malformed JSON", b"{\"apiVersion\": ".to_vec(), "malformed"),
         ("not JSON", b"\xff\xfe garbage".to_vec(), "malformed"),
         ("empty body", Vec::new(), "malformed"),
-        (
-            "wrong kind",
-            serde_json::to_vec(&wrong_kind).unwrap(),
-            "kind",
-        ),
-        (
-            "wrong apiVersion",
-            serde_json::to_vec(&v1beta1).unwrap(),
-            "apiVersion",
-        ),
-        (
-            "no request",
-            serde_json::to_vec(&no_request).unwrap(),
-            "request",
-        ),
+        ("wrong kind", serde_json::to_vec(&wrong_kind).unwrap(), "kind"),
+        ("wrong apiVersion", serde_json::to_vec(&v1beta1).unwrap(), "apiVersion"),
+        ("no request", serde_json::to_vec(&no_request).unwrap(), "request"),
         ("empty uid", serde_json::to_vec(&no_uid).unwrap(), "uid"),
-        (
-            "missing uid",
-            serde_json::to_vec(&missing_uid).unwrap(),
-            "uid",
-        ),
+        ("missing uid", serde_json::to_vec(&missing_uid).unwrap(), "uid"),
     ];
     for path in ["/mutate", "/validate"] {
         for (what, body, needle) in &cases {
             let (status, json) = c.post(path, body.clone()).await.unwrap();
             assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {what}: {json}");
-            let error = json["error"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{path} {what}: no error in {json}"));
+            let error = json["error"].as_str().unwrap_or_else(|| panic!("{path} {what}: no error in {json}"));
             assert!(error.contains(needle), "{path} {what}: {error}");
         }
     }
@@ -200,9 +162,7 @@ async fn answers_bad_requests_with_400_and_a_json_error() {
     let (_, metrics) = c.get("/metrics").await.unwrap();
     let n = cases.len();
     assert!(
-        metrics.contains(&format!(
-            "claworc_webhook_requests_total{{endpoint=\"mutate\",outcome=\"error\"}} {n}\n"
-        )),
+        metrics.contains(&format!("claworc_webhook_requests_total{{endpoint=\"mutate\",outcome=\"error\"}} {n}\n")),
         "{metrics}"
     );
     t.stop().await;
@@ -214,20 +174,13 @@ async fn answers_an_oversize_body_with_413() {
     let mut c = t.client().await;
     // A well-formed review padded past 3 MiB.
     let mut review: Value = serde_json::from_slice(&fixture("admission-opted-in.json")).unwrap();
-    review["request"]["object"]["metadata"]["annotations"]["padding"] =
-        "x".repeat(3 * 1024 * 1024).into();
-    let (status, json) = c
-        .post("/mutate", serde_json::to_vec(&review).unwrap())
-        .await
-        .unwrap();
+    review["request"]["object"]["metadata"]["annotations"]["padding"] = "x".repeat(3 * 1024 * 1024).into();
+    let (status, json) = c.post("/mutate", serde_json::to_vec(&review).unwrap()).await.unwrap();
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
     assert!(json["error"].as_str().unwrap().contains("larger than"));
     // Exactly at the limit is read (and is then just malformed JSON).
     let mut c = t.client().await;
-    let (status, _) = c
-        .post("/validate", vec![b' '; 3 * 1024 * 1024])
-        .await
-        .unwrap();
+    let (status, _) = c.post("/validate", vec![b' '; 3 * 1024 * 1024]).await.unwrap();
     assert_eq!(status, StatusCode::BAD_REQUEST);
     t.stop().await;
 }
@@ -236,17 +189,9 @@ async fn answers_an_oversize_body_with_413() {
 async fn serves_health_readiness_and_metrics() {
     let t = TestServer::start("health").await;
     let mut c = t.client().await;
-    assert_eq!(
-        c.get("/healthz").await.unwrap(),
-        (StatusCode::OK, "ok\n".to_string())
-    );
-    assert_eq!(
-        c.get("/readyz").await.unwrap(),
-        (StatusCode::OK, "ready\n".to_string())
-    );
-    c.post("/validate", fixture("admission-not-opted-in.json"))
-        .await
-        .unwrap();
+    assert_eq!(c.get("/healthz").await.unwrap(), (StatusCode::OK, "ok\n".to_string()));
+    assert_eq!(c.get("/readyz").await.unwrap(), (StatusCode::OK, "ready\n".to_string()));
+    c.post("/validate", fixture("admission-not-opted-in.json")).await.unwrap();
     let (status, metrics) = c.get("/metrics").await.unwrap();
     assert_eq!(status, StatusCode::OK);
     for line in [
@@ -258,21 +203,12 @@ async fn serves_health_readiness_and_metrics() {
         "claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 1",
         "claworc_webhook_ready 1",
     ] {
-        assert!(
-            metrics.lines().any(|l| l == line),
-            "missing {line:?} in\n{metrics}"
-        );
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
     }
     // Wrong methods and unknown paths are not admission requests.
-    let (status, _) = c
-        .request(axum::http::Method::GET, "/mutate", Vec::new())
-        .await
-        .unwrap();
+    let (status, _) = c.request(axum::http::Method::GET, "/mutate", Vec::new()).await.unwrap();
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    let (status, _) = c
-        .request(axum::http::Method::POST, "/nope", Vec::new())
-        .await
-        .unwrap();
+    let (status, _) = c.request(axum::http::Method::POST, "/nope", Vec::new()).await.unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     t.stop().await;
 }
@@ -286,25 +222,17 @@ async fn speaks_tls_1_2_and_1_3_only() {
         let config = rustls::ClientConfig::builder_with_protocol_versions(&[version])
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut c = Client::connect_with(t.addr(), Arc::new(config))
-            .await
-            .unwrap();
+        let mut c = Client::connect_with(t.addr(), Arc::new(config)).await.unwrap();
         assert_eq!(c.version, Some(version.version));
         assert_eq!(c.get("/healthz").await.unwrap().0, StatusCode::OK);
     }
     // A plain-HTTP request on the TLS port gets no HTTP answer.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(t.addr()).await.unwrap();
-    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
-    assert!(
-        !buf.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&buf)
-    );
+    assert!(!buf.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf));
     t.stop().await;
 }
 
@@ -333,19 +261,11 @@ async fn rotates_the_certificate_without_failing_a_request() {
             let mut keepalive = Client::connect_with(addr, config.clone()).await.unwrap();
             while !stop.load(Ordering::Relaxed) {
                 // A new connection (new handshake) and a long-lived one, side by side.
-                let mut fresh = Client::connect_with(addr, config.clone())
-                    .await
-                    .expect("handshake failed");
-                let (status, review) = fresh
-                    .post("/validate", body.clone())
-                    .await
-                    .expect("request failed");
+                let mut fresh = Client::connect_with(addr, config.clone()).await.expect("handshake failed");
+                let (status, review) = fresh.post("/validate", body.clone()).await.expect("request failed");
                 assert_eq!(status, StatusCode::OK);
                 assert_eq!(review["response"]["allowed"], true);
-                let (status, _) = keepalive
-                    .post("/mutate", body.clone())
-                    .await
-                    .expect("keep-alive request failed");
+                let (status, _) = keepalive.post("/mutate", body.clone()).await.expect("keep-alive request failed");
                 assert_eq!(status, StatusCode::OK);
                 let fp = fingerprint(&fresh.peer_cert);
                 if seen.last() != Some(&fp) {
@@ -363,11 +283,7 @@ async fn rotates_the_certificate_without_failing_a_request() {
     std::fs::copy(&new_certs.tls_cert, &t.certs.tls_cert).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut probe = Client::connect_with(addr, config.clone()).await.unwrap();
-    assert_eq!(
-        fingerprint(&probe.peer_cert),
-        old,
-        "a mismatched pair must not be served"
-    );
+    assert_eq!(fingerprint(&probe.peer_cert), old, "a mismatched pair must not be served");
     assert_eq!(probe.get("/readyz").await.unwrap().0, StatusCode::OK);
     // Then the matching key: the new certificate is served.
     std::fs::copy(&new_certs.tls_key, &t.certs.tls_key).unwrap();
@@ -377,35 +293,19 @@ async fn rotates_the_certificate_without_failing_a_request() {
         if fingerprint(&c.peer_cert) == new {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the new certificate was not served within 10 s"
-        );
+        assert!(Instant::now() < deadline, "the new certificate was not served within 10 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let seen = load.await.expect("no request may fail during the rotation");
-    assert!(
-        sent.load(Ordering::Relaxed) > 20,
-        "too few requests: {}",
-        sent.load(Ordering::Relaxed)
-    );
-    assert_eq!(
-        seen,
-        vec![old.clone(), new.clone()],
-        "served certificates, in order"
-    );
+    assert!(sent.load(Ordering::Relaxed) > 20, "too few requests: {}", sent.load(Ordering::Relaxed));
+    assert_eq!(seen, vec![old.clone(), new.clone()], "served certificates, in order");
 
     let (_, metrics) = probe.get("/metrics").await.unwrap();
     let count = |result: &str| -> u64 {
         let prefix = format!("claworc_webhook_certificate_reloads_total{{result=\"{result}\"}} ");
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .unwrap()
-            .parse()
-            .unwrap()
+        metrics.lines().find_map(|l| l.strip_prefix(prefix.as_str())).unwrap().parse().unwrap()
     };
     // (In-place copies can be seen half-written, which adds failed attempts.)
     assert!(count("ok") >= 1 && count("error") >= 1, "{metrics}");

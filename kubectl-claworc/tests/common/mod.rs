@@ -34,25 +34,15 @@ pub struct Sshd {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The passwd name of uid 1000 (the sidecar's run-as user in the tests).
 pub fn user_of_uid_1000() -> String {
-    let out = Command::new("getent")
-        .args(["passwd", &RUN_AS.to_string()])
-        .output()
-        .expect("getent");
+    let out = Command::new("getent").args(["passwd", &RUN_AS.to_string()]).output().expect("getent");
     let line = String::from_utf8_lossy(&out.stdout).to_string();
     let name = line.split(':').next().unwrap_or("").trim().to_string();
-    assert!(
-        !name.is_empty(),
-        "this machine has no user of uid {RUN_AS} (getent passwd {RUN_AS}); the tests need one"
-    );
+    assert!(!name.is_empty(), "this machine has no user of uid {RUN_AS} (getent passwd {RUN_AS}); the tests need one");
     name
 }
 
@@ -64,11 +54,7 @@ fn is_root() -> bool {
 impl Sshd {
     /// Starts sshd allowing forwards to `forward_ports` only.
     pub fn start(forward_ports: &[u16]) -> Sshd {
-        let dir = std::env::temp_dir().join(format!(
-            "claworc-sshd-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
+        let dir = std::env::temp_dir().join(format!("claworc-sshd-{}-{}", std::process::id(), free_port()));
         let keys_dir = dir.join("keys");
         let run_dir = dir.join("run");
         std::fs::create_dir_all(&keys_dir).unwrap();
@@ -79,11 +65,7 @@ impl Sshd {
         let host_key = keys::generate("host").unwrap();
         let client_key = keys::generate("client").unwrap();
         let client_key_file = dir.join("id_ed25519");
-        std::fs::write(
-            &client_key_file,
-            keys::private_openssh(&client_key).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(&client_key_file, keys::private_openssh(&client_key).unwrap()).unwrap();
         std::fs::set_permissions(&client_key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let port = free_port();
         let ports: Vec<String> = forward_ports.iter().map(u16::to_string).collect();
@@ -94,10 +76,7 @@ impl Sshd {
         let settings = Settings::from_annotations("box", &annotations).unwrap();
         let config_text = sshd_config::render(
             &settings,
-            Paths {
-                keys_dir: keys_dir.to_str().unwrap(),
-                run_dir: run_dir.to_str().unwrap(),
-            },
+            Paths { keys_dir: keys_dir.to_str().unwrap(), run_dir: run_dir.to_str().unwrap() },
         );
         let config = dir.join("sshd_config");
         std::fs::write(&config, config_text).unwrap();
@@ -128,10 +107,7 @@ impl Sshd {
         let files = [
             (SECRET_AUTHORIZED_KEYS, auth),
             (SECRET_HOST_KEY, keys::private_openssh(host_key).unwrap()),
-            (
-                SECRET_HOST_KEY_PUB,
-                format!("{}\n", keys::public_openssh(host_key.public_key())),
-            ),
+            (SECRET_HOST_KEY_PUB, format!("{}\n", keys::public_openssh(host_key.public_key()))),
         ];
         for (name, content) in files {
             let path = dir.join(name);
@@ -148,13 +124,7 @@ impl Sshd {
         cmd.args(["-D", "-e", "-f"]).arg(&self.config);
         let mut cmd = if is_root() {
             let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid",
-                &RUN_AS.to_string(),
-                "--regid",
-                &RUN_AS.to_string(),
-                "--clear-groups",
-            ]);
+            c.args(["--reuid", &RUN_AS.to_string(), "--regid", &RUN_AS.to_string(), "--clear-groups"]);
             c.arg(cmd.get_program()).args(cmd.get_args());
             c
         } else {
@@ -168,11 +138,7 @@ impl Sshd {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("sshd exited ({status}): {}", self.log());
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "sshd did not listen: {}",
-                self.log()
-            );
+            assert!(start.elapsed() < Duration::from_secs(10), "sshd did not listen: {}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
     }

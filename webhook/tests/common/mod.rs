@@ -56,11 +56,7 @@ impl TestServer {
     pub async fn start_with_reload(tag: &str, reload: Duration) -> Self {
         let dir = temp_dir(tag);
         let certs = gen_certs(&dir);
-        let mut opts = ServeOptions::new(
-            "127.0.0.1:0".parse().unwrap(),
-            &certs.tls_cert,
-            &certs.tls_key,
-        );
+        let mut opts = ServeOptions::new("127.0.0.1:0".parse().unwrap(), &certs.tls_cert, &certs.tls_key);
         opts.reload_interval = reload;
         opts.shutdown_grace = Duration::from_secs(2);
         let server = Server::start(opts).await.unwrap();
@@ -72,9 +68,7 @@ impl TestServer {
     }
 
     pub async fn client(&self) -> Client {
-        Client::connect(self.addr(), &[&self.certs.ca_cert])
-            .await
-            .unwrap()
+        Client::connect(self.addr(), &[&self.certs.ca_cert]).await.unwrap()
     }
 
     pub async fn stop(self) {
@@ -93,9 +87,7 @@ pub fn client_config(ca_files: &[&Path]) -> Arc<rustls::ClientConfig> {
             roots.add(cert.unwrap()).unwrap();
         }
     }
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
@@ -114,38 +106,22 @@ impl Client {
         Self::connect_with(addr, client_config(ca_files)).await
     }
 
-    pub async fn connect_with(
-        addr: SocketAddr,
-        config: Arc<rustls::ClientConfig>,
-    ) -> anyhow::Result<Self> {
+    pub async fn connect_with(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> anyhow::Result<Self> {
         let tcp = tokio::net::TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let name = ServerName::try_from("claworc-webhook.claworc-system.svc")?;
         let tls = TlsConnector::from(config).connect(name, tcp).await?;
         let (_, session) = tls.get_ref();
-        let peer_cert = session
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.to_vec())
-            .unwrap_or_default();
+        let peer_cert = session.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
         let version = session.protocol_version();
         let (sender, conn) = http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Self {
-            sender,
-            peer_cert,
-            version,
-        })
+        Ok(Self { sender, peer_cert, version })
     }
 
-    pub async fn request(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Vec<u8>,
-    ) -> anyhow::Result<(StatusCode, Bytes)> {
+    pub async fn request(&mut self, method: Method, path: &str, body: Vec<u8>) -> anyhow::Result<(StatusCode, Bytes)> {
         self.sender.ready().await?;
         let req = Request::builder()
             .method(method)
@@ -170,31 +146,21 @@ impl Client {
         body: impl Into<Vec<u8>>,
     ) -> anyhow::Result<(StatusCode, serde_json::Value)> {
         let (status, body) = self.request(Method::POST, path, body.into()).await?;
-        let json = serde_json::from_slice(&body).map_err(|e| {
-            anyhow::anyhow!(
-                "{status}: body is not JSON ({e}): {}",
-                String::from_utf8_lossy(&body)
-            )
-        })?;
+        let json = serde_json::from_slice(&body)
+            .map_err(|e| anyhow::anyhow!("{status}: body is not JSON ({e}): {}", String::from_utf8_lossy(&body)))?;
         Ok((status, json))
     }
 }
 
 /// A fixture from the workspace's tests/fixtures/.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// SHA-256 of a DER certificate, as hex.
 pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// DER of the first certificate in a PEM file.
