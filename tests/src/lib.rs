@@ -240,3 +240,30 @@ pub fn unique_name(prefix: &str) -> String {
         .collect();
     format!("{}-{suffix}", prefix.trim_matches('-'))
 }
+
+/// A background process (e.g. `kubectl port-forward`, `kubectl claworc tunnel`)
+/// killed when the test ends, also on panic.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The data of Secret `name` in namespace `ns`, decoded as text; `None` if it
+/// does not exist.
+pub fn secret_data(ns: &str, name: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    use base64::Engine;
+    let out = Cluster::get().kubectl(&["-n", ns, "get", "secret", name, "-o", "json"]);
+    if !out.success() {
+        return None;
+    }
+    let secret = out.json();
+    let data = secret["data"].as_object()?;
+    let decode = |v: &serde_json::Value| {
+        base64::engine::general_purpose::STANDARD.decode(v.as_str().unwrap_or("")).expect("Secret data is base64")
+    };
+    Some(data.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(&decode(v)).into_owned())).collect())
+}

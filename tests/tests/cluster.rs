@@ -4,10 +4,10 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use claworc_e2e::{Cluster, TestNamespace, kubectl, wait_for};
+use claworc_e2e::{Cluster, KillOnDrop, TestNamespace, kubectl, wait_for};
 use serde_json::Value;
 
 #[test]
@@ -50,13 +50,28 @@ fn running_pod(ns: &TestNamespace, name: &str, container_port: u16) {
     });
 }
 
-/// Kills the background kubectl when the test ends, even on panic.
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// `kubectl port-forward TARGET :PORT` in the background, and the local port it chose.
+fn port_forward(ns: &TestNamespace, target: &str, port: u16) -> (KillOnDrop, u16) {
+    let cluster = Cluster::get();
+    let mut cmd = cluster.command(cluster.kubectl_path());
+    cmd.args(["-n", ns.name(), "port-forward", target, &format!(":{port}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut pf = KillOnDrop(cmd.spawn().expect("kubectl port-forward"));
+    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
+    let mut stdout = BufReader::new(pf.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    // Keep reading kubectl's stdout: it dies of SIGPIPE if the pipe is closed.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let forwarded = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected port-forward output: {line:?}"));
+    (pf, forwarded)
 }
 
 #[test]
@@ -84,29 +99,15 @@ fn port_forward_reaches_a_local_server_through_the_apiserver() {
     ))
     .expect_ok("create PortForward");
 
-    let cluster = Cluster::get();
-    let mut cmd = cluster.command(cluster.kubectl_path());
-    cmd.args(["-n", ns.name(), "port-forward", "pod/web", ":8080"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut pf = KillOnDrop(cmd.spawn().expect("kubectl port-forward"));
-    // "Forwarding from 127.0.0.1:NNNNN -> 8080"
-    let mut stdout = BufReader::new(pf.0.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    // Keep reading kubectl's stdout: it dies of SIGPIPE if the pipe is closed.
-    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let forwarded: u16 = line
-        .split_whitespace()
-        .nth(2)
-        .and_then(|a| a.rsplit(':').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected port-forward output: {line:?}"));
-
-    // kwok may not have seen the PortForward object yet: retry briefly.
+    // kwok may not have seen the PortForward object yet, and kubectl port-forward
+    // exits after a failed stream: retry, starting kubectl again when it has.
+    let mut pf: Option<(KillOnDrop, u16)> = None;
     let reply = wait_for("an HTTP reply through port-forward", Duration::from_secs(30), || {
-        let mut conn = TcpStream::connect(("127.0.0.1", forwarded)).ok()?;
+        if pf.as_mut().is_none_or(|(p, _)| p.0.try_wait().ok().flatten().is_some()) {
+            pf = Some(port_forward(&ns, "pod/web", 8080));
+        }
+        let (_, forwarded) = pf.as_ref()?;
+        let mut conn = TcpStream::connect(("127.0.0.1", *forwarded)).ok()?;
         conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
         // Read until the body arrived: kubectl port-forward does not always pass on

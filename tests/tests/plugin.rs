@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use base64::Engine;
 use claworc_contract::{annotations as ann, names};
-use claworc_e2e::{Cluster, Output, TestNamespace, run, unique_name, wait_for};
+use claworc_e2e::{Cluster, Output, TestNamespace, run, secret_data, unique_name, wait_for};
 use serde_json::Value;
 
 /// Path of the plugin binary, built (offline) once per test process.
@@ -118,30 +119,8 @@ fn gone(ns: &TestNamespace, kind_name: &str) -> bool {
 }
 
 fn secret_text(ns: &TestNamespace, secret: &str, key: &str) -> String {
-    let s = get_json(ns, &["secret", secret]);
-    let b64 = s["data"][key].as_str().unwrap_or_else(|| panic!("no {key} in {secret}"));
-    String::from_utf8(base64_decode(b64, false)).unwrap()
-}
-
-/// Minimal base64 (standard or URL alphabet, padding optional).
-fn base64_decode(s: &str, url: bool) -> Vec<u8> {
-    let alphabet: &[u8] = if url {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    } else {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    };
-    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
-        let v = alphabet.iter().position(|a| *a == c).unwrap_or_else(|| panic!("bad base64 {c}")) as u32;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out
+    let data = secret_data(ns.name(), secret).unwrap_or_else(|| panic!("no Secret {secret}"));
+    data.get(key).unwrap_or_else(|| panic!("no {key} in {secret}")).clone()
 }
 
 #[test]
@@ -314,7 +293,12 @@ fn a_failed_create_leaves_nothing_behind() {
 
 fn jwt_claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(&base64_decode(payload, true)).expect("JWT claims")
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .expect("JWT payload is base64url"),
+    )
+    .expect("JWT claims")
 }
 
 fn token_of(kubeconfig: &Path) -> String {

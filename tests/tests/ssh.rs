@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use claworc_contract::names;
-use claworc_e2e::{Cluster, Output, TestNamespace, run, unique_name, wait_for};
+use claworc_e2e::{Cluster, KillOnDrop, Output, TestNamespace, run, secret_data, unique_name, wait_for};
 use serde_json::Value;
 
 const RUN_AS: u32 = 1000;
@@ -78,36 +78,6 @@ fn http_get(port: u16) -> Option<String> {
     let mut reply = String::new();
     conn.read_to_string(&mut reply).ok()?;
     Some(reply)
-}
-
-fn b64decode(s: &str) -> Vec<u8> {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let (mut out, mut buf, mut bits) = (Vec::new(), 0u32, 0);
-    for c in s.bytes().filter(|c| *c != b'=' && !c.is_ascii_whitespace()) {
-        buf = (buf << 6) | A.iter().position(|a| *a == c).expect("base64") as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-/// The Secret's data as text.
-fn secret_data(ns: &str, secret: &str) -> Option<BTreeMap<String, String>> {
-    let out = Cluster::get().kubectl(&["-n", ns, "get", "secret", secret, "-o", "json"]);
-    if !out.success() {
-        return None;
-    }
-    let v: Value = serde_json::from_str(&out.stdout).ok()?;
-    let data = v["data"].as_object()?;
-    Some(
-        data.iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&b64decode(v.as_str().unwrap_or(""))).into_owned()))
-            .collect(),
-    )
 }
 
 /// The pids of every descendant of `pid`.
@@ -381,15 +351,6 @@ impl Drop for Fixture {
     }
 }
 
-/// Kills a background plugin process when the test ends.
-struct Background(Child);
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn ssh_runs_commands_as_the_run_as_user_and_returns_their_status() {
     let fx = Fixture::new("ssh-exec");
@@ -421,7 +382,7 @@ fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut tunnel = Background(cmd.spawn().expect("tunnel"));
+    let mut tunnel = KillOnDrop(cmd.spawn().expect("tunnel"));
     let stderr = tunnel.0.stderr.take().unwrap();
     let log = Arc::new(std::sync::Mutex::new(String::new()));
     let log2 = log.clone();
