@@ -15,8 +15,12 @@
 //! - [`rotate`]: the `rotate-keys` command.
 //! - [`tenant`]: `tenant create|kubeconfig|list|delete`.
 //! - [`output`]: `-o json|yaml` printing.
-//!
-//! SSH side (another owner): `transport`, `session`, `tunnel`, `logs`, `hostkey`.
+//! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod.
+//! - [`hostkey`]: the host key checked against the local pin or the Deployment's
+//!   `claworc.io/host-key-fingerprint`; never trust on first use.
+//! - [`session`]: `ssh` (a PTY shell, or a command with its exit status).
+//! - [`tunnel`]: `tunnel` (local forwards over one connection, reconnecting).
+//! - [`logs`]: `logs` (pods/log, or a file followed over SSH).
 
 pub mod cli;
 pub mod context;
@@ -29,7 +33,6 @@ pub mod output;
 pub mod rotate;
 pub mod status;
 pub mod tenant;
-// SSH side.
 pub mod hostkey;
 pub mod logs;
 pub mod session;
@@ -59,7 +62,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status::status(&context::Ctx::load(&cli.global).await?, &args).await,
         Command::RotateKeys(args) => rotate::rotate(&context::Ctx::load(&cli.global).await?, &args).await,
         Command::Tenant(t) => tenant::run(&context::Ctx::load(&cli.global).await?, t).await,
-        // SSH side. `ssh` and `logs` exit with the remote command's status.
+        // `ssh` and `logs` exit with the remote command's status.
         Command::Ssh(args) => {
             let code = session::ssh(&context::Ctx::load(&cli.global).await?, &args).await?;
             session::exit(code)
