@@ -66,7 +66,7 @@ struct Histogram {
 #[derive(Default)]
 pub struct Metrics {
     requests: [[AtomicU64; Outcome::ALL.len()]; Endpoint::ALL.len()],
-    latency: [Histogram; Endpoint::ALL.len()],
+    latency: [[Histogram; Outcome::ALL.len()]; Endpoint::ALL.len()],
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
 }
@@ -82,7 +82,7 @@ impl Metrics {
     pub fn record(&self, endpoint: Endpoint, outcome: Outcome, elapsed: Duration) {
         let e = endpoint as usize;
         self.requests[e][outcome as usize].fetch_add(1, Relaxed);
-        let h = &self.latency[e];
+        let h = &self.latency[e][outcome as usize];
         let secs = elapsed.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             h.buckets[i].fetch_add(1, Relaxed);
@@ -118,30 +118,28 @@ impl Metrics {
             }
         }
         out.push_str(
-            "# HELP claworc_webhook_request_duration_seconds Time to answer an admission request, by endpoint.\n",
+            "# HELP claworc_webhook_request_duration_seconds Time to answer an admission request, by endpoint and outcome.\n",
         );
         out.push_str("# TYPE claworc_webhook_request_duration_seconds histogram\n");
         for e in Endpoint::ALL {
-            let h = &self.latency[e as usize];
-            let mut cumulative = 0;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += h.buckets[i].load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "claworc_webhook_request_duration_seconds_bucket{{endpoint=\"{}\",le=\"{bound}\"}} {cumulative}",
-                    e.as_str()
-                );
+            for o in Outcome::ALL {
+                let h = &self.latency[e as usize][o as usize];
+                let labels = format!("endpoint=\"{}\",outcome=\"{}\"", e.as_str(), o.as_str());
+                let mut cumulative = 0;
+                for (i, bound) in BUCKETS.iter().enumerate() {
+                    cumulative += h.buckets[i].load(Relaxed);
+                    let _ = writeln!(
+                        out,
+                        "claworc_webhook_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                let count = h.count.load(Relaxed);
+                let sum = h.sum_nanos.load(Relaxed) as f64 / 1e9;
+                let _ =
+                    writeln!(out, "claworc_webhook_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}");
+                let _ = writeln!(out, "claworc_webhook_request_duration_seconds_sum{{{labels}}} {sum}");
+                let _ = writeln!(out, "claworc_webhook_request_duration_seconds_count{{{labels}}} {count}");
             }
-            let count = h.count.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "claworc_webhook_request_duration_seconds_bucket{{endpoint=\"{}\",le=\"+Inf\"}} {count}",
-                e.as_str()
-            );
-            let sum = h.sum_nanos.load(Relaxed) as f64 / 1e9;
-            let _ = writeln!(out, "claworc_webhook_request_duration_seconds_sum{{endpoint=\"{}\"}} {sum}", e.as_str());
-            let _ =
-                writeln!(out, "claworc_webhook_request_duration_seconds_count{{endpoint=\"{}\"}} {count}", e.as_str());
         }
         out.push_str("# HELP claworc_webhook_certificate_reloads_total Attempts to reload the serving certificate after its files changed.\n");
         out.push_str("# TYPE claworc_webhook_certificate_reloads_total counter\n");
@@ -175,14 +173,18 @@ mod tests {
         let text = m.render(true);
         assert!(text.contains("claworc_webhook_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 2\n"));
         assert!(text.contains("claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"denied\"} 1\n"));
-        assert!(
-            text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.0005\"} 1\n")
-        );
-        assert!(text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",le=\"0.005\"} 2\n"));
-        assert!(text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"1\"} 0\n"));
-        assert!(
-            text.contains("claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 1\n")
-        );
+        assert!(text.contains(
+            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",outcome=\"patched\",le=\"0.0005\"} 1\n"
+        ));
+        assert!(text.contains(
+            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"mutate\",outcome=\"patched\",le=\"0.005\"} 2\n"
+        ));
+        assert!(text.contains(
+            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",outcome=\"denied\",le=\"1\"} 0\n"
+        ));
+        assert!(text.contains(
+            "claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",outcome=\"denied\",le=\"+Inf\"} 1\n"
+        ));
         assert!(text.contains("claworc_webhook_ready 1\n"));
     }
 }

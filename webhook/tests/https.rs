@@ -199,8 +199,8 @@ async fn serves_health_readiness_and_metrics() {
         "# TYPE claworc_webhook_request_duration_seconds histogram",
         "claworc_webhook_requests_total{endpoint=\"validate\",outcome=\"allowed\"} 1",
         "claworc_webhook_requests_total{endpoint=\"mutate\",outcome=\"allowed\"} 0",
-        "claworc_webhook_request_duration_seconds_count{endpoint=\"validate\"} 1",
-        "claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",le=\"+Inf\"} 1",
+        "claworc_webhook_request_duration_seconds_count{endpoint=\"validate\",outcome=\"allowed\"} 1",
+        "claworc_webhook_request_duration_seconds_bucket{endpoint=\"validate\",outcome=\"allowed\",le=\"+Inf\"} 1",
         "claworc_webhook_ready 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
