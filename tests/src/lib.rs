@@ -195,6 +195,12 @@ impl TestNamespace {
         ns
     }
 
+    /// A namespace made otherwise (e.g. by `kubectl claworc tenant create`),
+    /// deleted like the others when dropped.
+    pub fn adopt(name: impl Into<String>) -> Self {
+        TestNamespace { name: name.into() }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

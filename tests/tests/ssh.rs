@@ -195,6 +195,9 @@ impl Drop for Sshd {
 /// An instance made by `kubectl claworc create`, served by a local sshd.
 struct Fixture {
     ns: TestNamespace,
+    /// A tenant's kubeconfig (from `kubectl claworc tenant create`) the plugin runs
+    /// with; the admin's when `None`.
+    kubeconfig: Option<PathBuf>,
     home: PathBuf,
     name: String,
     pod: String,
@@ -205,15 +208,38 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// An instance in a test namespace; the plugin runs with the admin kubeconfig.
     fn new(prefix: &str) -> Fixture {
-        let ns = TestNamespace::new(prefix);
+        Self::with(prefix, false)
+    }
+
+    /// An instance in a tenant namespace; the plugin runs with only the tenant's
+    /// kubeconfig, proving its Role is enough.
+    fn tenant(prefix: &str) -> Fixture {
+        Self::with(prefix, true)
+    }
+
+    fn with(prefix: &str, tenant: bool) -> Fixture {
         let home = std::env::temp_dir().join(unique_name("claworc-ssh-xdg"));
         std::fs::create_dir_all(&home).unwrap();
+        let (ns, kubeconfig) = if tenant {
+            let name = unique_name(prefix);
+            let kubeconfig = home.join("tenant.kubeconfig");
+            let mut cmd = Cluster::get().command(plugin_bin());
+            cmd.env("XDG_CONFIG_HOME", &home)
+                .args(["tenant", "create", &name, "--ttl", "1h", "--output"])
+                .arg(&kubeconfig);
+            run(cmd, None).expect_ok("kubectl claworc tenant create");
+            (TestNamespace::adopt(name), Some(kubeconfig))
+        } else {
+            (TestNamespace::new(prefix), None)
+        };
         let token = unique_name("through-the-tunnel");
         let forward_port = http_server(token.clone());
         let name = "box".to_string();
         let mut fx = Fixture {
             ns,
+            kubeconfig,
             home,
             name,
             pod: String::new(),
@@ -311,6 +337,9 @@ impl Fixture {
     fn command(&self) -> Command {
         let mut cmd = Cluster::get().command(plugin_bin());
         cmd.env("XDG_CONFIG_HOME", &self.home).env("CLAWORC_SSH_USER", user_1000());
+        if let Some(kubeconfig) = &self.kubeconfig {
+            cmd.env("KUBECONFIG", kubeconfig);
+        }
         cmd
     }
 
@@ -353,7 +382,19 @@ impl Drop for Fixture {
 
 #[test]
 fn ssh_runs_commands_as_the_run_as_user_and_returns_their_status() {
-    let fx = Fixture::new("ssh-exec");
+    ssh_runs_commands_as_the_run_as_user_and_returns_their_status_with(Fixture::new("ssh-exec"));
+}
+
+#[test]
+fn ssh_runs_commands_as_the_run_as_user_and_returns_their_status_as_a_tenant() {
+    let fx = Fixture::tenant("t-ssh-exec");
+    // The plugin really runs as the tenant: other namespaces are forbidden (exit 5).
+    let elsewhere = fx.run(&["-n", "default", "list"]);
+    assert_eq!(elsewhere.status.code(), Some(5), "{}{}", elsewhere.stderr, elsewhere.stdout);
+    ssh_runs_commands_as_the_run_as_user_and_returns_their_status_with(fx);
+}
+
+fn ssh_runs_commands_as_the_run_as_user_and_returns_their_status_with(fx: Fixture) {
     let out = fx.plugin(&["ssh", "box", "--", "id", "-u"]);
     assert!(out.success(), "{}", out.stderr);
     assert_eq!(out.stdout.trim(), "1000");
@@ -375,7 +416,15 @@ fn ssh_runs_commands_as_the_run_as_user_and_returns_their_status() {
 
 #[test]
 fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts() {
-    let mut fx = Fixture::new("ssh-tunnel");
+    tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts_with(Fixture::new("ssh-tunnel"));
+}
+
+#[test]
+fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts_as_a_tenant() {
+    tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts_with(Fixture::tenant("t-ssh-tunnel"));
+}
+
+fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts_with(mut fx: Fixture) {
     let other = http_server("must not be reached".into());
     let mut cmd = fx.command();
     cmd.args(["-n", fx.ns.name(), "tunnel", "box", "-L", &fx.forward_port.to_string(), "-L", &other.to_string()])
@@ -459,7 +508,15 @@ fn a_changed_host_key_is_refused() {
 
 #[test]
 fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
-    let fx = Fixture::new("ssh-rotate");
+    rotate_keys_under_load_loses_no_login_and_retires_the_old_key_with(Fixture::new("ssh-rotate"));
+}
+
+#[test]
+fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key_as_a_tenant() {
+    rotate_keys_under_load_loses_no_login_and_retires_the_old_key_with(Fixture::tenant("t-ssh-rotate"));
+}
+
+fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key_with(fx: Fixture) {
     let old_key = fx.home.join("old_id_ed25519");
     std::fs::copy(fx.key_dir().join("id_ed25519"), &old_key).unwrap();
     std::fs::set_permissions(&old_key, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -470,11 +527,18 @@ fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
         let mut cmd_base = vec!["-n".to_string(), fx.ns.name().to_string()];
         cmd_base.extend(["ssh", "box", "--", "true"].map(String::from));
-        let (home, user) = (fx.home.clone(), user_1000());
+        let base = fx.command();
+        let envs: Vec<_> = base.get_envs().map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned))).collect();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let mut cmd = Cluster::get().command(plugin_bin());
-                cmd.env("XDG_CONFIG_HOME", &home).env("CLAWORC_SSH_USER", &user).args(&cmd_base);
+                let mut cmd = Command::new(plugin_bin());
+                for (k, v) in &envs {
+                    match v {
+                        Some(v) => cmd.env(k, v),
+                        None => cmd.env_remove(k),
+                    };
+                }
+                cmd.args(&cmd_base);
                 let out = run(cmd, None);
                 if out.success() {
                     ok.fetch_add(1, Ordering::Relaxed);
@@ -539,7 +603,15 @@ fn rotate_keys_under_load_loses_no_login_and_retires_the_old_key() {
 
 #[test]
 fn logs_come_through_the_api_and_files_over_ssh() {
-    let fx = Fixture::new("ssh-logs");
+    logs_come_through_the_api_and_files_over_ssh_with(Fixture::new("ssh-logs"));
+}
+
+#[test]
+fn logs_come_through_the_api_and_files_over_ssh_as_a_tenant() {
+    logs_come_through_the_api_and_files_over_ssh_with(Fixture::tenant("t-ssh-logs"));
+}
+
+fn logs_come_through_the_api_and_files_over_ssh_with(fx: Fixture) {
     let pod = fx.ns.kubectl(&["get", "pod", &fx.pod, "-o", "json"]).json();
     let container = pod["spec"]["containers"][0]["name"].as_str().unwrap().to_string();
     let token = unique_name("log-line");
