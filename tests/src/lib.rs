@@ -273,3 +273,37 @@ pub fn secret_data(ns: &str, name: &str) -> Option<std::collections::BTreeMap<St
     };
     Some(data.iter().map(|(k, v)| (k.clone(), String::from_utf8_lossy(&decode(v)).into_owned())).collect())
 }
+
+/// Path of the `kubectl-claworc` binary, built (offline) once per test process.
+pub fn plugin_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--offline", "--quiet", "-p", "kubectl-claworc"])
+            .current_dir(&root)
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "cargo build -p kubectl-claworc failed");
+        target.join("debug").join("kubectl-claworc")
+    })
+}
+
+/// A tiny HTTP server on an ephemeral loopback port answering `body` to every
+/// request, standing in for a pod's process; returns its port.
+pub fn http_server(body: String) -> u16 {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local address").port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = conn.write_all(resp.as_bytes());
+        }
+    });
+    port
+}

@@ -3,11 +3,11 @@
 //! and the real kubectl, on loopback only.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use claworc_e2e::{Cluster, KillOnDrop, TestNamespace, kubectl, wait_for};
+use claworc_e2e::{Cluster, KillOnDrop, TestNamespace, http_server, kubectl, wait_for};
 use serde_json::Value;
 
 #[test]
@@ -77,18 +77,8 @@ fn port_forward(ns: &TestNamespace, target: &str, port: u16) -> (KillOnDrop, u16
 #[test]
 fn port_forward_reaches_a_local_server_through_the_apiserver() {
     // A tiny HTTP server on an ephemeral loopback port, standing in for a pod's process.
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let local_port = listener.local_addr().unwrap().port();
     let token = claworc_e2e::unique_name("reached");
-    let body = token.clone();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = conn.read(&mut buf);
-            let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-            let _ = conn.write_all(resp.as_bytes());
-        }
-    });
+    let local_port = http_server(token.clone());
 
     let ns = TestNamespace::new("portfwd");
     running_pod(&ns, "web", 8080);

@@ -9,32 +9,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use base64::Engine;
 use claworc_contract::{annotations as ann, names};
-use claworc_e2e::{Cluster, Output, TestNamespace, run, secret_data, unique_name, wait_for};
+use claworc_e2e::{Cluster, Output, TestNamespace, plugin_bin, run, secret_data, unique_name, wait_for};
 use serde_json::Value;
-
-/// Path of the plugin binary, built (offline) once per test process.
-fn plugin_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--offline", "--quiet", "-p", "kubectl-claworc"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p kubectl-claworc failed");
-        let bin = target.join("debug").join("kubectl-claworc");
-        assert!(bin.exists(), "{} missing", bin.display());
-        bin
-    })
-}
 
 /// A plugin user: its own key store (XDG_CONFIG_HOME) and optionally a kubeconfig.
 struct User {

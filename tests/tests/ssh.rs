@@ -12,33 +12,19 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use claworc_contract::names;
-use claworc_e2e::{Cluster, KillOnDrop, Output, TestNamespace, run, secret_data, unique_name, wait_for};
+use claworc_e2e::{
+    Cluster, KillOnDrop, Output, TestNamespace, http_server, plugin_bin, run, secret_data, unique_name, wait_for,
+};
 use serde_json::Value;
 
 const RUN_AS: u32 = 1000;
-
-fn plugin_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--offline", "--quiet", "-p", "kubectl-claworc"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p kubectl-claworc failed");
-        target.join("debug").join("kubectl-claworc")
-    })
-}
 
 /// The passwd name of uid 1000, the sidecar's run-as user here.
 fn user_1000() -> String {
@@ -54,21 +40,6 @@ fn free_port() -> u16 {
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
-}
-
-/// An HTTP server on loopback answering `body`.
-fn http_server(body: String) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            let mut buf = [0u8; 1024];
-            let _ = conn.read(&mut buf);
-            let resp = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-            let _ = conn.write_all(resp.as_bytes());
-        }
-    });
-    port
 }
 
 fn http_get(port: u16) -> Option<String> {
