@@ -25,17 +25,17 @@
 pub mod cli;
 pub mod context;
 pub mod error;
+pub mod hostkey;
 pub mod instance;
 pub mod keys;
 pub mod keystore;
+pub mod logs;
 pub mod objects;
 pub mod output;
 pub mod rotate;
+pub mod session;
 pub mod status;
 pub mod tenant;
-pub mod hostkey;
-pub mod logs;
-pub mod session;
 pub mod transport;
 pub mod tunnel;
 

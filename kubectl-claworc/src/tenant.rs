@@ -114,6 +114,32 @@ pub fn default_deny(name: &str) -> NetworkPolicy {
     .expect("network policy")
 }
 
+/// The claworc NetworkPolicies of `manifests/network/` (one source for
+/// `kubectl apply -k manifests/network` and for `tenant create`): no ingress to
+/// instances, and the egress of each `claworc.io/egress` profile.
+const CLAWORC_POLICIES: [&str; 5] = [
+    include_str!("../../manifests/network/ingress.yaml"),
+    include_str!("../../manifests/network/egress-restricted.yaml"),
+    include_str!("../../manifests/network/egress-none.yaml"),
+    include_str!("../../manifests/network/egress-open.yaml"),
+    include_str!("../../manifests/network/egress-unknown.yaml"),
+];
+
+/// The claworc NetworkPolicies, in the tenant's namespace.
+pub fn claworc_policies(name: &str) -> Vec<NetworkPolicy> {
+    CLAWORC_POLICIES
+        .iter()
+        .map(|yaml| {
+            let mut np: NetworkPolicy = serde_yaml::from_str(yaml).expect("manifests/network holds NetworkPolicies");
+            np.metadata.namespace = Some(name.to_string());
+            let tenant_labels = [(names::LABEL_TENANT, name), (names::LABEL_MANAGED_BY, names::MANAGED_BY)];
+            let labels = np.metadata.labels.get_or_insert_with(Default::default);
+            labels.extend(tenant_labels.map(|(k, v)| (k.to_string(), v.to_string())));
+            np
+        })
+        .collect()
+}
+
 pub fn service_account(name: &str) -> ServiceAccount {
     serde_json::from_value(json!({
         "metadata": {"name": TENANT_SA, "namespace": name, "labels": labels(name)},
@@ -270,6 +296,9 @@ pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
         create_obj(ctx, &Api::namespaced(c.clone(), name), &resource_quota(name, &quota), "resourcequota").await?;
         create_obj(ctx, &Api::namespaced(c.clone(), name), &limit_range(name), "limitrange").await?;
         create_obj(ctx, &Api::namespaced(c.clone(), name), &default_deny(name), "networkpolicy").await?;
+        for np in claworc_policies(name) {
+            create_obj(ctx, &Api::namespaced(c.clone(), name), &np, "networkpolicy").await?;
+        }
         create_obj(ctx, &Api::namespaced(c.clone(), name), &service_account(name), "serviceaccount").await?;
         create_obj(ctx, &Api::namespaced(c.clone(), name), &role(name), "role").await?;
         create_obj(ctx, &Api::namespaced(c.clone(), name), &role_binding(name), "rolebinding").await?;
@@ -497,6 +526,14 @@ mod tests {
         let hard = q.spec.unwrap().hard.unwrap();
         assert_eq!(hard["pods"].0, "10");
         assert_eq!(hard["limits.memory"].0, "8Gi");
+        let policies = claworc_policies("t");
+        let names: Vec<_> = policies.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
+        assert!(
+            names.contains(&"claworc-deny-ingress".to_string())
+                && names.contains(&"claworc-egress-restricted".to_string()),
+            "{names:?}"
+        );
+        assert!(policies.iter().all(|p| p.metadata.namespace.as_deref() == Some("t")));
         let np = default_deny("t").spec.unwrap();
         assert_eq!(np.policy_types.unwrap(), vec!["Ingress".to_string(), "Egress".to_string()]);
         assert!(limit_range("t").spec.is_some());

@@ -302,6 +302,10 @@ fn tenant_kubeconfig_is_least_privilege_and_rotates() {
     let labels = &ns_json["metadata"]["labels"];
     assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
     assert_eq!(labels[names::LABEL_TENANT], tenant.as_str());
+    let policies = Cluster::get().kubectl(&["-n", &tenant, "get", "networkpolicies", "-o", "name"]);
+    for np in ["claworc-deny-ingress", "claworc-egress-restricted", "claworc-egress-none", "claworc-egress-open"] {
+        assert!(policies.expect_ok("get networkpolicies").contains(np), "{np} missing: {}", policies.stdout);
+    }
 
     let kubectl_as = |kc: &Path, args: &[&str]| -> Output {
         let mut cmd = Cluster::get().command(Cluster::get().kubectl_path());
