@@ -115,7 +115,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// Why a request got no AdmissionReview back.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Refusal {
     status: StatusCode,
     message: String,
@@ -223,7 +223,34 @@ fn operation(op: &Operation) -> &'static str {
     }
 }
 
-/// Answers one admission request.
+/// Who an admission request is about, for its log line.
+#[derive(Default)]
+struct Subject<'a> {
+    uid: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    operation: &'static str,
+    dry_run: bool,
+}
+
+impl<'a> Subject<'a> {
+    fn of(request: &'a AdmissionRequest<Deployment>) -> Self {
+        let name = if request.name.is_empty() {
+            request.object.as_ref().and_then(|d| d.metadata.generate_name.as_deref()).unwrap_or("")
+        } else {
+            &request.name
+        };
+        Subject {
+            uid: &request.uid,
+            namespace: request.namespace.as_deref().unwrap_or(""),
+            name,
+            operation: operation(&request.operation),
+            dry_run: request.dry_run,
+        }
+    }
+}
+
+/// Answers one admission request, with one metrics record and one log line.
 async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     let start = Instant::now();
     let content_length =
@@ -232,108 +259,80 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
         Ok(body) => parse_review(&body).map_err(Refusal::bad_request),
         Err(refusal) => Err(refusal),
     };
-    let request = match parsed {
-        Ok(request) => request,
-        Err(refusal) => {
-            let elapsed = start.elapsed();
-            state.metrics().record(endpoint, Outcome::Error, elapsed);
-            tracing::warn!(
-                endpoint = endpoint.as_str(),
-                uid = "",
-                namespace = "",
-                name = "",
-                operation = "",
-                decision = Outcome::Error.as_str(),
-                status = refusal.status.as_u16(),
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                error = %truncate(&refusal.message, 300),
-                "admission"
-            );
-            return error_response(&refusal);
-        }
-    };
-
-    let config = &state.inner.config;
-    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match endpoint {
-        Endpoint::Mutate => review::mutate(&request, config),
-        Endpoint::Validate => review::validate(&request, config),
-    }));
-    let namespace = request.namespace.as_deref().unwrap_or("");
-    let name = if request.name.is_empty() {
-        request.object.as_ref().and_then(|d| d.metadata.generate_name.as_deref()).unwrap_or("")
-    } else {
-        &request.name
-    };
-    let response: AdmissionResponse = match answered {
-        Ok(response) => response,
-        Err(_) => {
-            let elapsed = start.elapsed();
-            state.metrics().record(endpoint, Outcome::Error, elapsed);
-            tracing::error!(
-                endpoint = endpoint.as_str(),
-                uid = %request.uid,
-                namespace,
-                name,
-                operation = operation(&request.operation),
-                decision = Outcome::Error.as_str(),
-                status = 500,
-                duration_ms = elapsed.as_secs_f64() * 1e3,
-                "admission"
-            );
-            let body =
-                serde_json::to_vec(&serde_json::json!({ "error": "internal error while reviewing the request" }))
-                    .unwrap_or_default();
-            return json_response(StatusCode::INTERNAL_SERVER_ERROR, body);
-        }
-    };
-    let outcome = if !response.allowed {
-        Outcome::Denied
-    } else if response.patch.is_some() {
-        Outcome::Patched
-    } else {
-        Outcome::Allowed
-    };
-    let reason = if response.allowed { String::new() } else { truncate(&response.result.message, 500).to_string() };
-    let body = match review_json(response) {
-        Ok(body) => body,
-        Err(e) => {
-            tracing::error!(error = %e, "serializing the AdmissionReview");
-            Vec::new()
-        }
+    let (subject, answer) = match &parsed {
+        Ok(request) => (Subject::of(request), answer(&state.inner.config, endpoint, request)),
+        Err(refusal) => (Subject::default(), Err(refusal.clone())),
     };
     let elapsed = start.elapsed();
+    let (outcome, status, detail) = match &answer {
+        Ok((outcome, _, reason)) => (*outcome, StatusCode::OK, reason.as_str()),
+        Err(refusal) => (Outcome::Error, refusal.status, refusal.message.as_str()),
+    };
     state.metrics().record(endpoint, outcome, elapsed);
     tracing::info!(
         endpoint = endpoint.as_str(),
-        uid = %request.uid,
-        namespace,
-        name,
-        operation = operation(&request.operation),
-        dry_run = request.dry_run,
+        uid = subject.uid,
+        namespace = subject.namespace,
+        name = subject.name,
+        operation = subject.operation,
+        dry_run = subject.dry_run,
         decision = outcome.as_str(),
+        status = status.as_u16(),
         duration_ms = elapsed.as_secs_f64() * 1e3,
-        reason = %reason,
+        reason = truncate(detail, 500),
         "admission"
     );
-    if body.is_empty() {
-        return error_response(&Refusal {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: "could not serialize the AdmissionReview".into(),
-        });
+    match answer {
+        Ok((_, body, _)) => json_response(StatusCode::OK, body),
+        Err(refusal) => error_response(&refusal),
     }
-    json_response(StatusCode::OK, body)
+}
+
+/// The review of a parsed request: its outcome, the AdmissionReview to send
+/// and, for a denial, the reason. A panic in the review is answered with a 500
+/// instead of a dropped connection.
+fn answer(
+    config: &Config,
+    endpoint: Endpoint,
+    request: &AdmissionRequest<Deployment>,
+) -> Result<(Outcome, Vec<u8>, String), Refusal> {
+    let internal = |message: &str| Refusal { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() };
+    let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match endpoint {
+        Endpoint::Mutate => review::mutate(request, config),
+        Endpoint::Validate => review::validate(request, config),
+    }))
+    .map_err(|_| internal("internal error while reviewing the request"))?;
+    let outcome = match (response.allowed, response.patch.is_some()) {
+        (false, _) => Outcome::Denied,
+        (true, true) => Outcome::Patched,
+        (true, false) => Outcome::Allowed,
+    };
+    let reason = if response.allowed { String::new() } else { response.result.message.clone() };
+    let body = review_json(response).map_err(|_| internal("could not serialize the AdmissionReview"))?;
+    Ok((outcome, body, reason))
 }
 
 /// `response.into_review()` as JSON, with the patch base64-encoded as the
 /// apiserver requires (Go `[]byte`). kube-core serializes `Vec<u8>` as an array
 /// of numbers, which the apiserver refuses (kube-rs/kube#1781).
 pub fn review_json(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8>> {
-    let patch = response.patch.take();
-    let mut review = serde_json::to_value(response.into_review())?;
-    if let (Some(patch), Some(res)) = (patch, review.get_mut("response").and_then(|r| r.as_object_mut())) {
-        res.insert("patch".into(), serde_json::to_value(k8s_openapi::ByteString(patch))?);
+    #[derive(serde::Serialize)]
+    struct Review<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'a str,
+        kind: &'a str,
+        response: Answer<'a>,
     }
-    serde_json::to_vec(&review)
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        #[serde(flatten)]
+        response: &'a AdmissionResponse,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<k8s_openapi::ByteString>,
+    }
+    let patch = response.patch.take().map(k8s_openapi::ByteString);
+    let (api_version, kind) = (&response.types.api_version, &response.types.kind);
+    serde_json::to_vec(&Review { api_version, kind, response: Answer { response: &response, patch } })
 }
 
 fn truncate(s: &str, max: usize) -> &str {
