@@ -14,13 +14,8 @@
 
 use std::fmt;
 
-use russh::keys::{HashAlg, PublicKey};
-
-/// The `SHA256:…` fingerprint of a public key, as `ssh-keygen -lf` prints it
-/// and as the `claworc.io/host-key-fingerprint` annotation holds it.
-pub fn fingerprint(key: &PublicKey) -> String {
-    key.fingerprint(HashAlg::Sha256).to_string()
-}
+use claworc_contract::annotations::HOST_KEY_FINGERPRINT;
+use claworc_contract::names::SECRET_HOST_KEY_PUB;
 
 /// What the client knows about the instance's host key before connecting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,13 +66,13 @@ impl fmt::Display for Refusal {
             RefusalReason::PinMismatch { pin, annotation_matches: true } => write!(
                 f,
                 "host key of {instance} changed: it presents {presented}, pinned is {pin}. It matches the \
-                 Deployment's claworc.io/host-key-fingerprint, so the key was probably rotated on purpose \
+                 Deployment's {HOST_KEY_FINGERPRINT}, so the key was probably rotated on purpose \
                  (kubectl claworc rotate-keys --host-key); if you know it was, re-pin with --repin"
             ),
             RefusalReason::PinMismatch { pin, annotation_matches: false } => write!(
                 f,
                 "REFUSED: host key of {instance} changed: it presents {presented}, pinned is {pin}, and it \
-                 does not match the Deployment's claworc.io/host-key-fingerprint either. Someone may be \
+                 does not match the Deployment's {HOST_KEY_FINGERPRINT} either. Someone may be \
                  intercepting the connection. After a deliberate rotation run \
                  `kubectl claworc rotate-keys NAME --host-key` (updates the annotation and the pin), \
                  then `--repin` on other machines"
@@ -85,15 +80,15 @@ impl fmt::Display for Refusal {
             RefusalReason::NothingToCheck => write!(
                 f,
                 "REFUSED: cannot verify the host key {presented} of {instance}: nothing is pinned locally and \
-                 the Deployment has no claworc.io/host-key-fingerprint annotation (claworc never trusts a key \
+                 the Deployment has no {HOST_KEY_FINGERPRINT} annotation (claworc never trusts a key \
                  on first use). Set it with `kubectl claworc rotate-keys NAME --host-key`, or annotate the \
-                 Deployment with the fingerprint of the Secret's ssh_host_ed25519_key.pub \
+                 Deployment with the fingerprint of the Secret's {SECRET_HOST_KEY_PUB} \
                  (`ssh-keygen -lf`)"
             ),
             RefusalReason::AnnotationMismatch { annotation } => write!(
                 f,
                 "REFUSED: host key of {instance} is {presented}, but the Deployment's \
-                 claworc.io/host-key-fingerprint says {annotation}. Someone may be intercepting the \
+                 {HOST_KEY_FINGERPRINT} says {annotation}. Someone may be intercepting the \
                  connection, or the annotation is stale: after a deliberate rotation run \
                  `kubectl claworc rotate-keys NAME --host-key`"
             ),
@@ -125,6 +120,8 @@ pub fn check(expect: &Expectation, presented: &str) -> Verdict {
 
 #[cfg(test)]
 mod tests {
+    use russh::keys::PublicKey;
+
     use super::*;
 
     const A: &str = "SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -185,7 +182,7 @@ mod tests {
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test",
         )
         .unwrap();
-        let fp = fingerprint(&key);
+        let fp = crate::keys::fingerprint(&key);
         assert!(fp.starts_with("SHA256:") && fp.len() == 50, "{fp}");
     }
 }

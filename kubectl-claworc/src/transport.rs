@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use claworc_contract::Settings;
+use claworc_contract::annotations::HOST_KEY_FINGERPRINT;
 use claworc_contract::names::LABEL_INSTANCE;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -255,7 +256,7 @@ impl client::Handler for Client {
         let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
             return Ok(false);
         };
-        let presented = hostkey::fingerprint(key);
+        let presented = crate::keys::fingerprint(key);
         let verdict = hostkey::check(&self.expect, &presented);
         let ok = !matches!(verdict, Verdict::Refused(_));
         *self.outcome.lock().expect("host-key outcome") = Some((key.clone(), verdict));
@@ -377,7 +378,7 @@ pub fn credentials(ctx: &Ctx, store: &KeyStore, name: &str, opts: &ConnectOption
 
 /// What the key store and the Deployment say about the host key.
 pub fn expectation(ctx: &Ctx, store: &KeyStore, instance: &Instance, repin: bool) -> Result<Expectation> {
-    let pin = store.lookup_host_key(&instance_id(ctx, &instance.name))?.map(|k| hostkey::fingerprint(&k));
+    let pin = store.lookup_host_key(&instance_id(ctx, &instance.name))?.map(|k| crate::keys::fingerprint(&k));
     Ok(Expectation { instance: instance.id(), pin, annotation: instance.settings.host_key_fingerprint.clone(), repin })
 }
 
@@ -401,12 +402,12 @@ pub async fn connect_instance(
         match replaced {
             Some(old) => eprintln!(
                 "re-pinned the host key of {} (--repin): {old} -> {fingerprint}, as the Deployment's \
-                 claworc.io/host-key-fingerprint says; pins in {}",
+                 {HOST_KEY_FINGERPRINT} says; pins in {}",
                 instance.id(),
                 store.known_hosts_path().display()
             ),
             None => eprintln!(
-                "pinned the host key {fingerprint} of {} from the Deployment's claworc.io/host-key-fingerprint; \
+                "pinned the host key {fingerprint} of {} from the Deployment's {HOST_KEY_FINGERPRINT}; \
                  pins in {}",
                 instance.id(),
                 store.known_hosts_path().display()
@@ -499,7 +500,7 @@ pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
                 opts.user(),
                 connected.as_millis(),
                 ran.as_millis(),
-                hostkey::fingerprint(&conn.host_key)
+                crate::keys::fingerprint(&conn.host_key)
             ),
         ),
         Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),

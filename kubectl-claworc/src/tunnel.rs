@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use claworc_contract::annotations::FORWARD_PORTS;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -105,7 +106,7 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
     for f in &forwards {
         if !settings.forward_ports.contains(&f.remote) {
             eprintln!(
-                "warning: port {} is not in claworc.io/forward-ports ({}): the instance's sshd will refuse it",
+                "warning: port {} is not in {FORWARD_PORTS} ({}): the instance's sshd will refuse it",
                 f.remote,
                 join(&settings.forward_ports)
             );
@@ -138,15 +139,23 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
             };
             match attempt.await {
                 Ok((instance, conn)) => {
-                    failures = 0;
                     eprintln!("tunnel: connected to {} (pod {})", instance.id(), instance.pod);
+                    let since = std::time::Instant::now();
                     let conn = Arc::new(conn);
                     tx.send_replace(Some(conn.clone()));
                     while !conn.is_closed() {
                         tokio::time::sleep(Duration::from_millis(250)).await;
                     }
                     tx.send_replace(None);
-                    eprintln!("tunnel: connection to {} lost; reconnecting", instance.id());
+                    // Only a connection that lasted resets the backoff: one that drops
+                    // right after login (a crash-looping sshd) is retried like a failure.
+                    if since.elapsed() >= STABLE {
+                        failures = 0;
+                    }
+                    let delay = backoff(failures);
+                    failures = failures.saturating_add(1);
+                    eprintln!("tunnel: connection to {} lost; reconnecting in {}s", instance.id(), delay.as_secs());
+                    tokio::time::sleep(delay).await;
                 }
                 Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
                 Err(e) => {
@@ -170,6 +179,9 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
         }
     }
 }
+
+/// How long a connection must last for its loss to reset the backoff.
+const STABLE: Duration = Duration::from_secs(30);
 
 fn join(ports: &[u16]) -> String {
     ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",")
@@ -205,7 +217,7 @@ async fn accept_loop(
                 let hint = if allowed.contains(&remote) {
                     String::new()
                 } else {
-                    format!(" (only claworc.io/forward-ports {} may be reached)", join(&allowed))
+                    format!(" (only {FORWARD_PORTS} {} may be reached)", join(&allowed))
                 };
                 eprintln!("tunnel: forward to localhost:{remote}: {e}{hint}");
             }
