@@ -79,6 +79,12 @@ pub const ALL: &[Annotation] = &[
 /// Network profiles that the NetworkPolicies in `manifests/` implement.
 pub const EGRESS_PROFILES: &[&str] = &["restricted", "none", "open"];
 
+/// The Secret with an instance's keys: `claworc.io/ssh-secret`, else `<name>-ssh`.
+/// Lenient: for reading existing objects (validation is `Settings`' job).
+pub fn ssh_secret(annotations: Option<&std::collections::BTreeMap<String, String>>, name: &str) -> String {
+    annotations.and_then(|a| a.get(SSH_SECRET)).cloned().unwrap_or_else(|| crate::names::default_secret_name(name))
+}
+
 /// Looks an annotation up by key.
 pub fn find(key: &str) -> Option<&'static Annotation> {
     ALL.iter().find(|a| a.key == key)

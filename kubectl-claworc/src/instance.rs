@@ -44,7 +44,8 @@ fn spec_of(args: &CreateArgs, namespace: Option<&str>) -> Result<InstanceSpec> {
     InstanceSpec::new(&args.name, namespace, &args.image, &args.forward_ports, &args.volumes, &args.env)
 }
 
-fn client_comment(id: &InstanceId) -> String {
+/// The comment of an instance's client key (`claworc CLUSTER/NAMESPACE/NAME`).
+pub(crate) fn client_comment(id: &InstanceId) -> String {
     format!("claworc {}", id.host_pattern().trim_start_matches("claworc/"))
 }
 
@@ -377,10 +378,7 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
             )));
         }
     }
-    let secret_name = deployment
-        .as_ref()
-        .and_then(|d| d.metadata.annotations.as_ref()?.get(ann::SSH_SECRET).cloned())
-        .unwrap_or_else(|| names::default_secret_name(&args.name));
+    let secret_name = ann::ssh_secret(deployment.as_ref().and_then(|d| d.metadata.annotations.as_ref()), &args.name);
     let secret = secrets.get_opt(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
     let selector = format!("{}={},{}={}", names::LABEL_INSTANCE, args.name, names::LABEL_MANAGED_BY, names::MANAGED_BY);
     let pvcs = claims

@@ -139,6 +139,11 @@ impl KeyStore {
         }
         Ok(())
     }
+    /// The client keys to try, newest first: a pending key of an unfinished
+    /// rotation, then the current key.
+    pub fn usable_client_keys(&self, id: &InstanceId) -> Result<Vec<PrivateKey>> {
+        Ok(self.load_pending_key(id)?.into_iter().chain(self.load_client_key(id)?).collect())
+    }
     pub fn remove_pending_key(&self, id: &InstanceId) -> Result<()> {
         self.remove_pair(id, PENDING_KEY)
     }

@@ -5,7 +5,7 @@
 //! 1. a new client key is generated and kept as `id_ed25519.new` in the key store
 //!    (a pending key from an earlier, interrupted run is reused);
 //! 2. it is added to the Secret's `authorized_keys` (old + new);
-//! 3. [`prove`] shows that the new key works;
+//! 3. an SSH login with exactly the new key ([`crate::transport::prove_login`]) shows it works;
 //! 4. the old key is removed from `authorized_keys`;
 //! 5. the new key replaces `id_ed25519` locally (atomic rename);
 //! 6. the Deployment gets `claworc.io/keys-rotated-at` (RFC 3339, UTC).
@@ -24,34 +24,8 @@ use kube::api::{Patch, PatchParams};
 use crate::cli::RotateArgs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::keys::{self, PrivateKey, PublicKey};
+use crate::keys::{self, PublicKey};
 use crate::keystore::{InstanceId, KeyStore};
-
-/// The instance a rotation works on.
-#[derive(Debug, Clone)]
-pub struct Instance {
-    pub name: String,
-    pub namespace: String,
-    /// Name of the Secret with the keys.
-    pub secret: String,
-    /// Key-store identity.
-    pub id: InstanceId,
-}
-
-impl KeyStore {
-    /// The client keys to try, newest first: a pending key of an unfinished rotation,
-    /// then the current key.
-    pub fn usable_client_keys(&self, id: &InstanceId) -> Result<Vec<PrivateKey>> {
-        Ok(self.load_pending_key(id)?.into_iter().chain(self.load_client_key(id)?).collect())
-    }
-}
-
-/// Shows that `new_key` works for `instance`: a real SSH login with exactly that key
-/// (running `true`), retried for up to ~2 minutes while the kubelet syncs the Secret
-/// volume (see [`crate::transport::prove_login`]).
-pub async fn prove(ctx: &Ctx, instance: &Instance, new_key: &PrivateKey) -> Result<()> {
-    crate::transport::prove_login(ctx, &instance.name, new_key).await
-}
 
 fn secret_text(s: &Secret, key: &str) -> Option<String> {
     s.data.as_ref()?.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok())
@@ -108,19 +82,8 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", args.name, ctx.namespace);
     let d = deployments.get(&args.name).await.map_err(|e| Error::kube(e, &what))?;
-    let secret_name = d
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ann::SSH_SECRET).cloned())
-        .unwrap_or_else(|| names::default_secret_name(&args.name));
-    let instance = Instance {
-        name: args.name.clone(),
-        namespace: ctx.namespace.clone(),
-        secret: secret_name.clone(),
-        id: InstanceId::new(&ctx.cluster, &ctx.namespace, &args.name),
-    };
-    let id = &instance.id;
+    let secret_name = ann::ssh_secret(d.metadata.annotations.as_ref(), &args.name);
+    let id = &InstanceId::new(&ctx.cluster, &ctx.namespace, &args.name);
     let get_secret =
         || async { secrets.get(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}"))) };
 
@@ -132,7 +95,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
             k
         }
         None => {
-            let k = keys::generate(&format!("claworc {}", id.host_pattern().trim_start_matches("claworc/")))?;
+            let k = keys::generate(&crate::instance::client_comment(id))?;
             ks.save_pending_key(id, &k)?;
             k
         }
@@ -147,7 +110,11 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
         s
     };
     // 3. prove
-    prove(ctx, &instance, &new).await.map_err(|e| e.context("the new key does not work yet (re-run to finish)"))?;
+    // A real SSH login with exactly the new key, retried while the kubelet syncs
+    // the Secret volume.
+    crate::transport::prove_login(ctx, &args.name, &new)
+        .await
+        .map_err(|e| e.context("the new key does not work yet (re-run to finish)"))?;
     // 4. remove the old key
     if let Some(old) = old.as_ref().filter(|o| !keys::same(o.public_key(), new.public_key())) {
         let current = authorized(&s);

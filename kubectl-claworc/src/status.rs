@@ -199,12 +199,7 @@ pub async fn instance_report(ctx: &Ctx, name: &str, max_key_age: Duration) -> Re
             names::SSH_ENABLED
         )));
     }
-    let settings_secret = d
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ann::SSH_SECRET).cloned())
-        .unwrap_or_else(|| names::default_secret_name(name));
+    let settings_secret = ann::ssh_secret(d.metadata.annotations.as_ref(), name);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let secret =
         secrets.get_opt(&settings_secret).await.map_err(|e| Error::kube(e, format!("secret {settings_secret:?}")))?;
@@ -279,12 +274,7 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         .iter()
         .map(|d| {
             let name = d.metadata.name.clone().unwrap_or_default();
-            let secret_name = d
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(ann::SSH_SECRET).cloned())
-                .unwrap_or_else(|| names::default_secret_name(&name));
+            let secret_name = ann::ssh_secret(d.metadata.annotations.as_ref(), &name);
             let secret = all_secrets.iter().find(|s| s.metadata.name.as_deref() == Some(secret_name.as_str()));
             build_report(d, secret, ks.as_ref(), &ctx.cluster, args.max_key_age, now)
         })
