@@ -7,7 +7,7 @@
 //! | 2 | invalid input (flags, names, values) |
 //! | 3 | not found |
 //! | 4 | already exists |
-//! | 5 | forbidden (RBAC) |
+//! | 5 | forbidden: RBAC or a quota refuses it, or the SSH host key is refused (the message says which) |
 
 /// `Result` with the plugin's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
