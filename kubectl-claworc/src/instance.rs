@@ -367,16 +367,7 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
 
     let deployment = deployments.get_opt(&args.name).await.map_err(|e| Error::kube(e, &what))?;
     if let Some(d) = &deployment {
-        let opted_in = d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH)).map(String::as_str)
-            == Some(names::SSH_ENABLED);
-        if !opted_in {
-            return Err(Error::invalid(format!(
-                "deployment {:?} is not a claworc instance (no label {}={}): delete it with kubectl",
-                args.name,
-                names::LABEL_SSH,
-                names::SSH_ENABLED
-            )));
-        }
+        objects::ensure_instance(d)?;
     }
     let secret_name = ann::ssh_secret(deployment.as_ref().and_then(|d| d.metadata.annotations.as_ref()), &args.name);
     let secret = secrets.get_opt(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
@@ -417,9 +408,26 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
         ignore_404(deployments.delete(&args.name, &dp).await.map(|_| ()), &what)?;
         deleted.push(format!("deployment.apps/{}", args.name));
     }
-    if secret.is_some() {
-        ignore_404(secrets.delete(&secret_name, &dp).await.map(|_| ()), format!("secret {secret_name:?}"))?;
-        deleted.push(format!("secret/{secret_name}"));
+    // Only a Secret that `create` made: `claworc.io/ssh-secret` may name any Secret.
+    let made_here = |s: &Secret| {
+        let labels = s.metadata.labels.as_ref();
+        let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
+        label(names::LABEL_INSTANCE) == Some(args.name.as_str())
+            && label(names::LABEL_MANAGED_BY) == Some(names::MANAGED_BY)
+    };
+    match &secret {
+        Some(s) if made_here(s) => {
+            ignore_404(secrets.delete(&secret_name, &dp).await.map(|_| ()), format!("secret {secret_name:?}"))?;
+            deleted.push(format!("secret/{secret_name}"));
+        }
+        Some(_) => eprintln!(
+            "kept secret/{secret_name}: kubectl claworc did not make it (no labels {}={}, {}={}); delete it with kubectl if it is no longer needed",
+            names::LABEL_INSTANCE,
+            args.name,
+            names::LABEL_MANAGED_BY,
+            names::MANAGED_BY
+        ),
+        None => {}
     }
     if !args.keep_volumes {
         for p in &pvcs {

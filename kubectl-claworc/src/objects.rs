@@ -326,6 +326,20 @@ impl Objects {
     }
 }
 
+/// Refuses a Deployment that did not opt in to claworc (it is not an instance).
+pub fn ensure_instance(d: &Deployment) -> Result<()> {
+    let name = d.metadata.name.as_deref().unwrap_or_default();
+    let label = d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH));
+    if label.map(String::as_str) == Some(names::SSH_ENABLED) {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "deployment {name:?} is not a claworc instance (no label {}={}): use kubectl for it",
+        names::LABEL_SSH,
+        names::SSH_ENABLED
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

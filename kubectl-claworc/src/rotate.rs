@@ -82,6 +82,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", args.name, ctx.namespace);
     let d = deployments.get(&args.name).await.map_err(|e| Error::kube(e, &what))?;
+    crate::objects::ensure_instance(&d)?;
     let secret_name = ann::ssh_secret(d.metadata.annotations.as_ref(), &args.name);
     let id = &InstanceId::new(&ctx.cluster, &ctx.namespace, &args.name);
     let get_secret =

@@ -275,7 +275,8 @@ pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
     validate_name("tenant name", &args.name)?;
     let ttl = ttl_seconds(args.ttl)?;
     for (flag, v) in [("--cpu", &args.cpu), ("--memory", &args.memory), ("--storage", &args.storage)] {
-        if !crate::objects::is_quantity(v) && !v.ends_with('m') {
+        let millis = v.strip_suffix('m').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if !crate::objects::is_quantity(v) && !millis {
             return Err(Error::invalid(format!("{flag} {v:?} is not a quantity such as 4, 500m, 8Gi")));
         }
     }
@@ -376,6 +377,8 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<
     tenant_namespace(ctx, &args.name).await?;
     let info = cluster_info(ctx)?;
     let name = &args.name;
+    // Before --rotate revokes every token: where the new kubeconfig may go.
+    let out = output_path(name, &args.output)?;
     let sas: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), name);
     if args.rotate {
         match sas.delete(TENANT_SA, &DeleteParams::default()).await {
@@ -395,7 +398,6 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<
         create_obj(ctx, &sas, &service_account(name), "serviceaccount").await?;
     }
     let (token, expires) = request_token(ctx, name, ttl).await?;
-    let out = output_path(name, &args.output)?;
     write_kubeconfig(&out, &kubeconfig(name, &info, &token))?;
     println!(
         "kubeconfig for tenant {name} written to {} (token expires {expires}){}",
