@@ -328,12 +328,10 @@ pub struct CompletionArgs {
 
 /// Prints the completion script for `shell` to stdout.
 pub fn completion(shell: clap_complete::Shell) {
-    use std::io::Write;
     let mut cmd = Cli::command();
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "kubectl-claworc", &mut script);
-    // A closed pipe (`| head`) is not an error worth a panic.
-    let _ = std::io::stdout().write_all(&script);
+    crate::output::stdout(&String::from_utf8_lossy(&script));
 }
 
 /// Parses `90d`, `720h`, `30m`, `45s`, `1h30m` or a bare number of seconds.

@@ -68,21 +68,23 @@ pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
         None => keys::generate(&format!("claworc host {}", spec.name))?,
     };
     let objects = objects::build(&spec, client.public_key(), &host)?;
-    match args.output {
+    let text = match args.output {
         Format::Yaml => {
-            println!(
-                "# claworc instance {:?}: apply with `kubectl apply -f`. It holds private keys: keep it secret.",
-                spec.name
+            let mut text = format!(
+                "# claworc instance {:?}: apply with `kubectl apply -f`. It holds private keys: keep it secret.\n\
+                 # The client private key below matches authorized_keys; save it (mode 0600) to log in, e.g.\n\
+                 # as {}.\n",
+                spec.name,
+                KeyStore::at("$XDG_CONFIG_HOME/claworc").client_key_path(&id).display()
             );
-            println!("# The client private key below matches authorized_keys; save it (mode 0600) to log in, e.g.");
-            println!("# as {}.", KeyStore::at("$XDG_CONFIG_HOME/claworc").client_key_path(&id).display());
             for line in keys::private_openssh(&client)?.lines() {
-                println!("#   {line}");
+                text += &format!("#   {line}\n");
             }
-            print!("{}", objects.to_yaml());
+            text + &objects.to_yaml()
         }
-        Format::Json => println!("{}", objects.to_json()),
-    }
+        Format::Json => objects.to_json() + "\n",
+    };
+    crate::output::stdout(&text);
     Ok(())
 }
 

@@ -20,11 +20,18 @@ pub fn json_list(items: Vec<serde_json::Value>) -> String {
     serde_json::to_string_pretty(&list).expect("JSON serializes")
 }
 
+/// Writes `text` to stdout. A closed pipe (`| head`) ends the output quietly
+/// instead of panicking as `print!` would.
+pub fn stdout(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 /// Prints `value` as JSON or YAML on stdout.
 pub fn print<T: Serialize>(value: &T, format: Format) {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(value).expect("JSON serializes")),
-        Format::Yaml => print!("{}", serde_yaml::to_string(value).expect("YAML serializes")),
+        Format::Json => stdout(&(serde_json::to_string_pretty(value).expect("JSON serializes") + "\n")),
+        Format::Yaml => stdout(&serde_yaml::to_string(value).expect("YAML serializes")),
     }
 }
 

@@ -218,7 +218,7 @@ pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     report.checks.push(Check { name: "ssh".into(), ok, detail });
     match args.output {
         Some(f) => output::print(&report, f),
-        None => print!("{}", render_status(&report)),
+        None => output::stdout(&render_status(&report)),
     }
     Ok(())
 }
@@ -287,7 +287,7 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
                 eprintln!("No instances in namespace {}.", ctx.namespace);
                 return Ok(());
             }
-            print!("{}", render_list(&reports, wide == Some(ListFormat::Wide)));
+            output::stdout(&render_list(&reports, wide == Some(ListFormat::Wide)));
         }
     }
     Ok(())

@@ -451,7 +451,7 @@ pub async fn list(ctx: &Ctx, args: &TenantListArgs) -> Result<()> {
                     vec![r.name.clone(), r.status.clone(), age]
                 })
                 .collect();
-            print!("{}", output::table(&["NAME", "STATUS", "AGE"], &table));
+            output::stdout(&output::table(&["NAME", "STATUS", "AGE"], &table));
         }
     }
     Ok(())
