@@ -57,11 +57,19 @@ pub struct KeyStore {
 }
 
 /// The key store's content for one instance, to put back after a failed command.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Snapshot {
     id: InstanceId,
     files: Vec<(String, Option<Vec<u8>>)>,
     pin: Option<PublicKey>,
+}
+
+/// Names the files, never their content (private keys).
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files: Vec<&str> = self.files.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("Snapshot").field("id", &self.id).field("files", &files).finish_non_exhaustive()
+    }
 }
 
 impl KeyStore {

@@ -183,11 +183,22 @@ pub fn instance_labels(name: &str) -> BTreeMap<String, String> {
 }
 
 /// The objects of one instance.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Objects {
     pub secret: Secret,
     pub claims: Vec<PersistentVolumeClaim>,
     pub deployment: Deployment,
+}
+
+/// Leaves out the Secret's data: it holds the host private key.
+impl std::fmt::Debug for Objects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objects")
+            .field("secret", &self.secret.metadata.name)
+            .field("claims", &self.claims.len())
+            .field("deployment", &self.deployment.metadata.name)
+            .finish()
+    }
 }
 
 fn meta(spec: &InstanceSpec, name: String) -> ObjectMeta {
