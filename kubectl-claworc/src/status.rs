@@ -262,23 +262,18 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         .await
         .map_err(|e| Error::kube(e, format!("deployments in namespace {:?}", ctx.namespace)))?
         .items;
+    // Each instance's own Secret, not every Secret of the namespace.
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let all_secrets = if ds.is_empty() {
-        Vec::new()
-    } else {
-        secrets.list(&ListParams::default()).await.map_err(|e| Error::kube(e, "secrets"))?.items
-    };
     let ks = KeyStore::open_default().ok();
     let now = Timestamp::now();
-    let reports: Vec<InstanceReport> = ds
-        .iter()
-        .map(|d| {
-            let name = d.metadata.name.clone().unwrap_or_default();
-            let secret_name = ann::ssh_secret(d.metadata.annotations.as_ref(), &name);
-            let secret = all_secrets.iter().find(|s| s.metadata.name.as_deref() == Some(secret_name.as_str()));
-            build_report(d, secret, ks.as_ref(), &ctx.cluster, args.max_key_age, now)
-        })
-        .collect();
+    let mut reports = Vec::with_capacity(ds.len());
+    for d in &ds {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let secret_name = ann::ssh_secret(d.metadata.annotations.as_ref(), &name);
+        let secret =
+            secrets.get_opt(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
+        reports.push(build_report(d, secret.as_ref(), ks.as_ref(), &ctx.cluster, args.max_key_age, now));
+    }
     match args.output {
         Some(ListFormat::Json) => output::print(&reports, crate::cli::Format::Json),
         Some(ListFormat::Yaml) => output::print(&reports, crate::cli::Format::Yaml),
