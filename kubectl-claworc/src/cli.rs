@@ -237,6 +237,9 @@ pub struct StatusArgs {
     /// Warn about client keys older than this (rotation policy).
     #[arg(long, default_value = "90d", value_parser = parse_duration, value_name = "DURATION")]
     pub max_key_age: Duration,
+    /// For the SSH check.
+    #[command(flatten)]
+    pub login: crate::transport::Login,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -246,6 +249,9 @@ pub struct RotateArgs {
     /// Also replace the host key.
     #[arg(long)]
     pub host_key: bool,
+    /// For the login that proves the new key.
+    #[command(flatten)]
+    pub login: crate::transport::Login,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::session;
 use crate::transport;
-use crate::tunnel::SshOptions;
+use crate::transport::ConnectOptions;
 
 /// `kubectl claworc logs` arguments.
 #[derive(Debug, Clone, Args)]
@@ -37,7 +37,7 @@ pub struct LogsArgs {
     #[arg(long, value_name = "PATH", conflicts_with_all = ["container", "since"])]
     pub file: Option<String>,
     #[command(flatten)]
-    pub ssh: SshOptions,
+    pub ssh: ConnectOptions,
 }
 
 /// The remote command for `--file`.
@@ -64,7 +64,7 @@ pub fn log_params(args: &LogsArgs, container: String) -> LogParams {
 /// Runs `logs`; returns the exit code (the remote one for `--file`).
 pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<i32> {
     if let Some(path) = &args.file {
-        let (_, conn) = transport::connect(ctx, &args.name, &args.ssh.connect_options()).await?;
+        let (_, conn) = transport::connect(ctx, &args.name, &args.ssh).await?;
         return session::run(&conn, Some(&file_command(path, args.follow, args.tail))).await;
     }
     let instance = transport::find_instance(&ctx.client, &ctx.namespace, &args.name).await?;

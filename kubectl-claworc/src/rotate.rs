@@ -113,7 +113,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     // 3. prove
     // A real SSH login with exactly the new key, retried while the kubelet syncs
     // the Secret volume.
-    crate::transport::prove_login(ctx, &args.name, &new)
+    crate::transport::prove_login(ctx, &args.name, &args.login, &new)
         .await
         .map_err(|e| e.context("the new key does not work yet (re-run to finish)"))?;
     // 4. remove the old key

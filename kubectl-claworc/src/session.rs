@@ -18,8 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::transport::ConnectOptions;
 use crate::transport::{self, Connection};
-use crate::tunnel::SshOptions;
 
 /// `kubectl claworc ssh` arguments.
 #[derive(Debug, Clone, Args)]
@@ -27,7 +27,7 @@ pub struct SshArgs {
     /// Instance name.
     pub name: String,
     #[command(flatten)]
-    pub ssh: SshOptions,
+    pub ssh: ConnectOptions,
     /// A command to run instead of a shell (after `--`); its exit status is ours.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -35,7 +35,7 @@ pub struct SshArgs {
 
 /// `kubectl claworc ssh`: returns the exit code to exit with.
 pub async fn ssh(ctx: &Ctx, args: &SshArgs) -> Result<i32> {
-    let (_, conn) = transport::connect(ctx, &args.name, &args.ssh.connect_options()).await?;
+    let (_, conn) = transport::connect(ctx, &args.name, &args.ssh).await?;
     let command = (!args.command.is_empty()).then(|| command_line(&args.command));
     if command.is_none() && !stdin_is_tty() {
         eprintln!("ssh: stdin is not a terminal: running a shell without a PTY");

@@ -214,7 +214,7 @@ fn is_instance(d: &Deployment) -> bool {
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
     let mut report = instance_report(ctx, &args.name, args.max_key_age).await?;
     // Live check: an SSH login through the API, running `true`.
-    let (ok, detail) = crate::transport::ssh_check(ctx, &args.name).await;
+    let (ok, detail) = crate::transport::ssh_check(ctx, &args.name, &args.login).await;
     report.checks.push(Check { name: "ssh".into(), ok, detail });
     match args.output {
         Some(f) => output::print(&report, f),

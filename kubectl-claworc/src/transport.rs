@@ -183,12 +183,12 @@ impl Credentials {
 /// Environment variable with the default `--user` (e.g. for CI or tests).
 pub const ENV_SSH_USER: &str = "CLAWORC_SSH_USER";
 
-/// The default login name: `$CLAWORC_SSH_USER`, else the contract's [`SSH_USER`](claworc_contract::names::SSH_USER).
-pub fn default_user() -> String {
-    std::env::var(ENV_SSH_USER)
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| claworc_contract::names::SSH_USER.to_string())
+/// `--user`: the login name, the sidecar image's name of the run-as user.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Login {
+    /// The login name: the sidecar image's name of the run-as user.
+    #[arg(long, value_name = "NAME", env = ENV_SSH_USER, default_value = claworc_contract::names::SSH_USER)]
+    pub user: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -329,21 +329,18 @@ where
         .map_err(|_| ConnectError::Transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")))?
 }
 
-/// What `ssh`, `tunnel`, `logs --file` and `rotate-keys` need to connect.
-#[derive(Debug, Clone, Default)]
+/// Connection options of `ssh`, `tunnel` and `logs --file`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ConnectOptions {
-    /// `--user`; default [`claworc_contract::names::SSH_USER`].
-    pub user: Option<String>,
-    /// `--identity FILE`: a private key instead of the key store's.
+    #[command(flatten)]
+    pub login: Login,
+    /// Log in with this private key file instead of the key store's (CI).
+    #[arg(short = 'i', long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// `--repin`: accept a changed host key that matches the Deployment annotation.
+    /// Accept a changed host key if it matches the Deployment's
+    /// claworc.io/host-key-fingerprint, and pin it (after a deliberate rotation).
+    #[arg(long)]
     pub repin: bool,
-}
-
-impl ConnectOptions {
-    pub fn user(&self) -> String {
-        self.user.clone().unwrap_or_else(default_user)
-    }
 }
 
 /// The key-store id of an instance of the context's cluster.
@@ -373,7 +370,7 @@ pub fn credentials(ctx: &Ctx, store: &KeyStore, name: &str, opts: &ConnectOption
             keys
         }
     };
-    Ok(Credentials { user: opts.user(), keys: keys.into_iter().map(Arc::new).collect() })
+    Ok(Credentials { user: opts.login.user.clone(), keys: keys.into_iter().map(Arc::new).collect() })
 }
 
 /// What the key store and the Deployment say about the host key.
@@ -433,9 +430,9 @@ pub const PROVE_TIMEOUT: Duration = Duration::from_secs(150);
 /// Logs in to `name` with exactly `key` and runs `true`, retrying on refusal
 /// until [`PROVE_TIMEOUT`] (the Secret may not have reached the pod yet). A
 /// refused host key fails at once.
-pub async fn prove_login(ctx: &Ctx, name: &str, key: &PrivateKey) -> Result<()> {
+pub async fn prove_login(ctx: &Ctx, name: &str, login: &Login, key: &PrivateKey) -> Result<()> {
     let store = KeyStore::open_default()?;
-    let creds = Credentials::new(default_user(), key.clone());
+    let creds = Credentials::new(login.user.clone(), key.clone());
     let start = std::time::Instant::now();
     let mut said = false;
     loop {
@@ -477,9 +474,9 @@ pub const SSH_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The live SSH check of `status`: connect, authenticate, run `true`.
 /// Returns (ok, detail).
-pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
+pub async fn ssh_check(ctx: &Ctx, name: &str, login: &Login) -> (bool, String) {
     let start = std::time::Instant::now();
-    let opts = ConnectOptions::default();
+    let opts = ConnectOptions { login: login.clone(), identity: None, repin: false };
     let (_, conn) = match tokio::time::timeout(SSH_CHECK_TIMEOUT, connect(ctx, name, &opts)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return (false, e.one_line()),
@@ -497,7 +494,7 @@ pub async fn ssh_check(ctx: &Ctx, name: &str) -> (bool, String) {
             true,
             format!(
                 "logged in as {} ({} ms to connect and authenticate), `true` ran in {} ms; host key {}",
-                opts.user(),
+                login.user,
                 connected.as_millis(),
                 ran.as_millis(),
                 crate::keys::fingerprint(&conn.host_key)

@@ -36,28 +36,7 @@ pub struct TunnelArgs {
     #[arg(short = 'L', long = "forward", value_name = "[LOCAL:]REMOTE", value_parser = parse_forward)]
     pub forwards: Vec<Forward>,
     #[command(flatten)]
-    pub ssh: SshOptions,
-}
-
-/// Connection options shared by `ssh`, `tunnel` and `logs --file`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct SshOptions {
-    /// Log in with this private key file instead of the key store's (CI).
-    #[arg(short = 'i', long, value_name = "FILE")]
-    pub identity: Option<std::path::PathBuf>,
-    /// The login name: the sidecar image's name of the run-as user.
-    #[arg(long, value_name = "NAME", env = "CLAWORC_SSH_USER", default_value = claworc_contract::names::SSH_USER)]
-    pub user: String,
-    /// Accept a changed host key if it matches the Deployment's
-    /// claworc.io/host-key-fingerprint, and pin it (after a deliberate rotation).
-    #[arg(long)]
-    pub repin: bool,
-}
-
-impl SshOptions {
-    pub fn connect_options(&self) -> ConnectOptions {
-        ConnectOptions { user: Some(self.user.clone()), identity: self.identity.clone(), repin: self.repin }
-    }
+    pub ssh: ConnectOptions,
 }
 
 /// One local forward.
@@ -93,10 +72,10 @@ pub const COPY_BUFFER: usize = 256 * 1024;
 /// Runs the tunnel until Ctrl-C.
 pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
     let store = KeyStore::open_default()?;
-    let opts = args.ssh.connect_options();
+    let opts = &args.ssh;
     // Checked once up front (a missing key is a usage error), then re-read on every
     // reconnect, so a `rotate-keys` while the tunnel runs is picked up.
-    transport::credentials(ctx, &store, &args.name, &opts)?;
+    transport::credentials(ctx, &store, &args.name, opts)?;
     let settings = transport::instance_settings(&ctx.client, &ctx.namespace, &args.name).await?;
     let forwards = if args.forwards.is_empty() {
         settings.forward_ports.iter().map(|&remote| Forward { local: 0, remote }).collect()
@@ -132,7 +111,7 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
                 let instance = transport::find_instance(&ctx.client, &ctx.namespace, &name)
                     .await
                     .map_err(|e| ConnectError::Transport(e.to_string()))?;
-                let creds = transport::credentials(ctx, &store, &name, &opts)
+                let creds = transport::credentials(ctx, &store, &name, opts)
                     .map_err(|e| ConnectError::Transport(e.one_line()))?;
                 let conn = transport::connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
                 Ok::<_, ConnectError>((instance, conn))
