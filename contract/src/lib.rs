@@ -1,6 +1,7 @@
 //! The claworc contract: the one source of truth for every label, annotation,
 //! default and name that the webhook, the plugin and the docs share.
 //!
+//! - [`instance`]: what makes a Deployment a claworc instance (opt-in label or claworc markers).
 //! - [`names`]: labels, annotation keys, container, volume, Secret-key and path names.
 //! - [`annotations`]: the table of `claworc.io/*` annotations with defaults and meanings.
 //! - [`settings`]: a Deployment's annotations parsed into typed, validated [`Settings`].
@@ -8,6 +9,7 @@
 //! - [`known_hosts`]: the pinned host keys of the large git hosts.
 
 pub mod annotations;
+pub mod instance;
 pub mod known_hosts;
 pub mod names;
 pub mod settings;

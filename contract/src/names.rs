@@ -37,9 +37,13 @@ pub const SECRET_HOST_KEY_PUB: &str = "ssh_host_ed25519_key.pub";
 /// Key of the user ConfigMap named by `claworc.io/known-hosts-configmap`.
 pub const CONFIGMAP_KNOWN_HOSTS: &str = "known_hosts";
 
+/// Prefix of every volume claworc adds; workload volumes may not use it.
+pub const VOLUME_PREFIX: &str = "claworc-";
 /// Volumes added to the pod.
 pub const VOLUME_KEYS: &str = "claworc-ssh-keys";
 pub const VOLUME_RUN: &str = "claworc-run";
+/// An empty read-only directory over the ServiceAccount token path in the sidecar.
+pub const VOLUME_NO_TOKEN: &str = "claworc-no-token";
 pub const VOLUME_KNOWN_HOSTS: &str = "claworc-known-hosts";
 pub const VOLUME_KNOWN_HOSTS_USER: &str = "claworc-known-hosts-user";
 
@@ -47,6 +51,9 @@ pub const VOLUME_KNOWN_HOSTS_USER: &str = "claworc-known-hosts-user";
 pub const KEYS_DIR: &str = "/etc/claworc/ssh";
 /// Writable in-memory directory of the sidecar (rendered config, pid-less runtime state).
 pub const RUN_DIR: &str = "/run/claworc";
+/// Where the kubelet mounts a pod's ServiceAccount token; the sidecar gets an
+/// empty directory there instead.
+pub const SERVICE_ACCOUNT_TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Where `known_hosts` is mounted in every container.
 pub const KNOWN_HOSTS_PATH: &str = "/etc/ssh/ssh_known_hosts";
 /// Environment variable carrying the rendered sshd config into the sidecar.

@@ -45,6 +45,8 @@ KbdInteractiveAuthentication no
 PermitEmptyPasswords no
 PermitRootLogin no
 PermitUserEnvironment no
+# ~/.ssh/rc would run commands the workload's files choose at every login.
+PermitUserRC no
 MaxAuthTries 3
 LoginGraceTime 30
 MaxSessions 10
@@ -82,6 +84,7 @@ mod tests {
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
             "PermitRootLogin no",
+            "PermitUserRC no",
             "MaxAuthTries 3",
             "LoginGraceTime 30",
             "MaxSessions 10",

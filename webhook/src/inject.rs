@@ -4,6 +4,7 @@
 //! sidecar is rebuilt from the annotations every time, so an edit of it is undone.
 //! Every field that kube-apiserver would default is written out, so that a
 //! stored, defaulted object compares equal to a freshly injected one.
+//! [`remove`] is the inverse for opting out: it takes every claworc marker away.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +23,14 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 pub struct Config {
     /// Image of the `claworc-sshd` sidecar.
     pub sidecar_image: String,
+    /// The version written to `claworc.io/injected` (this program's; tests
+    /// set another to play an adjacent release).
+    pub version: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { sidecar_image: SIDECAR_IMAGE.to_string() }
+        Self { sidecar_image: SIDECAR_IMAGE.to_string(), version: VERSION.to_string() }
     }
 }
 
@@ -44,11 +48,6 @@ fi
 printf '%s\n' "${ENV_SSHD_CONFIG}" > {RUN_DIR}/sshd_config
 exec /usr/sbin/sshd -D -e -f {RUN_DIR}/sshd_config"#
     )
-}
-
-/// Whether the Deployment carries the opt-in label.
-pub fn opted_in(d: &Deployment) -> bool {
-    d.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SSH)).is_some_and(|v| v == SSH_ENABLED)
 }
 
 /// The Deployment's annotations parsed into settings.
@@ -85,7 +84,7 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
     labels.insert(LABEL_EGRESS.into(), settings.egress.clone());
     labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
     let annotations = meta.annotations.get_or_insert_with(Default::default);
-    annotations.insert(ANNOTATION_INJECTED.into(), VERSION.into());
+    annotations.insert(ANNOTATION_INJECTED.into(), cfg.version.clone());
     annotations.insert(ANNOTATION_KNOWN_HOSTS_DATA.into(), known_hosts::lines_for(&settings.known_hosts));
 
     let spec = template.spec.get_or_insert_with(Default::default);
@@ -101,6 +100,40 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
     }
     let sidecar = sidecar(settings, cfg, shared_mounts(spec, settings));
     spec.init_containers.get_or_insert_with(Vec::new).insert(0, sidecar);
+    template
+}
+
+/// The pod template of `d` with every claworc marker removed: the sidecar,
+/// the `claworc-*` volumes and their mounts, the `claworc.io/*` labels and
+/// annotations, `app.kubernetes.io/managed-by: claworc` and `GIT_SSH_COMMAND`.
+/// What opting out leaves is the user's own Deployment; the security contexts
+/// stay as they are (stricter than needed, and now the user's to change).
+pub fn remove(d: &Deployment) -> PodTemplateSpec {
+    let mut template = d.spec.template.clone();
+    if let Some(meta) = &mut template.metadata {
+        if let Some(labels) = &mut meta.labels {
+            labels.retain(|k, v| !k.starts_with(PREFIX) && !(k == LABEL_MANAGED_BY && v == MANAGED_BY));
+        }
+        if let Some(annotations) = &mut meta.annotations {
+            annotations.retain(|k, _| !k.starts_with(PREFIX));
+        }
+    }
+    let Some(spec) = &mut template.spec else { return template };
+    spec.containers.retain(|c| c.name != SIDECAR);
+    if let Some(init) = &mut spec.init_containers {
+        init.retain(|c| c.name != SIDECAR);
+    }
+    if let Some(volumes) = &mut spec.volumes {
+        volumes.retain(|v| !v.name.starts_with(VOLUME_PREFIX));
+    }
+    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+        if let Some(mounts) = &mut c.volume_mounts {
+            mounts.retain(|m| !m.name.starts_with(VOLUME_PREFIX));
+        }
+        if let Some(env) = &mut c.env {
+            env.retain(|e| e.name != ENV_GIT_SSH_COMMAND);
+        }
+    }
     template
 }
 
@@ -135,7 +168,45 @@ fn runtime_default() -> SeccompProfile {
 }
 
 /// Names of the volumes injection adds.
-pub const VOLUMES: [&str; 4] = [VOLUME_KEYS, VOLUME_RUN, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER];
+pub const VOLUMES: [&str; 5] = [VOLUME_KEYS, VOLUME_RUN, VOLUME_NO_TOKEN, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER];
+
+/// The volumes only the sidecar may mount (host key, run directory, the
+/// empty directory hiding the ServiceAccount token).
+pub const SIDECAR_VOLUMES: [&str; 3] = [VOLUME_KEYS, VOLUME_RUN, VOLUME_NO_TOKEN];
+
+/// Paths the sidecar never takes from the workload's mounts: its own
+/// directories, and where its binaries, libraries and configuration live.
+/// A mount at or under one of these (or at `/`) is not shared with it.
+pub const SIDECAR_OWN_PATHS: &[&str] = &[
+    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/run", "/var/run", "/proc", "/sys", "/dev",
+];
+
+/// A mount path with `.` and repeated or trailing slashes removed, or `None`
+/// when it is relative or climbs with `..`.
+pub fn clean_path(path: &str) -> Option<String> {
+    if !path.starts_with('/') {
+        return None;
+    }
+    let mut out = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return None;
+        }
+        out.push('/');
+        out.push_str(part);
+    }
+    Some(if out.is_empty() { "/".into() } else { out })
+}
+
+/// Whether `path` is `dir` or lies under it (both cleaned).
+pub fn is_under(path: &str, dir: &str) -> bool {
+    path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether the sidecar may share the workload's mount at `path`.
+fn shareable(path: &str) -> bool {
+    clean_path(path).is_some_and(|p| p != "/" && !SIDECAR_OWN_PATHS.iter().any(|own| is_under(&p, own)))
+}
 
 /// Adds (or rewrites) the claworc volumes.
 fn set_volumes(spec: &mut PodSpec, s: &Settings) {
@@ -163,6 +234,15 @@ pub fn claworc_volumes(s: &Settings) -> Vec<Volume> {
         empty_dir: Some(EmptyDirVolumeSource {
             medium: Some("Memory".into()),
             size_limit: Some(Quantity("1Mi".into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    volumes.push(Volume {
+        name: VOLUME_NO_TOKEN.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: Some("Memory".into()),
+            size_limit: Some(Quantity("1Ki".into())),
             ..Default::default()
         }),
         ..Default::default()
@@ -242,14 +322,16 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
             ..Default::default()
         },
         VolumeMount { name: VOLUME_RUN.into(), mount_path: RUN_DIR.into(), ..Default::default() },
+        // An SSH user must not act as the pod's ServiceAccount: the
+        // ServiceAccount admission plugin adds no token where a mount exists.
+        VolumeMount {
+            name: VOLUME_NO_TOKEN.into(),
+            mount_path: SERVICE_ACCOUNT_TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
     ];
-    let ours: Vec<VolumeMount> = mounts.iter().cloned().chain(known_hosts_mounts(s)).collect();
-    mounts.extend(
-        shared
-            .iter()
-            .filter(|m| !m.name.starts_with("claworc-") && ours.iter().all(|o| o.mount_path != m.mount_path))
-            .cloned(),
-    );
+    mounts.extend(shared.iter().filter(|m| !m.name.starts_with(VOLUME_PREFIX) && shareable(&m.mount_path)).cloned());
     mounts.extend(known_hosts_mounts(s));
     let quantities = |cpu: &str, mem: &str| {
         BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(mem.into()))])

@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             init_logging();
             let mut opts = ServeOptions::new(listen, tls_cert, tls_key);
             opts.shutdown_delay = std::time::Duration::from_secs(shutdown_delay);
-            opts.config = Config { sidecar_image };
+            opts.config = Config { sidecar_image, ..Config::default() };
             serve(opts)
         }
         Command::RenderSshdConfig { file, annotations, name } => return render_sshd_config(file, &annotations, name),

@@ -1,21 +1,56 @@
 //! AdmissionRequest → AdmissionResponse, for `POST /mutate` and `POST /validate`.
 //! Pure: dry-run requests are answered the same way, and nothing is written.
+//!
+//! Which requests are about claworc at all is [`claworc_contract::instance`]'s
+//! rule: an UPDATE is judged when the old *or* the new object is an instance,
+//! so removing the opt-in label never skips the checks; it opts out, and
+//! mutation then removes every claworc marker. An object being deleted is
+//! never denied (its finalizers must be removable whatever it holds).
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 
+use claworc_contract::instance::{is_instance, opted_in};
+
 use crate::inject::{self, Config};
-use crate::validate;
+use crate::validate::{self, Verdict};
+
+/// What a request asks of the webhook.
+enum Subject<'a> {
+    /// Nothing claworc cares about (or an object being deleted).
+    Unrelated,
+    /// An opted-in Deployment.
+    OptedIn(&'a Deployment),
+    /// A Deployment that is or was an instance and does not carry the opt-in label.
+    OptingOut(&'a Deployment),
+}
+
+fn subject(req: &AdmissionRequest<Deployment>) -> Subject<'_> {
+    let Some(d) = req.object.as_ref() else { return Subject::Unrelated };
+    if d.metadata.deletion_timestamp.is_some() {
+        return Subject::Unrelated;
+    }
+    if opted_in(d) {
+        Subject::OptedIn(d)
+    } else if is_instance(d) || req.old_object.as_ref().is_some_and(is_instance) {
+        Subject::OptingOut(d)
+    } else {
+        Subject::Unrelated
+    }
+}
 
 /// The mutating response: a JSONPatch that injects claworc into an opted-in
-/// Deployment; no patch for one that is already injected or did not opt in;
-/// a denial for what validation refuses anyway, before injection would hide it
-/// (e.g. by setting `allowPrivilegeEscalation: false` over the user's `true`).
+/// Deployment, or removes every claworc marker from one that opts out; no
+/// patch when nothing changes; a denial for what validation refuses anyway,
+/// before injection would hide it (e.g. by setting
+/// `allowPrivilegeEscalation: false` over the user's `true`).
 pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResponse {
     let res = AdmissionResponse::from(req);
-    let Some(d) = req.object.as_ref().filter(|d| inject::opted_in(d)) else {
-        return res;
+    let d = match subject(req) {
+        Subject::Unrelated => return res,
+        Subject::OptingOut(d) => return patch_template(req, res, d, inject::remove(d)),
+        Subject::OptedIn(d) => d,
     };
     let refused = validate::before_injection(d).denials;
     let settings = match inject::settings(d) {
@@ -23,7 +58,17 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
         _ => return res.deny(join(refused)),
     };
     let injected = inject::inject_template(d, &settings, cfg);
-    if injected == d.spec.template {
+    patch_template(req, res, d, injected)
+}
+
+/// Allows `d` with its pod template replaced by `template` (no patch when equal).
+fn patch_template(
+    req: &AdmissionRequest<Deployment>,
+    res: AdmissionResponse,
+    d: &Deployment,
+    template: PodTemplateSpec,
+) -> AdmissionResponse {
+    if template == d.spec.template {
         return res;
     }
     // Injection changes only the pod template, so the patch is one `replace` of
@@ -34,7 +79,7 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
         path: &'static str,
         value: &'a PodTemplateSpec,
     }
-    let replace = [Replace { op: "replace", path: "/spec/template", value: &injected }];
+    let replace = [Replace { op: "replace", path: "/spec/template", value: &template }];
     // kube-core keeps `patchType` private: `with_patch` sets it, then the bytes are ours.
     match (serde_json::to_vec(&replace), res.with_patch(json_patch::Patch(Vec::new()))) {
         (Ok(patch), Ok(mut res)) => {
@@ -45,14 +90,16 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
     }
 }
 
-/// The validating response: denials joined into one message, warnings as
-/// AdmissionResponse warnings (kubectl prints them).
+/// The validating response: a full re-check of an opted-in Deployment, and no
+/// claworc marker left on one that opted out. Denials are joined into one
+/// message, warnings become AdmissionResponse warnings (kubectl prints them).
 pub fn validate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResponse {
     let mut res = AdmissionResponse::from(req);
-    let Some(d) = req.object.as_ref() else {
-        return res;
+    let verdict: Verdict = match subject(req) {
+        Subject::Unrelated => return res,
+        Subject::OptingOut(d) => validate::opted_out(d),
+        Subject::OptedIn(d) => validate::validate(d, cfg),
     };
-    let verdict = validate::validate(d, cfg);
     if !verdict.warnings.is_empty() {
         res.warnings = Some(verdict.warnings);
     }
@@ -73,27 +120,101 @@ mod tests {
     use crate::inject::tests::{deployment, injected};
 
     fn request(d: &Deployment) -> AdmissionRequest<Deployment> {
+        update(None, d)
+    }
+
+    /// A CREATE (no old object) or an UPDATE from `old`.
+    fn update(old: Option<&Deployment>, d: &Deployment) -> AdmissionRequest<Deployment> {
         let review: AdmissionReview<Deployment> = serde_json::from_value(json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {
                 "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
                 "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
                 "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-                "name": "box", "namespace": "dev", "operation": "CREATE",
-                "userInfo": {"username": "dev"}, "object": d, "dryRun": false
+                "name": "box", "namespace": "dev", "operation": if old.is_some() { "UPDATE" } else { "CREATE" },
+                "userInfo": {"username": "dev"}, "object": d, "oldObject": old, "dryRun": false
             }
         }))
         .unwrap();
         review.try_into().unwrap()
     }
 
-    fn patched(d: &Deployment) -> Option<Deployment> {
-        let res = mutate(&request(d), &Config::default());
+    /// The object as stored after `req`'s mutation, or `None` if there was no patch.
+    fn apply(req: &AdmissionRequest<Deployment>) -> Option<Deployment> {
+        let res = mutate(req, &Config::default());
         assert!(res.allowed, "{:?}", res.result);
         let patch: json_patch::Patch = serde_json::from_slice(res.patch.as_ref()?).unwrap();
-        let mut v = serde_json::to_value(d).unwrap();
+        let mut v = serde_json::to_value(req.object.as_ref().unwrap()).unwrap();
         json_patch::patch(&mut v, &patch).unwrap();
         Some(serde_json::from_value(v).unwrap())
+    }
+
+    fn patched(d: &Deployment) -> Option<Deployment> {
+        apply(&request(d))
+    }
+
+    #[test]
+    fn opting_out_removes_every_marker_and_nothing_else() {
+        let plain = deployment(json!({}));
+        let old = injected(&plain);
+        // The attacker's UPDATE: the label goes, privilege comes, the sidecar is swapped.
+        let mut v = serde_json::to_value(&old).unwrap();
+        v["metadata"]["labels"] = json!({});
+        v.pointer_mut("/spec/template/spec/containers/0").unwrap()["securityContext"]["privileged"] = json!(true);
+        v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("evil:1");
+        v["spec"]["template"]["spec"]["hostNetwork"] = json!(true);
+        let new: Deployment = serde_json::from_value(v).unwrap();
+        let stored = apply(&update(Some(&old), &new)).expect("opting out is patched");
+        assert!(!claworc_contract::instance::has_markers(&stored.spec.template), "{stored:#?}");
+        let pod = stored.spec.template.spec.as_ref().unwrap();
+        assert!(pod.init_containers.iter().flatten().all(|c| c.name != "claworc-sshd"));
+        assert!(pod.volumes.iter().flatten().all(|v| !v.name.starts_with("claworc-")));
+        assert_eq!(pod.host_network, Some(true), "what remains is the user's own Deployment");
+        assert_eq!(
+            pod.volumes.as_ref().unwrap().len(),
+            plain.spec.template.spec.as_ref().unwrap().volumes.as_ref().unwrap().len()
+        );
+        assert!(pod.containers.iter().all(|c| c.env.iter().flatten().all(|e| e.name != "GIT_SSH_COMMAND")));
+        // And /validate agrees with what mutation left, and refuses what it did not.
+        assert!(validate(&update(Some(&old), &stored), &Config::default()).allowed);
+        let res = validate(&update(Some(&old), &new), &Config::default());
+        assert!(!res.allowed && res.result.message.contains("claworc markers remain"), "{}", res.result.message);
+    }
+
+    #[test]
+    fn a_template_marker_without_the_label_is_removed() {
+        let mut d = deployment(json!({}));
+        d.metadata.labels = None;
+        d.spec
+            .template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("claworc.io/instance".into(), "other".into());
+        let stored = patched(&d).expect("the marker is removed");
+        assert!(!stored.spec.template.metadata.unwrap().labels.unwrap().contains_key("claworc.io/instance"));
+    }
+
+    #[test]
+    fn an_object_being_deleted_is_never_denied() {
+        let mut d = injected(&deployment(json!({})));
+        d.spec.replicas = Some(5);
+        d.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        let req = update(Some(&d), &d);
+        assert!(mutate(&req, &Config::default()).allowed);
+        assert!(validate(&req, &Config::default()).allowed);
+    }
+
+    #[test]
+    fn generate_name_alone_is_denied_up_front() {
+        let mut d = deployment(json!({}));
+        d.metadata.name = None;
+        d.metadata.generate_name = Some("box-".into());
+        let res = mutate(&request(&d), &Config::default());
+        assert!(!res.allowed && res.result.message.contains("metadata.name: missing"), "{}", res.result.message);
     }
 
     #[test]

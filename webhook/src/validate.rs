@@ -1,17 +1,54 @@
 //! Validation: what an opted-in Deployment may not be, and what is unwise.
 //!
-//! Every denial names the field and how to fix it; [`RULES`] lists them all
-//! for docs/webhook.md.
+//! The webhook enforces Pod Security "restricted" (which includes "baseline")
+//! itself, whatever the namespace's labels, for the pod and every container,
+//! init container and ephemeral container; [`validate`] then re-checks that
+//! the stored template is exactly what injection makes. Every denial names the
+//! field and how to fix it; [`RULES`] lists them all for docs/webhook.md.
+
+use std::collections::BTreeMap;
 
 use claworc_contract::Settings;
-use claworc_contract::names::SIDECAR;
+use claworc_contract::instance::opted_in;
+use claworc_contract::names::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, SELinuxOptions, SecurityContext};
+use serde_json::Value;
 
 use crate::inject::{self, Config};
 
 /// The capabilities Pod Security `restricted` lets a container add.
 pub const ALLOWED_CAPABILITIES: &[&str] = &["NET_BIND_SERVICE"];
+
+/// The volume types Pod Security `restricted` allows.
+pub const ALLOWED_VOLUME_TYPES: &[&str] =
+    &["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
+
+/// The sysctls Pod Security `baseline` calls safe (Kubernetes 1.32 and later).
+pub const SAFE_SYSCTLS: &[&str] = &[
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// The SELinux types Pod Security `baseline` allows (besides none).
+pub const ALLOWED_SELINUX_TYPES: &[&str] =
+    &["container_t", "container_init_t", "container_kvm_t", "container_engine_t"];
+
+/// Prefix of the pod-template annotations that set a container's AppArmor profile.
+const APPARMOR_ANNOTATION: &str = "container.apparmor.security.beta.kubernetes.io/";
+
+/// Directories that belong to the sidecar: no other container mounts there.
+const CLAWORC_DIRS: [&str; 2] = ["/etc/claworc", RUN_DIR];
 
 /// The outcome of validating one Deployment.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,45 +66,97 @@ pub struct Rule {
 /// Every rule [`validate`] enforces besides the annotation checks of
 /// `claworc_contract::settings` (unknown keys, malformed values).
 pub const RULES: &[Rule] = &[
+    Rule { field: "metadata.name", refuses: "none (generateName alone): an instance needs a fixed name" },
     Rule { field: "spec.replicas", refuses: "anything but 0 or 1" },
     Rule { field: "spec.template.spec.hostNetwork / hostPID / hostIPC", refuses: "true" },
-    Rule { field: "spec.template.spec.volumes[*].hostPath", refuses: "any hostPath volume" },
+    Rule {
+        field: "spec.template.spec.volumes[*]",
+        refuses: "any type but configMap, csi, downwardAPI, emptyDir, ephemeral, persistentVolumeClaim, projected, secret; a claworc- name",
+    },
     Rule { field: "spec.template.spec.securityContext.runAsUser", refuses: "0 (root)" },
+    Rule {
+        field: "spec.template.spec.securityContext.runAsGroup / fsGroup / supplementalGroups",
+        refuses: "0 (root group)",
+    },
     Rule { field: "spec.template.spec.securityContext.seccompProfile.type", refuses: "Unconfined" },
+    Rule { field: "spec.template.spec.securityContext.appArmorProfile.type", refuses: "Unconfined" },
+    Rule {
+        field: "spec.template.spec.securityContext.seLinuxOptions",
+        refuses: "a user or role, or a type other than container_t, container_init_t, container_kvm_t, container_engine_t",
+    },
+    Rule {
+        field: "spec.template.spec.securityContext.sysctls",
+        refuses: "any sysctl outside the Pod Security safe set",
+    },
+    Rule {
+        field: "spec.template.metadata.annotations[\"container.apparmor.security.beta.kubernetes.io/*\"]",
+        refuses: "unconfined",
+    },
     Rule { field: "containers[*].securityContext.privileged", refuses: "true" },
     Rule { field: "containers[*].securityContext.allowPrivilegeEscalation", refuses: "true" },
     Rule { field: "containers[*].securityContext.capabilities.add", refuses: "anything but NET_BIND_SERVICE" },
     Rule { field: "containers[*].securityContext.runAsUser", refuses: "0 (root)" },
+    Rule { field: "containers[*].securityContext.runAsGroup", refuses: "0 (root group)" },
     Rule { field: "containers[*].securityContext.runAsNonRoot", refuses: "false" },
     Rule { field: "containers[*].securityContext.seccompProfile.type", refuses: "Unconfined" },
+    Rule { field: "containers[*].securityContext.appArmorProfile.type", refuses: "Unconfined" },
+    Rule { field: "containers[*].securityContext.seLinuxOptions", refuses: "as for the pod" },
+    Rule { field: "containers[*].securityContext.procMount", refuses: "anything but Default" },
+    Rule { field: "containers[*].securityContext.windowsOptions.hostProcess", refuses: "true" },
     Rule { field: "containers[*].ports[*].hostPort", refuses: "any host port" },
+    Rule {
+        field: "containers[*].volumeMounts[*]",
+        refuses: "the sidecar's volumes (claworc-ssh-keys, claworc-run, claworc-no-token); a path at or under /etc/claworc or /run/claworc; a path with ..",
+    },
     Rule {
         field: "metadata.annotations[\"claworc.io/target-container\"]",
         refuses: "a name that is not one of spec.template.spec.containers",
     },
     Rule { field: "spec.template.spec.containers", refuses: "an empty list" },
     Rule {
-        field: "spec.template.spec.initContainers[\"claworc-sshd\"]",
-        refuses: "a missing or altered sidecar (not what claworc's mutation makes)",
+        field: "spec.template",
+        refuses: "anything that differs from what claworc's mutation makes (a missing or altered sidecar, hardening, label or known_hosts)",
     },
+    Rule { field: "spec.template (not opted in)", refuses: "claworc markers left after the opt-in label is removed" },
 ];
 
-/// Validates a Deployment as it will be stored (after all mutations).
-/// Deployments that did not opt in pass untouched.
+/// Validates a Deployment as it will be stored (after all mutations): every
+/// rule, then a full re-check that the pod template is what injection makes.
+/// Deployments that did not opt in pass untouched (see [`opted_out`]).
 pub fn validate(d: &Deployment, cfg: &Config) -> Verdict {
     check(d, Some(cfg))
 }
 
-/// What mutation refuses before it injects: every rule but the sidecar's.
+/// What mutation refuses before it injects: every rule but the re-check.
 /// Injection would otherwise overwrite what the user asked for (e.g.
 /// `allowPrivilegeEscalation: true`) instead of refusing it.
 pub fn before_injection(d: &Deployment) -> Verdict {
     check(d, None)
 }
 
-fn check(d: &Deployment, sidecar: Option<&Config>) -> Verdict {
+/// For a Deployment that is not opted in: the claworc markers its template
+/// still carries (the mutating webhook removes them all when one opts out).
+pub fn opted_out(d: &Deployment) -> Verdict {
     let mut v = Verdict::default();
-    if !inject::opted_in(d) {
+    if claworc_contract::instance::has_markers(&d.spec.template) {
+        let stripped = inject::remove(d);
+        let mut fields = Vec::new();
+        differences(&to_value(&stripped), &to_value(&d.spec.template), "spec.template", &mut fields);
+        v.denials.push(format!(
+            "{}: claworc markers remain although the Deployment does not carry {LABEL_SSH}: \"{SSH_ENABLED}\"; remove them (the claworc mutating webhook does when you remove the label: check that it is installed) or put the label back",
+            fields.join(", ")
+        ));
+    }
+    v
+}
+
+fn check(d: &Deployment, recheck: Option<&Config>) -> Verdict {
+    let mut v = Verdict::default();
+    if !opted_in(d) {
+        return v;
+    }
+    if d.metadata.name.as_deref().unwrap_or_default().is_empty() {
+        v.denials.push("metadata.name: missing; a claworc instance needs a fixed name (its pods' instance label, its Secret <name>-ssh and its NetworkPolicies use it), so generateName alone is not supported; set metadata.name".into());
         return v;
     }
     let settings = match inject::settings(d) {
@@ -85,7 +174,7 @@ fn check(d: &Deployment, sidecar: Option<&Config>) -> Verdict {
     }
     let empty = PodSpec::default();
     let pod = spec.template.spec.as_ref().unwrap_or(&empty);
-    check_pod(pod, &mut v);
+    check_pod(&spec.template, pod, &mut v);
     if let Some(s) = &settings {
         if pod.containers.is_empty() {
             v.denials.push("spec.template.spec.containers: empty; add the workload container".into());
@@ -95,15 +184,17 @@ fn check(d: &Deployment, sidecar: Option<&Config>) -> Verdict {
                 "metadata.annotations[\"claworc.io/target-container\"]: no container is named {:?}; use one of {names:?}",
                 s.target_container.as_deref().unwrap_or_default()
             ));
-        } else if let Some(cfg) = sidecar {
-            check_sidecar(d, s, cfg, &mut v);
+        } else if let Some(cfg) = recheck
+            && v.denials.is_empty()
+        {
+            recheck_template(d, s, cfg, &mut v);
         }
         warn(d, s, &mut v);
     }
     v
 }
 
-fn check_pod(pod: &PodSpec, v: &mut Verdict) {
+fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
     for (field, on) in [("hostNetwork", pod.host_network), ("hostPID", pod.host_pid), ("hostIPC", pod.host_ipc)] {
         if on == Some(true) {
             v.denials.push(format!(
@@ -111,40 +202,136 @@ fn check_pod(pod: &PodSpec, v: &mut Verdict) {
             ));
         }
     }
-    for vol in pod.volumes.iter().flatten().filter(|vol| vol.host_path.is_some()) {
-        v.denials.push(format!(
-            "spec.template.spec.volumes[{:?}].hostPath: host paths are not allowed; use a PersistentVolumeClaim or an emptyDir",
-            vol.name
-        ));
+    for vol in pod.volumes.iter().flatten() {
+        let at = format!("spec.template.spec.volumes[{:?}]", vol.name);
+        if let Value::Object(fields) = to_value(vol) {
+            for kind in fields.keys().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(&k.as_str())) {
+                let fix = if kind == "hostPath" {
+                    "host paths are not allowed; use a PersistentVolumeClaim or an emptyDir"
+                } else {
+                    "this volume type is not allowed under Pod Security \"restricted\"; use a PersistentVolumeClaim (backed by any storage class), a csi volume, an emptyDir, a configMap or a secret"
+                };
+                v.denials.push(format!("{at}.{kind}: {fix}"));
+            }
+        }
+        if vol.name.starts_with(VOLUME_PREFIX) && !inject::VOLUMES.contains(&vol.name.as_str()) {
+            v.denials.push(format!(
+                "{at}: the {VOLUME_PREFIX} prefix is reserved for what claworc injects; rename the volume"
+            ));
+        }
     }
+    let at = "spec.template.spec.securityContext";
     if let Some(sc) = &pod.security_context {
         if sc.run_as_user == Some(0) {
-            v.denials.push("spec.template.spec.securityContext.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID (default 1000)".into());
+            v.denials.push(format!(
+                "{at}.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID (default 1000)"
+            ));
+        }
+        for (field, gid) in [("runAsGroup", sc.run_as_group), ("fsGroup", sc.fs_group)] {
+            if gid == Some(0) {
+                v.denials.push(format!(
+                    "{at}.{field}: 0 (the root group) is not allowed; remove it or use a non-zero GID (default 1000)"
+                ));
+            }
+        }
+        if sc.supplemental_groups.iter().flatten().any(|g| *g == 0) {
+            v.denials
+                .push(format!("{at}.supplementalGroups: 0 (the root group) is not allowed; remove it from the list"));
         }
         if sc.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
-            v.denials.push(
-                "spec.template.spec.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"
-                    .into(),
-            );
+            v.denials.push(format!("{at}.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
+        }
+        if sc.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+            v.denials
+                .push(format!("{at}.appArmorProfile.type: Unconfined is not allowed; use RuntimeDefault or remove it"));
+        }
+        check_selinux(at, sc.se_linux_options.as_ref(), v);
+        for sysctl in sc.sysctls.iter().flatten().filter(|s| !SAFE_SYSCTLS.contains(&s.name.as_str())) {
+            v.denials.push(format!(
+                "{at}.sysctls[{:?}]: not one of the sysctls Pod Security allows ({}); remove it",
+                sysctl.name,
+                SAFE_SYSCTLS.join(", ")
+            ));
+        }
+        if sc.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
+            v.denials.push(format!("{at}.windowsOptions.hostProcess: true is not allowed; remove it"));
         }
     }
-    let init = pod.init_containers.iter().flatten().map(|c| ("initContainers", c));
-    for (kind, c) in pod.containers.iter().map(|c| ("containers", c)).chain(init) {
-        check_container(kind, c, v);
+    let annotations = template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
+    for (key, value) in annotations.into_iter().flatten().filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION)) {
+        if value != "runtime/default" && !value.starts_with("localhost/") {
+            v.denials.push(format!(
+                "spec.template.metadata.annotations[{key:?}]: {value:?} is not allowed; use \"runtime/default\" or remove it"
+            ));
+        }
+    }
+    let containers =
+        pod.containers.iter().map(|c| ("containers", &c.name, &c.security_context, &c.ports, &c.volume_mounts));
+    let init = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| ("initContainers", &c.name, &c.security_context, &c.ports, &c.volume_mounts));
+    let ephemeral = pod
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|c| ("ephemeralContainers", &c.name, &c.security_context, &c.ports, &c.volume_mounts));
+    for (kind, name, sc, ports, mounts) in containers.chain(init).chain(ephemeral) {
+        let at = format!("spec.template.spec.{kind}[{name:?}]");
+        for p in ports.iter().flatten().filter(|p| p.host_port.is_some_and(|h| h != 0)) {
+            v.denials.push(format!(
+                "{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`",
+                p.container_port
+            ));
+        }
+        if let Some(sc) = sc {
+            check_container(&at, sc, v);
+        }
+        if name != SIDECAR {
+            for m in mounts.iter().flatten() {
+                check_mount(&at, &m.name, &m.mount_path, v);
+            }
+        }
     }
 }
 
-fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
-    let at = format!("spec.template.spec.{kind}[{:?}]", c.name);
-    for p in c.ports.iter().flatten().filter(|p| p.host_port.is_some_and(|h| h != 0)) {
+fn check_mount(at: &str, volume: &str, path: &str, v: &mut Verdict) {
+    let at = format!("{at}.volumeMounts[{path:?}]");
+    if inject::SIDECAR_VOLUMES.contains(&volume) {
+        v.denials.push(format!("{at}: the volume {volume} belongs to the claworc-sshd sidecar; remove this mount"));
+    }
+    match inject::clean_path(path) {
+        None => v
+            .denials
+            .push(format!("{at}: the mount path must be absolute and must not contain \"..\"; write it plainly")),
+        Some(p)
+            if CLAWORC_DIRS.iter().any(|dir| inject::is_under(&p, dir) || inject::is_under(dir, &p) && p != "/") =>
+        {
+            v.denials.push(format!(
+                "{at}: {} belong to the claworc-sshd sidecar (its keys and run directory); mount the volume elsewhere",
+                CLAWORC_DIRS.join(" and ")
+            ))
+        }
+        Some(_) => {}
+    }
+}
+
+fn check_selinux(at: &str, options: Option<&SELinuxOptions>, v: &mut Verdict) {
+    let Some(se) = options else { return };
+    if let Some(t) = se.type_.as_deref().filter(|t| !t.is_empty() && !ALLOWED_SELINUX_TYPES.contains(t)) {
         v.denials.push(format!(
-            "{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`",
-            p.container_port
+            "{at}.seLinuxOptions.type: {t:?} is not allowed; use one of {ALLOWED_SELINUX_TYPES:?} or remove it"
         ));
     }
-    let Some(sc) = &c.security_context else {
-        return;
-    };
+    for (field, value) in [("user", &se.user), ("role", &se.role)] {
+        if value.as_deref().is_some_and(|x| !x.is_empty()) {
+            v.denials.push(format!("{at}.seLinuxOptions.{field}: setting it is not allowed; remove it"));
+        }
+    }
+}
+
+fn check_container(at: &str, sc: &SecurityContext, v: &mut Verdict) {
     if sc.privileged == Some(true) {
         v.denials.push(format!("{at}.securityContext.privileged: true is not allowed; remove it (claworc instances run under Pod Security \"restricted\")"));
     }
@@ -163,6 +350,11 @@ fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
         v.denials
             .push(format!("{at}.securityContext.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID"));
     }
+    if sc.run_as_group == Some(0) {
+        v.denials.push(format!(
+            "{at}.securityContext.runAsGroup: 0 (the root group) is not allowed; remove it or use a non-zero GID"
+        ));
+    }
     if sc.run_as_non_root == Some(false) {
         v.denials.push(format!("{at}.securityContext.runAsNonRoot: false is not allowed; remove it"));
     }
@@ -170,25 +362,121 @@ fn check_container(kind: &str, c: &Container, v: &mut Verdict) {
         v.denials
             .push(format!("{at}.securityContext.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
     }
+    if sc.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        v.denials.push(format!(
+            "{at}.securityContext.appArmorProfile.type: Unconfined is not allowed; use RuntimeDefault or remove it"
+        ));
+    }
+    check_selinux(&format!("{at}.securityContext"), sc.se_linux_options.as_ref(), v);
+    if let Some(pm) = sc.proc_mount.as_deref().filter(|pm| *pm != "Default") {
+        v.denials.push(format!("{at}.securityContext.procMount: {pm} is not allowed; remove it (Default)"));
+    }
+    if sc.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
+        v.denials.push(format!("{at}.securityContext.windowsOptions.hostProcess: true is not allowed; remove it"));
+    }
 }
 
-/// The stored sidecar and claworc volumes must be exactly what injection makes.
-fn check_sidecar(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict) {
-    let Some(pod) = d.spec.template.spec.as_ref() else { return };
-    let fix = "remove your change to it (claworc rewrites it from the claworc.io/* annotations), or look for a webhook that alters it after claworc's";
-    let have = pod.init_containers.iter().flatten().find(|c| c.name == SIDECAR);
-    let volumes = pod.volumes.iter().flatten().filter(|v| inject::VOLUMES.contains(&v.name.as_str()));
-    match have {
-        None => v.denials.push(format!(
-            "spec.template.spec.initContainers[\"{SIDECAR}\"]: missing; the claworc mutating webhook did not run: check that it is installed and that the Deployment has the label claworc.io/ssh: \"enabled\""
-        )),
-        Some(c) if *c != inject::sidecar(s, cfg, inject::shared_mounts(pod, s)) => {
-            v.denials.push(format!("spec.template.spec.initContainers[\"{SIDECAR}\"]: not the sidecar claworc makes; {fix}"))
+/// The full re-check: the stored template must be what injection makes.
+///
+/// Across a rolling upgrade of the webhook, the template may have been made
+/// by an adjacent release (its `claworc.io/injected` names another version).
+/// A release may change only the sidecar's image, command, arguments,
+/// environment, resources and probes; so for another version's template those
+/// are compared after being set to this release's, and everything else (every
+/// other container, the volumes, mounts, security contexts, labels and
+/// known_hosts) must still be exactly what this release makes.
+fn recheck_template(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict) {
+    let want = inject::inject_template(d, s, cfg);
+    if want == d.spec.template {
+        return;
+    }
+    let pod = d.spec.template.spec.as_ref();
+    if !pod.and_then(|p| p.init_containers.as_ref()).is_some_and(|init| init.iter().any(|c| c.name == SIDECAR)) {
+        v.denials.push(format!(
+            "spec.template.spec.initContainers[\"{SIDECAR}\"]: missing; the claworc mutating webhook did not run: check that it is installed and that the Deployment has the label {LABEL_SSH}: \"{SSH_ENABLED}\""
+        ));
+        return;
+    }
+    let mut have = to_value(&d.spec.template);
+    let want = to_value(&want);
+    let stored_version = injected_version(&d.spec.template);
+    if stored_version.is_some_and(|version| version != cfg.version) {
+        let mine = sidecar_release_fields(&want);
+        set_sidecar_release_fields(&mut have, mine);
+        if let Some(a) = have.pointer_mut("/metadata/annotations") {
+            a[ANNOTATION_INJECTED] = Value::String(cfg.version.clone());
         }
-        Some(_) if !volumes.eq(inject::claworc_volumes(s).iter()) => {
-            v.denials.push(format!("spec.template.spec.volumes: the claworc-* volumes were altered; {fix}"))
+        if have == want {
+            return;
         }
-        Some(_) => {}
+    }
+    let mut fields = Vec::new();
+    differences(&want, &have, "spec.template", &mut fields);
+    v.denials.push(format!(
+        "{}: not what claworc's mutation makes; remove your change (claworc rewrites the sidecar, hardening, labels and known_hosts from the claworc.io/* annotations), or look for a webhook that alters the Deployment after claworc's",
+        if fields.is_empty() { "spec.template".to_string() } else { fields.join(", ") }
+    ));
+}
+
+fn injected_version(t: &PodTemplateSpec) -> Option<&str> {
+    t.metadata.as_ref()?.annotations.as_ref()?.get(ANNOTATION_INJECTED).map(String::as_str)
+}
+
+/// The sidecar fields a release may change.
+const RELEASE_FIELDS: [&str; 7] = ["image", "command", "args", "env", "resources", "readinessProbe", "startupProbe"];
+
+fn sidecar_release_fields(template: &Value) -> BTreeMap<&'static str, Value> {
+    let sidecar = template.pointer("/spec/initContainers/0").cloned().unwrap_or_default();
+    RELEASE_FIELDS.iter().map(|f| (*f, sidecar.get(*f).cloned().unwrap_or(Value::Null))).collect()
+}
+
+fn set_sidecar_release_fields(template: &mut Value, fields: BTreeMap<&'static str, Value>) {
+    let Some(Value::Array(init)) = template.pointer_mut("/spec/initContainers") else { return };
+    let Some(Value::Object(sidecar)) = init.iter_mut().find(|c| c["name"] == SIDECAR) else { return };
+    for (field, value) in fields {
+        if value.is_null() {
+            sidecar.remove(field);
+        } else {
+            sidecar.insert(field.to_string(), value);
+        }
+    }
+}
+
+fn to_value<T: serde::Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// The first few field paths where `have` differs from `want`, written as a
+/// person reads them (`containers["work"].securityContext`).
+fn differences(want: &Value, have: &Value, at: &str, out: &mut Vec<String>) {
+    const MAX: usize = 3;
+    if out.len() >= MAX || want == have {
+        return;
+    }
+    match (want, have) {
+        (Value::Object(w), Value::Object(h)) => {
+            for key in w.keys().chain(h.keys().filter(|k| !w.contains_key(*k))) {
+                let (a, b) = (w.get(key).unwrap_or(&Value::Null), h.get(key).unwrap_or(&Value::Null));
+                let child = if key.contains(['/', '.']) { format!("{at}[{key:?}]") } else { format!("{at}.{key}") };
+                differences(a, b, &child, out);
+            }
+        }
+        (Value::Array(w), Value::Array(h))
+            if w.iter().chain(h).all(|x| x.get("name").is_some_and(Value::is_string)) =>
+        {
+            let name = |x: &Value| x["name"].as_str().unwrap_or_default().to_string();
+            let names: Vec<String> = w.iter().map(name).chain(h.iter().map(name)).collect();
+            let mut seen = std::collections::BTreeSet::new();
+            for n in names.into_iter().filter(|n| seen.insert(n.clone())) {
+                let a = w.iter().find(|x| name(x) == n).unwrap_or(&Value::Null);
+                let b = h.iter().find(|x| name(x) == n).unwrap_or(&Value::Null);
+                differences(a, b, &format!("{at}[{n:?}]"), out);
+            }
+            if out.is_empty() {
+                out.push(format!("{at} (order)"));
+            }
+        }
+        _ => out.push(at.to_string()),
     }
 }
 
@@ -319,14 +607,209 @@ mod tests {
         denied(&deployment(json!({})), "initContainers[\"claworc-sshd\"]: missing", "mutating webhook did not run");
         denied(
             &edited(|v| v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("other:1")),
-            "not the sidecar claworc makes",
+            "initContainers[\"claworc-sshd\"].image: not what claworc's mutation makes",
             "remove your change",
         );
         denied(
             &edited(|v| v.pointer_mut("/spec/template/spec/volumes/2/secret").unwrap()["secretName"] = json!("other")),
-            "claworc-* volumes were altered",
+            "volumes[\"claworc-ssh-keys\"].secret.secretName: not what",
             "remove your change",
         );
+    }
+
+    /// What another webhook running after claworc's could do to the stored
+    /// template: each is a difference from what injection makes.
+    #[test]
+    fn validate_is_a_full_recheck() {
+        let c0 = "/spec/template/spec/containers/0";
+        let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+            (
+                "containers[\"work\"].securityContext.allowPrivilegeEscalation",
+                Box::new(move |v| {
+                    v.pointer_mut(&format!("{c0}/securityContext"))
+                        .unwrap()
+                        .as_object_mut()
+                        .unwrap()
+                        .remove("allowPrivilegeEscalation");
+                }),
+            ),
+            (
+                "containers[\"extra\"]",
+                Box::new(|v| {
+                    v.pointer_mut("/spec/template/spec/containers")
+                        .unwrap()
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"name": "extra", "image": "x"}))
+                }),
+            ),
+            (
+                "annotations[\"claworc.io/known-hosts-data\"]",
+                Box::new(|v| {
+                    v["spec"]["template"]["metadata"]["annotations"]["claworc.io/known-hosts-data"] =
+                        json!("evil.com ssh-ed25519 AAAA")
+                }),
+            ),
+            (
+                "labels[\"claworc.io/egress\"]",
+                Box::new(|v| v["spec"]["template"]["metadata"]["labels"]["claworc.io/egress"] = json!("open")),
+            ),
+            (
+                "securityContext.seccompProfile",
+                Box::new(|v| {
+                    v["spec"]["template"]["spec"]["securityContext"].as_object_mut().unwrap().remove("seccompProfile");
+                }),
+            ),
+        ];
+        for (field, edit) in cases {
+            denied(&edited(edit), field, "not what claworc's mutation makes");
+        }
+    }
+
+    #[test]
+    fn restricted_volume_types_only() {
+        for kind in ["gitRepo", "nfs", "iscsi", "flexVolume", "cephfs", "rbd", "glusterfs", "fc", "hostPath"] {
+            let d = edited(|v| {
+                v.pointer_mut("/spec/template/spec/volumes")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "x", (kind): {}}))
+            });
+            denied(
+                &d,
+                &format!("volumes[\"x\"].{kind}"),
+                if kind == "hostPath" { "PersistentVolumeClaim" } else { "not allowed under Pod Security" },
+            );
+        }
+        let d = edited(|v| {
+            v.pointer_mut("/spec/template/spec/volumes")
+                .unwrap()
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "claworc-mine", "emptyDir": {}}))
+        });
+        denied(&d, "volumes[\"claworc-mine\"]", "rename the volume");
+    }
+
+    #[test]
+    fn baseline_controls_are_enforced() {
+        let pod = |key: &str, value: serde_json::Value| {
+            edited(|v| v.pointer_mut("/spec/template/spec/securityContext").unwrap()[key] = value)
+        };
+        denied(
+            &pod("appArmorProfile", json!({"type": "Unconfined"})),
+            "securityContext.appArmorProfile.type",
+            "RuntimeDefault",
+        );
+        denied(&pod("seLinuxOptions", json!({"type": "spc_t"})), "seLinuxOptions.type", "container_t");
+        denied(&pod("seLinuxOptions", json!({"user": "system_u"})), "seLinuxOptions.user", "remove it");
+        denied(&pod("seLinuxOptions", json!({"role": "sysadm_r"})), "seLinuxOptions.role", "remove it");
+        denied(
+            &pod("sysctls", json!([{"name": "kernel.msgmax", "value": "1"}])),
+            "sysctls[\"kernel.msgmax\"]",
+            "remove it",
+        );
+        denied(&pod("runAsGroup", json!(0)), "securityContext.runAsGroup: 0", "non-zero GID");
+        denied(&pod("fsGroup", json!(0)), "securityContext.fsGroup: 0", "non-zero GID");
+        denied(&pod("supplementalGroups", json!([5, 0])), "supplementalGroups: 0", "remove it");
+        let ok = pod("sysctls", json!([{"name": "net.ipv4.tcp_syncookies", "value": "1"}]));
+        assert!(before_injection(&ok).denials.is_empty(), "{:?}", before_injection(&ok).denials);
+        let container = |key: &str, value: serde_json::Value| {
+            edited(|v| v.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap()[key] = value)
+        };
+        denied(
+            &container("appArmorProfile", json!({"type": "Unconfined"})),
+            "containers[\"work\"].securityContext.appArmorProfile",
+            "RuntimeDefault",
+        );
+        denied(&container("procMount", json!("Unmasked")), "procMount: Unmasked", "Default");
+        denied(&container("runAsGroup", json!(0)), "containers[\"work\"].securityContext.runAsGroup", "non-zero GID");
+        denied(
+            &container("seLinuxOptions", json!({"type": "spc_t"})),
+            "containers[\"work\"].securityContext.seLinuxOptions.type",
+            "container_t",
+        );
+        denied(&container("windowsOptions", json!({"hostProcess": true})), "hostProcess", "remove it");
+        let annotated = edited(|v| {
+            v["spec"]["template"]["metadata"]["annotations"]["container.apparmor.security.beta.kubernetes.io/claworc-sshd"] =
+                json!("unconfined")
+        });
+        denied(&annotated, "container.apparmor.security.beta.kubernetes.io/claworc-sshd", "runtime/default");
+        // The sidecar is checked like any container.
+        let sidecar = edited(|v| {
+            v.pointer_mut("/spec/template/spec/initContainers/0/securityContext").unwrap()["appArmorProfile"] =
+                json!({"type": "Unconfined"})
+        });
+        denied(&sidecar, "initContainers[\"claworc-sshd\"].securityContext.appArmorProfile", "RuntimeDefault");
+    }
+
+    #[test]
+    fn the_sidecars_paths_and_volumes_are_its_own() {
+        let mount = |name: &'static str, path: &'static str| {
+            edited(move |v| {
+                v.pointer_mut("/spec/template/spec/containers/0/volumeMounts")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": name, "mountPath": path}))
+            })
+        };
+        for path in ["/etc/claworc/ssh/", "/etc/claworc", "/run/claworc/.ssh", "//run/claworc", "/etc/claworc/ssh/."] {
+            denied(&mount("home", path), &format!("volumeMounts[{path:?}]"), "mount the volume elsewhere");
+        }
+        denied(&mount("home", "/home/../etc/claworc"), "volumeMounts", "must not contain \"..\"");
+        for volume in ["claworc-ssh-keys", "claworc-run", "claworc-no-token"] {
+            denied(&mount(volume, "/data"), volume, "belongs to the claworc-sshd sidecar");
+        }
+    }
+
+    #[test]
+    fn a_name_is_required() {
+        let d = edited(|v| {
+            v["metadata"].as_object_mut().unwrap().remove("name");
+            v["metadata"]["generateName"] = json!("box-");
+        });
+        denied(&d, "metadata.name: missing", "set metadata.name");
+        assert_eq!(before_injection(&d).denials.len(), 1);
+    }
+
+    #[test]
+    fn an_adjacent_release_may_change_only_the_sidecars_release_fields() {
+        let d = deployment(json!({"claworc.io/host-key-fingerprint": format!("SHA256:{}", "a".repeat(43))}));
+        let s = inject::settings(&d).unwrap();
+        let old = Config { sidecar_image: "ghcr.io/claworc/sshd:0.0.9".into(), version: "0.0.9".into() };
+        let by_old = inject::inject(&d, &s, &old);
+        let new = Config::default();
+        assert_eq!(validate(&by_old, &new), Verdict::default(), "the new release accepts the old one's template");
+        assert_eq!(validate(&inject::inject(&d, &s, &new), &old), Verdict::default(), "and the other way round");
+        // Still a full re-check of everything else.
+        let mut stripped = serde_json::to_value(&by_old).unwrap();
+        stripped.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap()["allowPrivilegeEscalation"] =
+            json!(null);
+        let stripped: Deployment = serde_json::from_value(stripped).unwrap();
+        assert!(
+            validate(&stripped, &new).denials.iter().any(|m| m.contains("allowPrivilegeEscalation")),
+            "{:?}",
+            validate(&stripped, &new)
+        );
+        // The same release must match exactly: the image is not a release field of its own.
+        let mut swapped = inject::inject(&d, &s, &new);
+        swapped.spec.template.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].image = Some("evil:1".into());
+        assert!(!validate(&swapped, &new).denials.is_empty());
+    }
+
+    #[test]
+    fn an_opted_out_template_must_carry_no_marker() {
+        let mut d = injected(&deployment(json!({})));
+        d.metadata.labels = None;
+        let v = opted_out(&d);
+        assert!(
+            v.denials.iter().any(|m| m.contains("claworc markers remain") && m.contains("claworc.io/injected")),
+            "{v:?}"
+        );
+        d.spec.template = inject::remove(&d);
+        assert_eq!(opted_out(&d), Verdict::default());
     }
 
     #[test]

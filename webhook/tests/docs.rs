@@ -124,6 +124,68 @@ fn messages() -> Vec<(String, String)> {
             }),
         ),
         (
+            "volume type outside restricted",
+            case(json!({}), |v| {
+                v.pointer_mut("/spec/template/spec/volumes/0").unwrap()["gitRepo"] = json!({"repository": "x"})
+            }),
+        ),
+        (
+            "AppArmor Unconfined",
+            case(json!({}), |v| {
+                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["appArmorProfile"] =
+                    json!({"type": "Unconfined"})
+            }),
+        ),
+        (
+            "SELinux type",
+            case(json!({}), |v| {
+                v.pointer_mut("/spec/template/spec/securityContext").unwrap()["seLinuxOptions"] =
+                    json!({"type": "spc_t"})
+            }),
+        ),
+        (
+            "procMount",
+            case(json!({}), |v| {
+                v.pointer_mut(&format!("{c}/securityContext")).unwrap()["procMount"] = json!("Unmasked")
+            }),
+        ),
+        (
+            "unsafe sysctl",
+            case(json!({}), |v| {
+                v.pointer_mut("/spec/template/spec/securityContext").unwrap()["sysctls"] =
+                    json!([{"name": "kernel.msgmax", "value": "65536"}])
+            }),
+        ),
+        (
+            "GID 0",
+            case(json!({}), |v| v.pointer_mut("/spec/template/spec/securityContext").unwrap()["fsGroup"] = json!(0)),
+        ),
+        (
+            "mount over the sidecar's paths",
+            case(json!({}), |v| {
+                v.pointer_mut(c).unwrap()["volumeMounts"] = json!([{"name": "data", "mountPath": "/etc/claworc/ssh/"}])
+            }),
+        ),
+        (
+            "mount of the sidecar's volume",
+            case(json!({}), |v| {
+                v.pointer_mut(c).unwrap()["volumeMounts"] = json!([{"name": VOLUME_KEYS, "mountPath": "/keys"}])
+            }),
+        ),
+        (
+            "no name",
+            case(json!({}), |v| {
+                v["metadata"].as_object_mut().unwrap().remove("name");
+                v["metadata"]["generateName"] = json!("box-");
+            }),
+        ),
+        (
+            "hardening stripped after claworc",
+            case(json!({}), |v| {
+                v.pointer_mut(&format!("{c}/securityContext")).unwrap().as_object_mut().unwrap().remove("capabilities");
+            }),
+        ),
+        (
             "warnings",
             case(json!({(annotations::STRICT_HOST_KEY_CHECKING): "accept-new"}), |v| {
                 v["spec"]["strategy"] = json!({"type": "RollingUpdate"})
@@ -131,12 +193,16 @@ fn messages() -> Vec<(String, String)> {
         ),
     ];
     let mut out = Vec::new();
+    let mut opted_out = case(json!({}), |_| {});
+    opted_out.metadata.labels = None;
     for (what, d) in cases {
         let verdict = validate::validate(&d, &Config::default());
         let lines = if what == "warnings" { verdict.warnings } else { verdict.denials };
         assert!(!lines.is_empty(), "case {what:?} produced no message");
         out.extend(lines.into_iter().map(|m| (what.to_string(), m)));
     }
+    let what = "label removed, markers kept";
+    out.extend(validate::opted_out(&opted_out).denials.into_iter().map(|m| (what.to_string(), m)));
     out
 }
 
@@ -156,7 +222,7 @@ fn render() -> String {
         "- annotations `{ANNOTATION_INJECTED}: <webhook version>` and `{ANNOTATION_KNOWN_HOSTS_DATA}` (the `known_hosts` content)\n"
     );
     md += &format!(
-        "- the native sidecar `{SIDECAR}`; volumes `{VOLUME_KEYS}`, `{VOLUME_RUN}`, `{VOLUME_KNOWN_HOSTS}`, `{VOLUME_KNOWN_HOSTS_USER}`\n"
+        "- the native sidecar `{SIDECAR}`; volumes `{VOLUME_KEYS}`, `{VOLUME_RUN}`, `{VOLUME_NO_TOKEN}` (an empty directory over `{SERVICE_ACCOUNT_TOKEN_DIR}` in the sidecar), `{VOLUME_KNOWN_HOSTS}`, `{VOLUME_KNOWN_HOSTS_USER}`\n"
     );
     md += &format!(
         "- in every container: `{KNOWN_HOSTS_PATH}` (pinned keys), `{KNOWN_HOSTS2_PATH}` (the ConfigMap's, if named) and `{ENV_GIT_SSH_COMMAND}`\n"
