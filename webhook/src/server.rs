@@ -21,9 +21,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
-use axum_server::accept::NoDelayAcceptor;
+use axum_server::accept::{Accept, NoDelayAcceptor};
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use http_body_util::BodyExt;
+use hyper_util::rt::TokioTimer;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use tokio::task::JoinHandle;
@@ -39,6 +40,12 @@ pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
 const DRAIN_LIMIT: usize = 4 * BODY_LIMIT;
 /// Time allowed to receive a request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client gets to finish the TLS handshake, then to send a request's
+/// headers (also the longest an HTTP/1.1 connection may sit idle between
+/// requests): a slow client cannot hold a connection longer.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; past it a new connection is closed at once.
+pub const MAX_CONNECTIONS: usize = 512;
 /// How often the certificate files are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -360,6 +367,10 @@ pub struct ServeOptions {
     /// How long to keep serving, unready, after SIGTERM before closing the
     /// listener, so that Endpoints drop the pod before connections are refused.
     pub shutdown_delay: Duration,
+    /// TLS handshake, header read and HTTP/1.1 idle timeout ([`HEADER_TIMEOUT`]).
+    pub header_timeout: Duration,
+    /// Connections served at once ([`MAX_CONNECTIONS`]).
+    pub max_connections: usize,
 }
 
 impl ServeOptions {
@@ -372,6 +383,8 @@ impl ServeOptions {
             reload_interval: RELOAD_INTERVAL,
             shutdown_grace: Duration::from_secs(20),
             shutdown_delay: Duration::ZERO,
+            header_timeout: HEADER_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -414,8 +427,22 @@ impl Server {
         let handle = Handle::new();
         // TCP_NODELAY: a response leaves in as few segments as TLS makes,
         // without waiting for the peer's ACK of the previous one.
-        let acceptor = RustlsAcceptor::new(tls.clone()).acceptor(NoDelayAcceptor::new());
-        let server = axum_server::from_tcp(listener)?.acceptor(acceptor).handle(handle.clone());
+        let tls_acceptor =
+            RustlsAcceptor::new(tls.clone()).handshake_timeout(opts.header_timeout).acceptor(NoDelayAcceptor::new());
+        let acceptor = ConnectionLimit { inner: tls_acceptor, handle: handle.clone(), max: opts.max_connections };
+        let mut server = axum_server::from_tcp(listener)?
+            .acceptor(acceptor)
+            .handle(handle.clone())
+            .first_request_timeout(opts.header_timeout);
+        // hyper's timeouts need a timer; without one they are silently off.
+        server.http_builder().http1().timer(TokioTimer::new()).header_read_timeout(opts.header_timeout);
+        server
+            .http_builder()
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .max_concurrent_streams(64);
         let serve = tokio::spawn(server.serve(app.into_make_service()));
         let reloader = tokio::spawn(watch_certificates(
             tls,
@@ -458,6 +485,36 @@ impl Server {
         }
         tracing::info!("shutting down");
         self.shutdown().await
+    }
+}
+
+/// Closes a new connection at once when [`ServeOptions::max_connections`]
+/// are already served (the count includes the new one), so that clients that
+/// hold connections open cannot exhaust the process.
+#[derive(Clone, Debug)]
+struct ConnectionLimit<A> {
+    inner: A,
+    handle: Handle<SocketAddr>,
+    max: usize,
+}
+
+impl<I, S, A> Accept<I, S> for ConnectionLimit<A>
+where
+    A: Accept<I, S>,
+    A::Future: Send + 'static,
+    A::Stream: Send + 'static,
+    A::Service: Send + 'static,
+{
+    type Stream = A::Stream;
+    type Service = A::Service;
+    type Future = std::pin::Pin<Box<dyn Future<Output = std::io::Result<(A::Stream, A::Service)>> + Send>>;
+
+    fn accept(&self, stream: I, service: S) -> Self::Future {
+        if self.handle.connection_count() > self.max {
+            drop(stream);
+            return Box::pin(std::future::ready(Err(std::io::Error::other("too many connections"))));
+        }
+        Box::pin(self.inner.accept(stream, service))
     }
 }
 

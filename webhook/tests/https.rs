@@ -312,3 +312,84 @@ async fn rotates_the_certificate_without_failing_a_request() {
     let _ = std::fs::remove_dir_all(&new_dir);
     t.stop().await;
 }
+
+/// Reads until the server closes the connection (or `limit` passes); returns
+/// how long that took, or `None` if the connection was still open.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A slowloris: many clients that connect and send part of a request's
+/// headers (or not even a TLS handshake) and then nothing. Each is cut off
+/// after the header timeout, and a normal request is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_client_is_cut_off_while_normal_requests_are_answered() {
+    use tokio::io::AsyncWriteExt;
+    let timeout = Duration::from_secs(1);
+    let s = TestServer::start_with("slowloris", |o| o.header_timeout = timeout).await;
+    let mut half_sent = Vec::new();
+    for _ in 0..150 {
+        let tcp = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("claworc-webhook.claworc-system.svc").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(common::client_config(&[&s.certs.ca_cert]))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"POST /mutate HTTP/1.1\r\nHost: claworc-webhook\r\nContent-Type: app").await.unwrap();
+        tls.flush().await.unwrap();
+        half_sent.push(tls);
+    }
+    let mut no_handshake = Vec::new();
+    for _ in 0..50 {
+        no_handshake.push(tokio::net::TcpStream::connect(s.addr()).await.unwrap());
+    }
+    // Normal requests are answered while the slow clients hold their connections.
+    let mut c = s.client().await;
+    let (status, review) = c.post("/mutate", fixture("admission-opted-in.json")).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response(&review)["allowed"], true);
+    let limit = timeout * 4;
+    for (i, tls) in half_sent.iter_mut().enumerate() {
+        assert!(closed_within(tls, limit).await.is_some(), "half-sent request {i} still open after {limit:?}");
+    }
+    for (i, tcp) in no_handshake.iter_mut().enumerate() {
+        assert!(
+            closed_within(tcp, limit).await.is_some(),
+            "connection {i} without a TLS handshake still open after {limit:?}"
+        );
+    }
+    // A keep-alive connection that sits idle is closed too.
+    let mut idle = s.client().await;
+    tokio::time::sleep(timeout * 3).await;
+    assert!(idle.get("/healthz").await.is_err(), "an idle keep-alive connection stayed open");
+    s.stop().await;
+}
+
+/// Past the connection cap, a new connection is closed at once.
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once() {
+    let s = TestServer::start_with("cap", |o| o.max_connections = 8).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(s.addr()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    let closed = closed_within(&mut extra, Duration::from_secs(2)).await;
+    assert!(closed.is_some(), "the connection past the cap of 8 was kept");
+    drop(held);
+    // Once the held connections are gone, requests are served again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = s.client().await;
+    assert_eq!(c.get("/healthz").await.unwrap().0, StatusCode::OK);
+    s.stop().await;
+}

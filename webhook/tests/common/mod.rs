@@ -54,11 +54,16 @@ impl TestServer {
     }
 
     pub async fn start_with_reload(tag: &str, reload: Duration) -> Self {
+        Self::start_with(tag, |opts| opts.reload_interval = reload).await
+    }
+
+    /// The server with `configure` applied to its options.
+    pub async fn start_with(tag: &str, configure: impl FnOnce(&mut ServeOptions)) -> Self {
         let dir = temp_dir(tag);
         let certs = gen_certs(&dir);
         let mut opts = ServeOptions::new("127.0.0.1:0".parse().unwrap(), &certs.tls_cert, &certs.tls_key);
-        opts.reload_interval = reload;
         opts.shutdown_grace = Duration::from_secs(2);
+        configure(&mut opts);
         let server = Server::start(opts).await.unwrap();
         Self { server, certs, dir }
     }
