@@ -138,9 +138,42 @@ fn every_validation_rule_is_enforced_through_kubectl() {
             with(&|d| d["spec"]["template"]["spec"]["volumes"] = json!([{"name": "h", "hostPath": {"path": "/"}}])),
             "host paths are not allowed",
         ),
+        (
+            "gitRepo volume",
+            with(&|d| {
+                d["spec"]["template"]["spec"]["volumes"] =
+                    json!([{"name": "src", "gitRepo": {"repository": "https://example.invalid/x.git"}}])
+            }),
+            "volumes[\"src\"].gitRepo: this volume type is not allowed under Pod Security \"restricted\"",
+        ),
+        (
+            "AppArmor Unconfined",
+            with(&|d| {
+                d.pointer_mut(c0).unwrap()["securityContext"] = json!({"appArmorProfile": {"type": "Unconfined"}})
+            }),
+            "appArmorProfile.type: Unconfined is not allowed",
+        ),
+        (
+            "mount over the sidecar's keys",
+            with(&|d| {
+                d["spec"]["template"]["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+                d.pointer_mut(c0).unwrap()["volumeMounts"] =
+                    json!([{"name": "data", "mountPath": "/etc/claworc/ssh/"}]);
+            }),
+            "belong to the claworc-sshd sidecar",
+        ),
+        (
+            "generateName",
+            with(&|d| {
+                d["metadata"].as_object_mut().unwrap().remove("name");
+                d["metadata"]["generateName"] = json!("bad-");
+            }),
+            "metadata.name: missing",
+        ),
     ];
     for (what, manifest, message) in cases {
-        let out = ns.apply(&manifest);
+        // `create` (not `apply`), which takes a generateName.
+        let out = ns.kubectl_with_stdin(&["create", "-f", "-"], Some(&manifest));
         assert!(!out.success(), "{what}: kubectl apply succeeded");
         assert!(out.stderr.contains(message), "{what}: want {message:?} in {}", out.stderr);
         assert!(out.stderr.contains("claworc"), "{what}: {}", out.stderr);
@@ -206,8 +239,8 @@ fn scale_restart_and_edits_of_the_sidecar() {
 
     ns.kubectl(&["scale", "deployment", "box", "--replicas=0"]).expect_ok("scale to 0");
     ns.kubectl(&["scale", "deployment", "box", "--replicas=1"]).expect_ok("scale to 1");
-    // `kubectl scale` goes through the scale subresource, whose object carries no
-    // labels, so the objectSelector never sends it to the webhook (docs/webhook.md).
+    // `kubectl scale` goes through the deployments/scale subresource, which the
+    // webhook configurations do not select (docs/webhook.md).
     ns.kubectl(&["rollout", "restart", "deployment", "box"]).expect_ok("rollout restart");
     assert_eq!(sidecar(&get(&ns, "box")), Some(&canonical));
 
@@ -221,4 +254,66 @@ fn scale_restart_and_edits_of_the_sidecar() {
         r#"[{"op": "add", "path": "/spec/template/spec/containers/0/securityContext/privileged", "value": true}]"#;
     let out = ns.kubectl(&["patch", "deployment", "box", "--type=json", "-p", privileged]);
     assert!(!out.success() && out.stderr.contains("privileged: true is not allowed"), "{}", out.stderr);
+}
+
+/// Opting out in an UPDATE (the label removed, privilege added in the same
+/// change): the webhook is still called, because the old object matches, and
+/// what is stored carries no claworc marker, in a namespace without Pod
+/// Security labels.
+#[test]
+fn opting_out_removes_every_claworc_marker() {
+    let ns = TestNamespace::new("wh-optout");
+    ns.apply(&instance("box", json!({})).to_string()).expect_ok("kubectl apply");
+    let mut d = get(&ns, "box");
+    d["metadata"]["labels"] = json!({});
+    d.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap()["privileged"] = json!(true);
+    d.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("evil:1");
+    for key in ["resourceVersion", "uid", "generation", "creationTimestamp", "managedFields"] {
+        d["metadata"].as_object_mut().unwrap().remove(key);
+    }
+    d.as_object_mut().unwrap().remove("status");
+    ns.kubectl_with_stdin(&["replace", "-f", "-"], Some(&d.to_string())).expect_ok("kubectl replace without the label");
+    let stored = get(&ns, "box");
+    assert!(sidecar(&stored).is_none(), "the sidecar stayed: {stored:#}");
+    let template = &stored["spec"]["template"];
+    let text = template.to_string();
+    assert!(!text.contains("claworc.io/") && !text.contains("claworc-"), "claworc markers stayed: {template:#}");
+    assert!(!text.contains("GIT_SSH_COMMAND"), "{template:#}");
+    assert_eq!(template["spec"]["containers"][0]["securityContext"]["privileged"], true, "the user's own change stays");
+    let called = webhook_log().lines().any(|l| l.contains(ns.name()) && l.contains("\"operation\":\"UPDATE\""));
+    assert!(called, "the webhook was not called for the opt-out UPDATE");
+
+    // A claworc marker in the pod template alone (no label) is sent and removed too.
+    let name = unique_name("marked");
+    let mut marked = instance(&name, json!({}));
+    marked["metadata"]["labels"] = json!({});
+    marked["spec"]["template"]["metadata"]["labels"]["claworc.io/instance"] = json!("box");
+    ns.apply(&marked.to_string()).expect_ok("kubectl apply of a template marker");
+    let stored = get(&ns, &name);
+    assert!(!stored["spec"]["template"].to_string().contains("claworc.io/"), "{stored:#}");
+}
+
+/// The UPDATE that removes the last finalizer of an instance being deleted is
+/// allowed, even when the stored object breaks a rule.
+#[test]
+fn an_instance_being_deleted_is_never_stuck() {
+    let ns = TestNamespace::new("wh-finalize");
+    let mut d = instance("box", json!({}));
+    d["metadata"]["finalizers"] = json!(["claworc.io/test"]);
+    ns.apply(&d.to_string()).expect_ok("kubectl apply");
+    // replicas above 1 through the scale subresource, which the webhook never sees.
+    ns.kubectl(&["scale", "deployment", "box", "--replicas=3"]).expect_ok("scale to 3");
+    ns.kubectl(&["delete", "deployment", "box", "--wait=false"]).expect_ok("delete");
+    let out = ns.kubectl(&[
+        "patch",
+        "deployment",
+        "box",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/metadata/finalizers"}]"#,
+    ]);
+    out.expect_ok("removing the last finalizer");
+    wait_for("the Deployment to be gone", Duration::from_secs(30), || {
+        ns.kubectl(&["get", "deployment", "box"]).stderr.contains("NotFound").then_some(())
+    });
 }

@@ -112,7 +112,7 @@ pub const RULES: &[Rule] = &[
         field: "metadata.annotations[\"claworc.io/target-container\"]",
         refuses: "a name that is not one of spec.template.spec.containers",
     },
-    Rule { field: "spec.template.spec.containers", refuses: "an empty list" },
+    Rule { field: "spec.template.spec.containers", refuses: "an empty list; a container named claworc-sshd" },
     Rule {
         field: "spec.template",
         refuses: "anything that differs from what claworc's mutation makes (a missing or altered sidecar, hardening, label or known_hosts)",
@@ -287,6 +287,9 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
         }
         if let Some(sc) = sc {
             check_container(&at, sc, v);
+        }
+        if name == SIDECAR && kind != "initContainers" {
+            v.denials.push(format!("{at}: the name {SIDECAR} is reserved for claworc's sidecar; rename the container"));
         }
         if name != SIDECAR {
             for m in mounts.iter().flatten() {
