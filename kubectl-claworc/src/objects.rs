@@ -340,8 +340,7 @@ impl Objects {
 /// Refuses a Deployment that did not opt in to claworc (it is not an instance).
 pub fn ensure_instance(d: &Deployment) -> Result<()> {
     let name = d.metadata.name.as_deref().unwrap_or_default();
-    let label = d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH));
-    if label.map(String::as_str) == Some(names::SSH_ENABLED) {
+    if claworc_contract::instance::opted_in(d) {
         return Ok(());
     }
     Err(Error::invalid(format!(

@@ -192,7 +192,7 @@ pub async fn instance_report(ctx: &Ctx, name: &str, max_key_age: Duration) -> Re
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {name:?} in namespace {:?}", ctx.namespace);
     let d = deployments.get(name).await.map_err(|e| Error::kube(e, &what))?;
-    if !is_instance(&d) {
+    if !claworc_contract::instance::opted_in(&d) {
         return Err(Error::not_found(format!(
             "{what} not found: deployment {name} has no label {}={}",
             names::LABEL_SSH,
@@ -205,10 +205,6 @@ pub async fn instance_report(ctx: &Ctx, name: &str, max_key_age: Duration) -> Re
         secrets.get_opt(&settings_secret).await.map_err(|e| Error::kube(e, format!("secret {settings_secret:?}")))?;
     let ks = KeyStore::open_default().ok();
     Ok(build_report(&d, secret.as_ref(), ks.as_ref(), &ctx.cluster, max_key_age, Timestamp::now()))
-}
-
-fn is_instance(d: &Deployment) -> bool {
-    d.metadata.labels.as_ref().and_then(|l| l.get(names::LABEL_SSH)).map(String::as_str) == Some(names::SSH_ENABLED)
 }
 
 pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
