@@ -308,14 +308,10 @@ fn check_mount(at: &str, volume: &str, path: &str, v: &mut Verdict) {
         None => v
             .denials
             .push(format!("{at}: the mount path must be absolute and must not contain \"..\"; write it plainly")),
-        Some(p)
-            if CLAWORC_DIRS.iter().any(|dir| inject::is_under(&p, dir) || inject::is_under(dir, &p) && p != "/") =>
-        {
-            v.denials.push(format!(
-                "{at}: {} belong to the claworc-sshd sidecar (its keys and run directory); mount the volume elsewhere",
-                CLAWORC_DIRS.join(" and ")
-            ))
-        }
+        Some(p) if CLAWORC_DIRS.iter().any(|dir| inject::is_under(&p, dir)) => v.denials.push(format!(
+            "{at}: {} belong to the claworc-sshd sidecar (its keys and run directory); mount the volume elsewhere",
+            CLAWORC_DIRS.join(" and ")
+        )),
         Some(_) => {}
     }
 }
