@@ -5,10 +5,12 @@
 //! - [`names`]: labels, annotation keys, container, volume, Secret-key and path names.
 //! - [`annotations`]: the table of `claworc.io/*` annotations with defaults and meanings.
 //! - [`settings`]: a Deployment's annotations parsed into typed, validated [`Settings`].
-//! - [`sshd_config`]: the hardened OpenSSH server config rendered from [`Settings`].
+//! - [`sshd_config`]: the hardened OpenSSH server config rendered from [`Settings`] (today's sidecar).
+//! - [`claworc_sshd_config`]: the config of `claworc-sshd`, the russh server that replaces it.
 //! - [`known_hosts`]: the pinned host keys of the large git hosts.
 
 pub mod annotations;
+pub mod claworc_sshd_config;
 pub mod instance;
 pub mod known_hosts;
 pub mod names;

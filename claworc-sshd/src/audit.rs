@@ -1,0 +1,128 @@
+//! The audit trail: one JSON object per line on stderr, so `kubectl logs` and
+//! any cluster log collector keep it. Each line has `ts` (RFC 3339 UTC),
+//! `event`, and for connection events `conn` (a per-process counter) and
+//! `peer`. Never key material, never file contents, never environment values.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+/// One auditable event. Field names are part of the public contract
+/// (docs/claworc-sshd.md).
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event<'a> {
+    /// The server is ready: its address and host key fingerprint.
+    Listening { addr: String, host_key: String },
+    /// A connection was closed on accept: too many unauthenticated connections.
+    ConnectionRefused { reason: &'a str },
+    Connect {},
+    LoginAccepted { user: &'a str, method: &'a str, fingerprint: String, comment: &'a str },
+    LoginRefused {
+        user: &'a str,
+        method: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        comment: Option<&'a str>,
+        reason: &'a str,
+    },
+    SessionStart {
+        channel: u32,
+        /// `exec`, `shell` or `subsystem`.
+        kind: &'a str,
+        /// The command line, `shell`, or the subsystem name.
+        command: &'a str,
+        pty: bool,
+    },
+    SessionEnd {
+        channel: u32,
+        kind: &'a str,
+        command: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_status: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exit_signal: Option<String>,
+        duration_ms: u128,
+    },
+    /// A request on a session channel or a connection that was refused.
+    RequestRefused {
+        request: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    SftpOpenWrite { path: String },
+    SftpRemove { path: String },
+    SftpRename { from: String, to: String },
+    SftpMkdir { path: String },
+    SftpRmdir { path: String },
+    ForwardOpened { host: &'a str, port: u32 },
+    ForwardRefused { host: &'a str, port: u32, reason: &'a str },
+    Disconnect { reason: &'a str, duration_ms: u128 },
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    ts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    conn: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<String>,
+    #[serde(flatten)]
+    event: &'a Event<'a>,
+}
+
+/// Who a line is about: one connection (cheap to clone into its tasks).
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    pub id: u64,
+    pub peer: SocketAddr,
+}
+
+impl Conn {
+    pub fn emit(&self, event: Event<'_>) {
+        write(Some(self), &event);
+    }
+}
+
+/// An event not tied to a connection.
+pub fn emit(event: Event<'_>) {
+    write(None, &event);
+}
+
+fn write(conn: Option<&Conn>, event: &Event<'_>) {
+    let line = Line {
+        ts: jiff::Timestamp::now().to_string(),
+        conn: conn.map(|c| c.id),
+        peer: conn.map(|c| c.peer.to_string()),
+        event,
+    };
+    let Ok(mut text) = serde_json::to_vec(&line) else { return };
+    text.push(b'\n');
+    // One write per line, under the stderr lock, so lines never interleave.
+    let _ = std::io::stderr().lock().write_all(&text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_flat_json_with_the_event_name() {
+        let event = Event::SessionEnd {
+            channel: 0,
+            kind: "exec",
+            command: "true",
+            exit_status: Some(0),
+            exit_signal: None,
+            duration_ms: 5,
+        };
+        let line = Line { ts: "t".into(), conn: Some(7), peer: Some("127.0.0.1:1".into()), event: &event };
+        let v: serde_json::Value = serde_json::to_value(&line).unwrap();
+        assert_eq!(v["event"], "session_end");
+        assert_eq!(v["conn"], 7);
+        assert_eq!(v["exit_status"], 0);
+        assert!(v.get("exit_signal").is_none());
+    }
+}

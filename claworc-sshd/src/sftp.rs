@@ -1,0 +1,342 @@
+//! The SFTP subsystem (version 3, as OpenSSH's `internal-sftp`): the container's
+//! filesystem with the server process's own permissions, relative paths and
+//! `.` starting in `$HOME`. No chroot: the session can already run commands
+//! as the same user. Writes, removals, renames and directory changes are
+//! audited with their paths; file contents never are. Names are UTF-8 (the
+//! russh-sftp protocol types are `String`): other bytes are replaced.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use russh_sftp::protocol::{
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
+};
+use russh_sftp::server::StatusReply;
+
+use crate::audit::{self, Event};
+
+/// Most bytes one READ returns (OpenSSH's sftp-server allows 256 KiB).
+const MAX_READ: u32 = 256 * 1024;
+/// Open handles per SFTP session.
+const MAX_HANDLES: usize = 256;
+
+enum Open {
+    File(Arc<std::fs::File>),
+    /// Entries not yet returned by READDIR.
+    Dir(Option<Vec<File>>),
+}
+
+/// One SFTP session.
+pub struct Sftp {
+    home: PathBuf,
+    conn: audit::Conn,
+    handles: HashMap<String, Open>,
+    next: u64,
+}
+
+impl Sftp {
+    pub fn new(home: PathBuf, conn: audit::Conn) -> Self {
+        Sftp { home, conn, handles: HashMap::new(), next: 0 }
+    }
+
+    fn resolve(&self, path: &str) -> PathBuf {
+        if path.is_empty() { self.home.clone() } else { self.home.join(path) }
+    }
+
+    fn insert(&mut self, open: Open) -> Result<String, StatusReply> {
+        if self.handles.len() >= MAX_HANDLES {
+            return Err(StatusCode::Failure.with_message("too many open handles"));
+        }
+        self.next += 1;
+        let h = self.next.to_string();
+        self.handles.insert(h.clone(), open);
+        Ok(h)
+    }
+
+    fn file(&self, handle: &str) -> Result<Arc<std::fs::File>, StatusReply> {
+        match self.handles.get(handle) {
+            Some(Open::File(f)) => Ok(f.clone()),
+            _ => Err(StatusCode::Failure.with_message("invalid handle")),
+        }
+    }
+}
+
+fn ok(id: u32) -> Status {
+    Status { id, status_code: StatusCode::Ok, error_message: "Ok".into(), language_tag: "en-US".into() }
+}
+
+fn io_error(e: std::io::Error) -> StatusReply {
+    let code = match e.kind() {
+        std::io::ErrorKind::NotFound => StatusCode::NoSuchFile,
+        std::io::ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
+        _ => StatusCode::Failure,
+    };
+    code.with_message(e.to_string())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T, StatusReply> {
+    tokio::task::spawn_blocking(f).await.map_err(|_| StatusReply::new(StatusCode::Failure))?.map_err(io_error)
+}
+
+fn attrs_of(m: &std::fs::Metadata) -> FileAttributes {
+    FileAttributes {
+        size: Some(m.len()),
+        uid: Some(m.uid()),
+        gid: Some(m.gid()),
+        permissions: Some(m.mode()),
+        atime: Some(m.atime().clamp(0, u32::MAX.into()) as u32),
+        mtime: Some(m.mtime().clamp(0, u32::MAX.into()) as u32),
+        ..FileAttributes::default()
+    }
+}
+
+fn name(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// `path` without `.` and `..` (for paths that do not exist yet).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn set_attrs(path: &Path, file: Option<&std::fs::File>, attrs: &FileAttributes) -> std::io::Result<()> {
+    if let Some(size) = attrs.size {
+        match file {
+            Some(f) => f.set_len(size)?,
+            None => std::fs::OpenOptions::new().write(true).open(path)?.set_len(size)?,
+        }
+    }
+    if let Some(mode) = attrs.permissions {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    if let (Some(atime), Some(mtime)) = (attrs.atime, attrs.mtime) {
+        let t = |s: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.into());
+        let times = std::fs::FileTimes::new().set_accessed(t(atime)).set_modified(t(mtime));
+        match file {
+            Some(f) => f.set_times(times)?,
+            None => std::fs::File::open(path)?.set_times(times)?,
+        }
+    }
+    Ok(())
+}
+
+impl russh_sftp::server::Handler for Sftp {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> Self::Error {
+        StatusReply::new(StatusCode::OpUnsupported)
+    }
+
+    async fn init(&mut self, _version: u32, _ext: HashMap<String, String>) -> Result<Version, Self::Error> {
+        Ok(Version::new())
+    }
+
+    async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, attrs: FileAttributes) -> Result<Handle, Self::Error> {
+        let path = self.resolve(&filename);
+        let writes = pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
+        if writes {
+            self.conn.emit(Event::SftpOpenWrite { path: name(&path) });
+        }
+        let mode = attrs.permissions.unwrap_or(0o666) & 0o7777;
+        let file = blocking(move || {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut o = std::fs::OpenOptions::new();
+            o.read(pflags.contains(OpenFlags::READ) || !writes)
+                .write(pflags.contains(OpenFlags::WRITE))
+                .append(pflags.contains(OpenFlags::APPEND))
+                .mode(mode);
+            if pflags.contains(OpenFlags::CREATE) {
+                if pflags.contains(OpenFlags::EXCLUDE) { o.create_new(true) } else { o.create(true) };
+            }
+            if pflags.contains(OpenFlags::TRUNCATE) {
+                o.truncate(true);
+            }
+            o.open(&path)
+        })
+        .await?;
+        Ok(Handle { id, handle: self.insert(Open::File(Arc::new(file)))? })
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
+        self.handles.remove(&handle).map(|_| ok(id)).ok_or_else(|| StatusCode::Failure.with_message("invalid handle"))
+    }
+
+    async fn read(&mut self, id: u32, handle: String, offset: u64, len: u32) -> Result<Data, Self::Error> {
+        let f = self.file(&handle)?;
+        let data = blocking(move || {
+            let mut buf = vec![0; len.min(MAX_READ) as usize];
+            let n = f.read_at(&mut buf, offset)?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+        .await?;
+        if data.is_empty() && len > 0 {
+            return Err(StatusReply::new(StatusCode::Eof));
+        }
+        Ok(Data { id, data })
+    }
+
+    async fn write(&mut self, id: u32, handle: String, offset: u64, data: Vec<u8>) -> Result<Status, Self::Error> {
+        let f = self.file(&handle)?;
+        blocking(move || f.write_all_at(&data, offset)).await?;
+        Ok(ok(id))
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        let p = self.resolve(&path);
+        let m = blocking(move || std::fs::symlink_metadata(p)).await?;
+        Ok(Attrs { id, attrs: attrs_of(&m) })
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        let p = self.resolve(&path);
+        let m = blocking(move || std::fs::metadata(p)).await?;
+        Ok(Attrs { id, attrs: attrs_of(&m) })
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
+        let f = self.file(&handle)?;
+        let m = blocking(move || f.metadata()).await?;
+        Ok(Attrs { id, attrs: attrs_of(&m) })
+    }
+
+    async fn setstat(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
+        let p = self.resolve(&path);
+        blocking(move || set_attrs(&p, None, &attrs)).await?;
+        Ok(ok(id))
+    }
+
+    async fn fsetstat(&mut self, id: u32, handle: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
+        let f = self.file(&handle)?;
+        // fchmod through /proc/self/fd would need /proc; set_attrs only uses the
+        // path for permissions, so resolve it from the handle's file instead.
+        blocking(move || {
+            if let Some(size) = attrs.size {
+                f.set_len(size)?;
+            }
+            if let Some(mode) = attrs.permissions {
+                f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+            }
+            if let (Some(a), Some(m)) = (attrs.atime, attrs.mtime) {
+                let t = |s: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.into());
+                f.set_times(std::fs::FileTimes::new().set_accessed(t(a)).set_modified(t(m)))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(ok(id))
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
+        let p = self.resolve(&path);
+        let entries = blocking(move || {
+            let mut files = Vec::new();
+            for name in [".", ".."] {
+                if let Ok(m) = std::fs::metadata(p.join(name)) {
+                    files.push(File::new(name, attrs_of(&m)));
+                }
+            }
+            for e in std::fs::read_dir(&p)? {
+                let e = e?;
+                if let Ok(m) = e.path().symlink_metadata() {
+                    files.push(File::new(e.file_name().to_string_lossy(), attrs_of(&m)));
+                }
+            }
+            Ok(files)
+        })
+        .await?;
+        Ok(Handle { id, handle: self.insert(Open::Dir(Some(entries)))? })
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
+        match self.handles.get_mut(&handle) {
+            Some(Open::Dir(entries)) => match entries.take() {
+                Some(files) if !files.is_empty() => Ok(Name { id, files }),
+                _ => Err(StatusReply::new(StatusCode::Eof)),
+            },
+            _ => Err(StatusCode::Failure.with_message("invalid handle")),
+        }
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
+        let p = self.resolve(&filename);
+        self.conn.emit(Event::SftpRemove { path: name(&p) });
+        blocking(move || std::fs::remove_file(p)).await?;
+        Ok(ok(id))
+    }
+
+    async fn mkdir(&mut self, id: u32, path: String, attrs: FileAttributes) -> Result<Status, Self::Error> {
+        let p = self.resolve(&path);
+        self.conn.emit(Event::SftpMkdir { path: name(&p) });
+        let mode = attrs.permissions.unwrap_or(0o777) & 0o7777;
+        blocking(move || {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().mode(mode).create(p)
+        })
+        .await?;
+        Ok(ok(id))
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
+        let p = self.resolve(&path);
+        self.conn.emit(Event::SftpRmdir { path: name(&p) });
+        blocking(move || std::fs::remove_dir(p)).await?;
+        Ok(ok(id))
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
+        let p = self.resolve(&path);
+        let real = blocking(move || Ok(std::fs::canonicalize(&p).unwrap_or_else(|_| lexical(&p)))).await?;
+        Ok(Name { id, files: vec![File::dummy(name(&real))] })
+    }
+
+    async fn rename(&mut self, id: u32, oldpath: String, newpath: String) -> Result<Status, Self::Error> {
+        let (from, to) = (self.resolve(&oldpath), self.resolve(&newpath));
+        self.conn.emit(Event::SftpRename { from: name(&from), to: name(&to) });
+        // SFTP v3 rename does not replace an existing target (OpenSSH's
+        // sftp-server uses link+unlink for the same reason).
+        blocking(move || {
+            if std::fs::symlink_metadata(&to).is_ok() {
+                return Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "target exists"));
+            }
+            std::fs::rename(from, to)
+        })
+        .await?;
+        Ok(ok(id))
+    }
+
+    async fn readlink(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
+        let p = self.resolve(&path);
+        let target = blocking(move || std::fs::read_link(p)).await?;
+        Ok(Name { id, files: vec![File::dummy(name(&target))] })
+    }
+
+    async fn symlink(&mut self, id: u32, linkpath: String, targetpath: String) -> Result<Status, Self::Error> {
+        let link = self.resolve(&linkpath);
+        self.conn.emit(Event::SftpOpenWrite { path: name(&link) });
+        blocking(move || std::os::unix::fs::symlink(targetpath, link)).await?;
+        Ok(ok(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_paths_never_climb_above_root() {
+        assert_eq!(lexical(Path::new("/home/w/../../../x/./y")), PathBuf::from("/x/y"));
+    }
+}
