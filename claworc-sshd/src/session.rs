@@ -10,16 +10,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use russh::keys::{Certificate, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Handle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet, Pty, Sig};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::audit::{self, Event};
@@ -29,7 +26,6 @@ use crate::exec::{self, Control, Exit, Request};
 use crate::forward;
 use crate::limits::{SessionSlot, Sessions, StartupSlot, Startups};
 use crate::pty::{self, WindowSize};
-use crate::sftp::Sftp;
 
 /// Environment variables one session channel may set.
 const MAX_ENV: usize = 64;
@@ -163,8 +159,11 @@ impl Connection {
         });
         match what {
             Start::Sftp => {
-                let stream = Tracked { inner: channel.into_stream(), _record: record };
-                tokio::spawn(russh_sftp::server::run(stream, Sftp::new(cfg.home.clone(), self.conn)));
+                let (home, conn) = (cfg.home.clone(), self.conn);
+                tokio::spawn(async move {
+                    let exit = crate::sftp::serve(channel, handle, home, conn, rx).await;
+                    record.ended(exit);
+                });
             }
             Start::Run(request) => {
                 let cx = exec::Context {
@@ -229,30 +228,6 @@ impl Drop for SessionRecord {
             exit_signal,
             duration_ms: self.started.elapsed().as_millis(),
         });
-    }
-}
-
-/// The SFTP channel's stream, carrying the session's record until SFTP ends.
-struct Tracked<S> {
-    inner: S,
-    _record: SessionRecord,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

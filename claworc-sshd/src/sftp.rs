@@ -10,17 +10,51 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
+use russh::Channel;
+use russh::server::{Handle as SessionHandle, Msg};
 use russh_sftp::protocol::{
     Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
 };
 use russh_sftp::server::StatusReply;
 
 use crate::audit::{self, Event};
+use crate::exec::{Control, Exit, Input, finish, pump_input};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 
 /// Most bytes one READ returns (OpenSSH's sftp-server allows 256 KiB).
 const MAX_READ: u32 = 256 * 1024;
 /// Open handles per SFTP session.
 const MAX_HANDLES: usize = 256;
+
+/// Buffer between the channel and the SFTP server task.
+const PIPE: usize = 512 * 1024;
+
+impl Input for tokio::io::WriteHalf<tokio::io::DuplexStream> {}
+
+/// Serves SFTP on a session channel until the client closes it, then ends the
+/// channel with exit status 0 as OpenSSH's sftp-server does (scp and sftp
+/// report a missing exit status as failure).
+pub async fn serve(
+    channel: Channel<Msg>,
+    handle: SessionHandle,
+    home: PathBuf,
+    conn: audit::Conn,
+    control: mpsc::UnboundedReceiver<Control>,
+) -> Exit {
+    let (read, write) = channel.split();
+    let (ours, theirs) = tokio::io::duplex(PIPE);
+    russh_sftp::server::run(theirs, Sftp::new(home, conn)).await;
+    let (mut from_sftp, to_sftp) = tokio::io::split(ours);
+    let pump = tokio::spawn(pump_input(read, Some(to_sftp), control, None));
+    let mut w = write.make_writer();
+    let _ = tokio::io::copy(&mut from_sftp, &mut w).await;
+    let _ = w.flush().await;
+    pump.abort();
+    let exit = Exit::Status(0);
+    finish(&write, &handle, &exit).await;
+    exit
+}
 
 enum Open {
     File(Arc<std::fs::File>),
