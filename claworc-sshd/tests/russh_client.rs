@@ -1,0 +1,106 @@
+//! claworc-sshd against russh's client (the one the plugin uses): the requests
+//! OpenSSH's client cannot be made to send on demand: `window-change`,
+//! `signal`, and password, keyboard-interactive and `none` authentication.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::client::{self, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate, load_secret_key};
+use russh::{ChannelMsg, Sig};
+use support::Sshd;
+
+/// Accepts only the server's pinned host key.
+struct Pinned(String);
+
+impl client::Handler for Pinned {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.fingerprint(HashAlg::Sha256).to_string() == self.0))
+    }
+}
+
+async fn connect(sshd: &Sshd) -> Handle<Pinned> {
+    let config = Arc::new(client::Config::default());
+    client::connect(config, ("127.0.0.1", sshd.port), Pinned(sshd.host_fingerprint.clone())).await.expect("connect")
+}
+
+async fn login(sshd: &Sshd) -> Handle<Pinned> {
+    let mut h = connect(sshd).await;
+    let key = load_secret_key(&sshd.user_key.private, None).unwrap();
+    let r = h.authenticate_publickey("claworc", PrivateKeyWithHashAlg::new(Arc::new(key), None)).await.unwrap();
+    assert!(r.success(), "{r:?}");
+    h
+}
+
+/// Collects a channel's output until it closes: (stdout, exit status, exit signal).
+async fn collect(ch: &mut russh::Channel<client::Msg>) -> (String, Option<u32>, Option<Sig>) {
+    let (mut out, mut status, mut signal) = (Vec::new(), None, None);
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(20), ch.wait()).await.expect("channel stalled") {
+        match msg {
+            ChannelMsg::Data { data } => out.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+            ChannelMsg::ExitSignal { signal_name, .. } => signal = Some(signal_name),
+            ChannelMsg::Close => break,
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&out).into_owned(), status, signal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_keyboard_interactive_and_none_are_refused() {
+    let sshd = Sshd::start();
+    let mut h = connect(&sshd).await;
+    let none = h.authenticate_none("claworc").await.unwrap();
+    assert!(!none.success());
+    let pw = h.authenticate_password("claworc", "hunter2").await.unwrap();
+    assert!(!pw.success(), "password accepted");
+    let kbd = h.authenticate_keyboard_interactive_start("claworc", None).await.unwrap();
+    assert!(matches!(kbd, KeyboardInteractiveAuthResponse::Failure { .. }), "{kbd:?}");
+    let pw = h.authenticate_password("claworc", "hunter3").await.unwrap();
+    assert!(!pw.success(), "password accepted");
+    // Those were three failures (the `none` probe does not count, as in OpenSSH): the server hangs up, even for the right key now.
+    let key = load_secret_key(&sshd.user_key.private, None).unwrap();
+    let r = h.authenticate_publickey("claworc", PrivateKeyWithHashAlg::new(Arc::new(key), None)).await;
+    assert!(!r.is_ok_and(|r| r.success()), "logged in after three failures");
+    let methods: Vec<_> = sshd.events("login_refused").iter().map(|v| v["method"].as_str().unwrap().to_string()).collect();
+    assert_eq!(methods, ["password", "keyboard-interactive", "password"]);
+    assert!(!sshd.audit().iter().any(|v| v.to_string().contains("hunter")), "a password reached the audit log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_changes_reach_the_pty() {
+    let sshd = Sshd::start();
+    let h = login(&sshd).await;
+    let mut ch = h.channel_open_session().await.unwrap();
+    ch.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
+    // Prints the size, waits for SIGWINCH's effect, prints it again.
+    ch.exec(true, "stty size; sleep 1; stty size").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    ch.window_change(132, 50, 0, 0).await.unwrap();
+    let (out, status, _) = collect(&mut ch).await;
+    let sizes: Vec<&str> = out.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    assert_eq!(sizes, ["24 80", "50 132"], "{out:?}");
+    assert_eq!(status, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_reaches_the_command_and_comes_back_as_exit_signal() {
+    let sshd = Sshd::start();
+    let h = login(&sshd).await;
+    let mut ch = h.channel_open_session().await.unwrap();
+    // exec replaces the shell, so the signal reaches `sleep` itself.
+    ch.exec(true, "exec sleep 30").await.unwrap();
+    sshd.wait_event("session_start", |v| v["command"] == "exec sleep 30");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    ch.signal(Sig::TERM).await.unwrap();
+    let (_, status, signal) = collect(&mut ch).await;
+    assert_eq!(status, None);
+    assert!(matches!(signal, Some(Sig::TERM)), "{signal:?}");
+    let end = sshd.wait_event("session_end", |v| v["command"] == "exec sleep 30");
+    assert_eq!(end["exit_signal"], "TERM");
+}
