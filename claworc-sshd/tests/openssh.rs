@@ -445,3 +445,39 @@ fn audit_lines_of_a_scripted_session() {
     assert!(!all.contains(key_b64), "public key material in the audit log");
     assert!(!all.contains(secret_content), "file content in the audit log");
 }
+
+#[test]
+fn an_image_without_a_shell_serves_programs_sftp_and_forwards() {
+    let port = echo_server();
+    let sshd = Sshd::start_with(Options { config: format!("forward-ports {port}\n"), no_shell: true, ..Default::default() });
+    // exec: the command line split on whitespace, the program found on PATH.
+    let mut c = sshd.ssh();
+    c.args(["127.0.0.1", "echo  two   words"]);
+    let (ok, out, err) = run(c);
+    assert!(ok, "{err}");
+    assert_eq!(out, "two words\n");
+    let mut c = sshd.ssh();
+    c.args(["127.0.0.1", "/usr/bin/env"]);
+    let (ok, out, err) = run(c);
+    assert!(ok && out.lines().any(|l| l == format!("HOME={}", sshd.home.display())), "{out}{err}");
+    assert!(!out.contains("SHELL="), "{out}");
+    // A missing program: 127, as a shell would say.
+    let mut c = sshd.ssh();
+    c.args(["127.0.0.1", "no-such-program"]);
+    let out = c.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    // A shell: refused, saying why.
+    let mut c = sshd.ssh();
+    c.args(["-tt", "127.0.0.1"]);
+    let out = c.stdin(Stdio::null()).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains("this image has no shell"), "{said}");
+    // SFTP and forwards need no shell.
+    std::fs::write(sshd.client.join("f.txt"), "no shell needed").unwrap();
+    assert!(sshd.sftp_batch("put f.txt f.txt\n").status.success());
+    assert_eq!(std::fs::read_to_string(sshd.home.join("f.txt")).unwrap(), "no shell needed");
+    let mut c = sshd.ssh();
+    c.args(["-W", &format!("localhost:{port}"), "127.0.0.1"]);
+    assert_eq!(run_with_stdin(c, b"tunnel").stdout, b"tunnel");
+}

@@ -63,7 +63,16 @@ pub fn keygen(dir: &Path, name: &str, comment: &str) -> Key {
 pub struct Options {
     pub config: String,
     pub env: Vec<(String, String)>,
+    /// Hide every shell from the server (a mount namespace with /dev/null
+    /// bound over them), as in an image without /bin/sh. Needs root.
+    pub no_shell: bool,
 }
+
+/// Runs the rest of the command line with the shells replaced by /dev/null.
+const HIDE_SHELLS: &str = r#"for f in /bin/sh /bin/bash /bin/dash /usr/bin/sh /usr/bin/bash /usr/bin/dash; do
+  [ -e "$f" ] && mount --bind /dev/null "$(readlink -f "$f")"
+done
+exec "$@""#;
 
 pub struct Sshd {
     child: Child,
@@ -129,7 +138,19 @@ impl Sshd {
         std::fs::write(&cfg_path, config).unwrap();
         std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let bin = env!("CARGO_BIN_EXE_claworc-sshd");
-        let mut cmd = if is_root() {
+        let mut cmd = if opts.no_shell {
+            assert!(is_root(), "hiding the shells needs a mount namespace: run this test as root");
+            let mut c = Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", HIDE_SHELLS, "sh", "setpriv"]);
+            c.args([
+                format!("--reuid={RUN_AS}"),
+                format!("--regid={RUN_AS}"),
+                "--clear-groups".to_string(),
+                "--".to_string(),
+                bin.to_string(),
+            ]);
+            c
+        } else if is_root() {
             let mut c = Command::new("setpriv");
             c.args([
                 format!("--reuid={RUN_AS}"),
