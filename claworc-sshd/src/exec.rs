@@ -216,12 +216,15 @@ pub(crate) trait Input: AsyncWrite + Unpin + Send {
 impl Input for tokio::process::ChildStdin {}
 
 /// Copies client data to `input` until EOF, and applies control messages
-/// (window size, signals) until the session ends.
+/// (window size, signals) until the session ends. When the client closes the
+/// channel first, a program on a PTY gets SIGHUP, as when a terminal hangs up
+/// (OpenSSH does the same); one on pipes just sees its stdin end.
 pub(crate) async fn pump_input(
     mut read: ChannelReadHalf,
     mut input: Option<impl Input>,
     mut control: mpsc::UnboundedReceiver<Control>,
     pid: Option<u32>,
+    hangup_on_close: bool,
 ) {
     let mut reading = true;
     loop {
@@ -239,7 +242,13 @@ pub(crate) async fn pump_input(
                         let _ = w.shutdown().await;
                     }
                 }
-                Some(ChannelMsg::Close) | None => reading = false,
+                Some(ChannelMsg::Close) | None => {
+                    reading = false;
+                    input = None;
+                    if hangup_on_close {
+                        deliver(pid, &Sig::HUP);
+                    }
+                }
                 Some(_) => {}
             },
             c = control.recv() => match c {
@@ -304,7 +313,7 @@ pub async fn run_piped(
             return refuse(&write, &handle, &msg, spawn_failure_status(&e)).await;
         }
     };
-    let input = tokio::spawn(pump_input(read, child.stdin.take(), control, child.id()));
+    let input = tokio::spawn(pump_input(read, child.stdin.take(), control, child.id(), false));
     let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
     let (mut w_out, mut w_err) = (write.make_writer(), write.make_writer_ext(Some(1)));
     let copy_out = async {

@@ -76,7 +76,7 @@ pub async fn run_on_pty(
         }
     };
     let (mut out, input) = pty.into_split();
-    let pump = tokio::spawn(pump_input(read, Some(input), control, child.id()));
+    let pump = tokio::spawn(pump_input(read, Some(input), control, child.id(), true));
     let mut w = write.make_writer();
     let copy = async {
         // Ends with EIO once the last process holding the terminal has exited.

@@ -110,7 +110,12 @@ async fn serve(
         })
     };
     let result = session.await;
-    let grace_exceeded = watchdog.is_finished() && matches!(watchdog.await, Ok(true));
+    let grace_exceeded = if watchdog.is_finished() {
+        matches!(watchdog.await, Ok(true))
+    } else {
+        watchdog.abort();
+        false
+    };
     let reason = if grace_exceeded {
         "login grace time exceeded"
     } else {

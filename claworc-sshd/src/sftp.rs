@@ -46,7 +46,7 @@ pub async fn serve(
     let (ours, theirs) = tokio::io::duplex(PIPE);
     russh_sftp::server::run(theirs, Sftp::new(home, conn)).await;
     let (mut from_sftp, to_sftp) = tokio::io::split(ours);
-    let pump = tokio::spawn(pump_input(read, Some(to_sftp), control, None));
+    let pump = tokio::spawn(pump_input(read, Some(to_sftp), control, None, false));
     let mut w = write.make_writer();
     let _ = tokio::io::copy(&mut from_sftp, &mut w).await;
     let _ = w.flush().await;

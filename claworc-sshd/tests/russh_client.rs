@@ -104,3 +104,17 @@ async fn a_signal_reaches_the_command_and_comes_back_as_exit_signal() {
     let end = sshd.wait_event("session_end", |v| v["command"] == "exec sleep 30");
     assert_eq!(end["exit_signal"], "TERM");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_shell_hangs_up_when_the_client_closes_the_channel() {
+    let sshd = Sshd::start();
+    let h = login(&sshd).await;
+    let ch = h.channel_open_session().await.unwrap();
+    ch.request_pty(true, "xterm", 80, 24, 0, 0, &[]).await.unwrap();
+    ch.request_shell(true).await.unwrap();
+    sshd.wait_event("session_start", |v| v["kind"] == "shell");
+    ch.close().await.unwrap();
+    // The shell got SIGHUP, as from a terminal that hung up: the session ends.
+    let end = sshd.wait_event("session_end", |v| v["kind"] == "shell");
+    assert!(end["exit_signal"] == "HUP" || end["exit_status"].is_u64(), "{end}");
+}
