@@ -226,10 +226,12 @@ pub(crate) async fn pump_input(
     pid: Option<u32>,
     hangup_on_close: bool,
 ) {
-    let mut reading = true;
+    // The handler drops the control sender when the channel closes, maybe
+    // before the Close message is read here: only the channel ends the loop.
+    let mut controlled = true;
     loop {
         tokio::select! {
-            msg = read.wait(), if reading => match msg {
+            msg = read.wait() => match msg {
                 Some(ChannelMsg::Data { data }) => {
                     if let Some(w) = input.as_mut()
                         && (w.write_all(&data).await.is_err() || w.flush().await.is_err())
@@ -243,20 +245,19 @@ pub(crate) async fn pump_input(
                     }
                 }
                 Some(ChannelMsg::Close) | None => {
-                    reading = false;
-                    input = None;
                     if hangup_on_close {
                         deliver(pid, &Sig::HUP);
                     }
+                    return;
                 }
                 Some(_) => {}
             },
-            c = control.recv() => match c {
+            c = control.recv(), if controlled => match c {
                 Some(Control::Resize { cols, rows, px, py }) => {
                     if let Some(w) = input.as_mut() { w.resize(cols, rows, px, py) }
                 }
                 Some(Control::Signal(sig)) => deliver(pid, &sig),
-                None => return,
+                None => controlled = false,
             },
         }
     }
