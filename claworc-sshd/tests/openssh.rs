@@ -172,7 +172,8 @@ fn local_forward_reaches_a_listed_port_only() {
         assert!(!ok, "forward to {target} was allowed");
         assert!(err.contains("administratively prohibited"), "{target}: {err}");
     }
-    assert_eq!(sshd.events("forward_refused").len(), 3);
+    let refused = sshd.wait_count("forward_refused", 3);
+    assert_eq!(refused.len(), 3);
 }
 
 #[test]
@@ -359,11 +360,7 @@ fn the_eleventh_session_on_a_connection_is_refused() {
     let mut sleepers: Vec<_> = (0..10)
         .map(|_| mux(&["127.0.0.1", "sleep 60"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sshd.events("session_start").len() < 10 {
-        assert!(Instant::now() < deadline, "10 sessions did not start: {:?}", sshd.events("session_start").len());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    sshd.wait_count("session_start", 10);
     // The master's connection refuses the 11th session; OpenSSH's mux client
     // then falls back to a connection of its own, where it runs.
     let master_conn = sshd.events("session_start")[0]["conn"].clone();

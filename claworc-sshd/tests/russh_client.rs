@@ -67,7 +67,7 @@ async fn password_keyboard_interactive_and_none_are_refused() {
     let key = load_secret_key(&sshd.user_key.private, None).unwrap();
     let r = h.authenticate_publickey("claworc", PrivateKeyWithHashAlg::new(Arc::new(key), None)).await;
     assert!(!r.is_ok_and(|r| r.success()), "logged in after three failures");
-    let methods: Vec<_> = sshd.events("login_refused").iter().map(|v| v["method"].as_str().unwrap().to_string()).collect();
+    let methods: Vec<_> = sshd.wait_count("login_refused", 3).iter().map(|v| v["method"].as_str().unwrap().to_string()).collect();
     assert_eq!(methods, ["password", "keyboard-interactive", "password"]);
     assert!(!sshd.audit().iter().any(|v| v.to_string().contains("hunter")), "a password reached the audit log");
 }

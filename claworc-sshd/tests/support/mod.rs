@@ -294,7 +294,23 @@ impl Sshd {
             if let Some(v) = self.events(name).into_iter().find(|v| pred(v)) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "no {name:?} audit event; stderr so far:\n{}", self.lines.lock().unwrap().join("\n"));
+            if Instant::now() >= deadline {
+                let so_far = self.lines.lock().unwrap().join("\n");
+                panic!("no {name:?} audit event; stderr so far:\n{so_far}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to 20 s until there are `n` audit events `name`; returns them.
+    pub fn wait_count(&self, name: &str, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = self.events(name);
+            if events.len() >= n {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "{} {name:?} audit events, not {n}", events.len());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
