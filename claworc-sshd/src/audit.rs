@@ -14,11 +14,21 @@ use serde::Serialize;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event<'a> {
     /// The server is ready: its address and host key fingerprint.
-    Listening { addr: String, host_key: String },
+    Listening {
+        addr: String,
+        host_key: String,
+    },
     /// A connection was closed on accept: too many unauthenticated connections.
-    ConnectionRefused { reason: &'a str },
+    ConnectionRefused {
+        reason: &'a str,
+    },
     Connect {},
-    LoginAccepted { user: &'a str, method: &'a str, fingerprint: String, comment: &'a str },
+    LoginAccepted {
+        user: &'a str,
+        method: &'a str,
+        fingerprint: String,
+        comment: &'a str,
+    },
     LoginRefused {
         user: &'a str,
         method: &'a str,
@@ -52,14 +62,35 @@ pub enum Event<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
-    SftpOpenWrite { path: String },
-    SftpRemove { path: String },
-    SftpRename { from: String, to: String },
-    SftpMkdir { path: String },
-    SftpRmdir { path: String },
-    ForwardOpened { host: &'a str, port: u32 },
-    ForwardRefused { host: &'a str, port: u32, reason: &'a str },
-    Disconnect { reason: &'a str, duration_ms: u128 },
+    SftpOpenWrite {
+        path: String,
+    },
+    SftpRemove {
+        path: String,
+    },
+    SftpRename {
+        from: String,
+        to: String,
+    },
+    SftpMkdir {
+        path: String,
+    },
+    SftpRmdir {
+        path: String,
+    },
+    ForwardOpened {
+        host: &'a str,
+        port: u32,
+    },
+    ForwardRefused {
+        host: &'a str,
+        port: u32,
+        reason: &'a str,
+    },
+    Disconnect {
+        reason: &'a str,
+        duration_ms: u128,
+    },
 }
 
 #[derive(Serialize)]

@@ -32,7 +32,9 @@ const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sb
 pub fn env_allowed(name: &str) -> bool {
     name == "TERM"
         || name == "LANG"
-        || name.strip_prefix("LC_").is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        || name
+            .strip_prefix("LC_")
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
 }
 
 /// What the client asked a session channel to run.
@@ -70,7 +72,9 @@ pub struct Launch {
 /// Why nothing can be launched.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoLaunch {
-    #[error("this image has no shell ($SHELL unset or missing, no /bin/sh); run a program by path instead, e.g. `ssh HOST -- /usr/bin/env`")]
+    #[error(
+        "this image has no shell ($SHELL unset or missing, no /bin/sh); run a program by path instead, e.g. `ssh HOST -- /usr/bin/env`"
+    )]
     NoShell,
     #[error("empty command")]
     Empty,
@@ -118,10 +122,7 @@ pub fn environment(cx: &Context<'_>, term: Option<&str>, client: &[(String, Stri
         ("USER", cx.user.into()),
         ("LOGNAME", cx.user.into()),
         ("SSH_CLIENT", format!("{} {} {}", cx.peer.ip(), cx.peer.port(), cx.local.port()).into()),
-        (
-            "SSH_CONNECTION",
-            format!("{} {} {} {}", cx.peer.ip(), cx.peer.port(), cx.local.ip(), cx.local.port()).into(),
-        ),
+        ("SSH_CONNECTION", format!("{} {} {} {}", cx.peer.ip(), cx.peer.port(), cx.local.ip(), cx.local.port()).into()),
     ];
     env.extend(fixed.into_iter().map(|(k, v)| (OsString::from(k), v)));
     if let Some(sh) = cx.shell {
@@ -271,7 +272,9 @@ pub(crate) async fn finish(write: &ChannelWriteHalf<Msg>, handle: &Handle, exit:
             let _ = write.exit_status(*s).await;
         }
         Exit::Signal { signal, core_dumped } => {
-            let _ = handle.exit_signal_request(write.id(), signal.clone(), *core_dumped, String::new(), String::new()).await;
+            let _ = handle
+                .exit_signal_request(write.id(), signal.clone(), *core_dumped, String::new(), String::new())
+                .await;
         }
     }
     let _ = write.close().await;
@@ -375,7 +378,8 @@ mod tests {
             peer: "127.0.0.1:5000".parse().unwrap(),
             local: "127.0.0.1:2222".parse().unwrap(),
         };
-        let client = [("PATH".into(), "/evil".into()), ("LD_PRELOAD".into(), "x.so".into()), ("LANG".into(), "C.UTF-8".into())];
+        let client =
+            [("PATH".into(), "/evil".into()), ("LD_PRELOAD".into(), "x.so".into()), ("LANG".into(), "C.UTF-8".into())];
         let env: BTreeMap<_, _> = environment(&cx, Some("xterm"), &client).into_iter().collect();
         assert_eq!(env[&OsString::from("PATH")], "/usr/bin");
         assert!(!env.contains_key(&OsString::from("LD_PRELOAD")));

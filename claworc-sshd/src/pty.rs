@@ -61,7 +61,8 @@ pub async fn run_on_pty(
         Err(e) => return refuse(&write, &handle, &format!("cannot allocate a PTY: {e}"), 1).await,
     };
     let _ = pty.resize(size.size());
-    let mut cmd = pty_process::Command::new(&launch.program).args(&launch.args).env_clear().envs(env).current_dir(&home);
+    let mut cmd =
+        pty_process::Command::new(&launch.program).args(&launch.args).env_clear().envs(env).current_dir(&home);
     if let Some(a0) = &launch.arg0 {
         cmd = cmd.arg0(a0);
     }

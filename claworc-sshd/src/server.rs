@@ -9,12 +9,12 @@ use std::time::Instant;
 use russh::Disconnect;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::Error;
 use crate::audit::{self, Event};
 use crate::auth::{self, AuthorizedKeys};
 use crate::config::Config;
 use crate::limits::Startups;
 use crate::session::{Connection, Shared};
-use crate::Error;
 
 /// A bound server, ready to [`Server::run`].
 pub struct Server {
@@ -31,7 +31,8 @@ impl Server {
         let host_key = auth::load_host_key(&keys_dir)?;
         let fingerprint = auth::fingerprint(host_key.public_key());
         let port = config.sshd.port;
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.map_err(|source| Error::Listen { port, source })?;
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.map_err(|source| Error::Listen { port, source })?;
         let russh = Arc::new(config.russh(host_key));
         let shared = Arc::new(Shared {
             keys: AuthorizedKeys::new(&keys_dir),
@@ -87,11 +88,17 @@ async fn serve(
     let session = match tokio::time::timeout(grace, russh::server::run_stream(russh, socket, handler)).await {
         Ok(Ok(s)) => s,
         Ok(Err(_)) => {
-            conn.emit(Event::Disconnect { reason: "protocol error before key exchange", duration_ms: started.elapsed().as_millis() });
+            conn.emit(Event::Disconnect {
+                reason: "protocol error before key exchange",
+                duration_ms: started.elapsed().as_millis(),
+            });
             return;
         }
         Err(_) => {
-            conn.emit(Event::Disconnect { reason: "login grace time exceeded", duration_ms: started.elapsed().as_millis() });
+            conn.emit(Event::Disconnect {
+                reason: "login grace time exceeded",
+                duration_ms: started.elapsed().as_millis(),
+            });
             return;
         }
     };
@@ -102,7 +109,9 @@ async fn serve(
         tokio::spawn(async move {
             tokio::time::sleep_until((started + grace).into()).await;
             if !state.authenticated.load(Ordering::Acquire) {
-                let _ = handle.disconnect(Disconnect::ByApplication, "Login grace time exceeded".into(), String::new()).await;
+                let _ = handle
+                    .disconnect(Disconnect::ByApplication, "Login grace time exceeded".into(), String::new())
+                    .await;
                 true
             } else {
                 false

@@ -70,7 +70,12 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(shared: Arc<Shared>, conn: audit::Conn, local: SocketAddr, startup: StartupSlot) -> (Self, Arc<ConnState>) {
+    pub fn new(
+        shared: Arc<Shared>,
+        conn: audit::Conn,
+        local: SocketAddr,
+        startup: StartupSlot,
+    ) -> (Self, Arc<ConnState>) {
         let state = Arc::new(ConnState::default());
         let c = Connection {
             shared,
@@ -91,7 +96,14 @@ impl Connection {
 
     /// Audits a refused attempt, counts it, and disconnects at `max-auth-tries`
     /// (OpenSSH's "Too many authentication failures").
-    fn refuse(&mut self, user: &str, method: &str, key: Option<&PublicKey>, comment: Option<&str>, reason: &str) -> Auth {
+    fn refuse(
+        &mut self,
+        user: &str,
+        method: &str,
+        key: Option<&PublicKey>,
+        comment: Option<&str>,
+        reason: &str,
+    ) -> Auth {
         self.conn.emit(Event::LoginRefused { user, method, fingerprint: key.map(auth::fingerprint), comment, reason });
         self.failures += 1;
         if self.failures >= self.shared.config.sshd.max_auth_tries
@@ -99,7 +111,11 @@ impl Connection {
         {
             tokio::spawn(async move {
                 let _ = handle
-                    .disconnect(Disconnect::NoMoreAuthMethodsAvailable, "Too many authentication failures".into(), String::new())
+                    .disconnect(
+                        Disconnect::NoMoreAuthMethodsAvailable,
+                        "Too many authentication failures".into(),
+                        String::new(),
+                    )
                     .await;
             });
         }
@@ -259,7 +275,9 @@ impl russh::server::Handler for Connection {
     async fn auth_publickey_offered(&mut self, user: &str, offer: PublicKeyOffer<'_>) -> Result<Auth, Self::Error> {
         match self.check(user, offer.public_key) {
             Ok(_) => Ok(Auth::Accept),
-            Err((comment, reason)) => Ok(self.refuse(user, "publickey", Some(offer.public_key), comment.as_deref(), reason)),
+            Err((comment, reason)) => {
+                Ok(self.refuse(user, "publickey", Some(offer.public_key), comment.as_deref(), reason))
+            }
         }
     }
 
@@ -275,7 +293,9 @@ impl russh::server::Handler for Connection {
                 });
                 Ok(Auth::Accept)
             }
-            Err((comment, reason)) => Ok(self.refuse(user, "publickey", Some(key.public_key), comment.as_deref(), reason)),
+            Err((comment, reason)) => {
+                Ok(self.refuse(user, "publickey", Some(key.public_key), comment.as_deref(), reason))
+            }
         }
     }
 
@@ -296,7 +316,8 @@ impl russh::server::Handler for Connection {
             reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
             return Ok(());
         };
-        self.channels.insert(channel.id(), SessionChannel { channel: Some(channel), slot: Some(slot), ..Default::default() });
+        self.channels
+            .insert(channel.id(), SessionChannel { channel: Some(channel), slot: Some(slot), ..Default::default() });
         reply.accept().await;
         Ok(())
     }
@@ -410,7 +431,13 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn env_request(&mut self, channel: ChannelId, name: &str, value: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         match self.channels.get_mut(&channel) {
             Some(e) if exec::env_allowed(name) && e.channel.is_some() && e.env.len() < MAX_ENV => {
                 e.env.push((name.to_string(), value.to_string()));
@@ -429,12 +456,22 @@ impl russh::server::Handler for Connection {
         self.start(channel, Start::Run(Request::Shell), session)
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         let command = String::from_utf8_lossy(data).into_owned();
         self.start(channel, Start::Run(Request::Exec(command)), session)
     }
 
-    async fn subsystem_request(&mut self, channel: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         if name == "sftp" {
             self.start(channel, Start::Sftp, session)
         } else {
@@ -472,7 +509,12 @@ impl russh::server::Handler for Connection {
         Ok(false)
     }
 
-    async fn tcpip_forward(&mut self, address: &str, port: &mut u32, _session: &mut Session) -> Result<bool, Self::Error> {
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
         self.refused("tcpip-forward", Some(format!("{address}:{port}")));
         Ok(false)
     }

@@ -12,9 +12,7 @@ use std::sync::Arc;
 
 use russh::Channel;
 use russh::server::{Handle as SessionHandle, Msg};
-use russh_sftp::protocol::{
-    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
-};
+use russh_sftp::protocol::{Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version};
 use russh_sftp::server::StatusReply;
 
 use crate::audit::{self, Event};
@@ -110,7 +108,9 @@ fn io_error(e: std::io::Error) -> StatusReply {
     code.with_message(e.to_string())
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> Result<T, StatusReply> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, StatusReply> {
     tokio::task::spawn_blocking(f).await.map_err(|_| StatusReply::new(StatusCode::Failure))?.map_err(io_error)
 }
 
@@ -177,7 +177,13 @@ impl russh_sftp::server::Handler for Sftp {
         Ok(Version::new())
     }
 
-    async fn open(&mut self, id: u32, filename: String, pflags: OpenFlags, attrs: FileAttributes) -> Result<Handle, Self::Error> {
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        pflags: OpenFlags,
+        attrs: FileAttributes,
+    ) -> Result<Handle, Self::Error> {
         let path = self.resolve(&filename);
         let writes = pflags.intersects(OpenFlags::WRITE | OpenFlags::APPEND | OpenFlags::CREATE | OpenFlags::TRUNCATE);
         if writes {
@@ -192,7 +198,11 @@ impl russh_sftp::server::Handler for Sftp {
                 .append(pflags.contains(OpenFlags::APPEND))
                 .mode(mode);
             if pflags.contains(OpenFlags::CREATE) {
-                if pflags.contains(OpenFlags::EXCLUDE) { o.create_new(true) } else { o.create(true) };
+                if pflags.contains(OpenFlags::EXCLUDE) {
+                    o.create_new(true)
+                } else {
+                    o.create(true)
+                };
             }
             if pflags.contains(OpenFlags::TRUNCATE) {
                 o.truncate(true);

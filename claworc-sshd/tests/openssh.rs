@@ -103,7 +103,9 @@ fn scp_copies_both_ways_in_sftp_and_legacy_mode() {
 fn sftp_put_get_ls_rename_rm() {
     let sshd = Sshd::start();
     std::fs::write(sshd.client.join("local.txt"), "hello over sftp\n").unwrap();
-    let out = sshd.sftp_batch("put local.txt a.txt\nls\nrename a.txt b.txt\nget b.txt fetched.txt\nmkdir d\nls -l\nrm b.txt\nrmdir d\nls\n");
+    let out = sshd.sftp_batch(
+        "put local.txt a.txt\nls\nrename a.txt b.txt\nget b.txt fetched.txt\nmkdir d\nls -l\nrm b.txt\nrmdir d\nls\n",
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}\n{}", stdout, text(&out.stderr));
     assert_eq!(std::fs::read_to_string(sshd.client.join("fetched.txt")).unwrap(), "hello over sftp\n");
@@ -318,7 +320,8 @@ fn an_idle_connection_is_closed_after_the_login_grace_time() {
 
 #[test]
 fn unauthenticated_connections_are_capped() {
-    let sshd = Sshd::start_with(Options { config: "max-startups 2\nlogin-grace-time 20\n".into(), ..Default::default() });
+    let sshd =
+        Sshd::start_with(Options { config: "max-startups 2\nlogin-grace-time 20\n".into(), ..Default::default() });
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut s = TcpStream::connect(("127.0.0.1", sshd.port)).unwrap();
@@ -358,7 +361,14 @@ fn the_eleventh_session_on_a_connection_is_refused() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mut sleepers: Vec<_> = (0..10)
-        .map(|_| mux(&["127.0.0.1", "sleep 60"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap())
+        .map(|_| {
+            mux(&["127.0.0.1", "sleep 60"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
         .collect();
     sshd.wait_count("session_start", 10);
     // The master's connection refuses the 11th session; OpenSSH's mux client
@@ -394,7 +404,8 @@ fn ssh_audit_reports_no_failures() {
     assert!(report.contains("(key) ssh-ed25519"), "{report}");
     let fails: Vec<&str> = report.lines().filter(|l| l.contains("[fail]")).collect();
     assert!(fails.is_empty(), "ssh-audit [fail]:\n{}", fails.join("\n"));
-    for weak in ["diffie-hellman", "ecdh-sha2", "ssh-rsa", "-ctr", "-cbc", "hmac-sha1", "umac", "(mac) hmac-sha2-256 "] {
+    for weak in ["diffie-hellman", "ecdh-sha2", "ssh-rsa", "-ctr", "-cbc", "hmac-sha1", "umac", "(mac) hmac-sha2-256 "]
+    {
         assert!(!report.contains(weak), "{weak} offered:\n{report}");
     }
 }
@@ -422,9 +433,15 @@ fn audit_lines_of_a_scripted_session() {
     assert!(accepted["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
     let conn = accepted["conn"].clone();
     let start = sshd.wait_event("session_start", |v| v["conn"] == conn);
-    assert_eq!((start["kind"].as_str(), start["command"].as_str(), start["pty"].as_bool()), (Some("exec"), Some("exit 3"), Some(false)));
+    assert_eq!(
+        (start["kind"].as_str(), start["command"].as_str(), start["pty"].as_bool()),
+        (Some("exec"), Some("exit 3"), Some(false))
+    );
     let end = sshd.wait_event("session_end", |v| v["conn"] == conn);
-    assert_eq!((end["kind"].as_str(), end["command"].as_str(), end["exit_status"].as_u64()), (Some("exec"), Some("exit 3"), Some(3)));
+    assert_eq!(
+        (end["kind"].as_str(), end["command"].as_str(), end["exit_status"].as_u64()),
+        (Some("exec"), Some("exit 3"), Some(3))
+    );
     assert!(end["duration_ms"].is_u64());
     let upload = sshd.wait_event("sftp_open_write", |_| true);
     assert_eq!(upload["path"].as_str(), sshd.home.join("up.txt").to_str());
@@ -446,7 +463,8 @@ fn audit_lines_of_a_scripted_session() {
 #[test]
 fn an_image_without_a_shell_serves_programs_sftp_and_forwards() {
     let port = echo_server();
-    let sshd = Sshd::start_with(Options { config: format!("forward-ports {port}\n"), no_shell: true, ..Default::default() });
+    let sshd =
+        Sshd::start_with(Options { config: format!("forward-ports {port}\n"), no_shell: true, ..Default::default() });
     // exec: the command line split on whitespace, the program found on PATH.
     let mut c = sshd.ssh();
     c.args(["127.0.0.1", "echo  two   words"]);

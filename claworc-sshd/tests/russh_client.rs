@@ -19,7 +19,9 @@ impl client::Handler for Pinned {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        Ok(matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.fingerprint(HashAlg::Sha256).to_string() == self.0))
+        Ok(
+            matches!(key, PublicKeyOrCertificate::PublicKey { key, .. } if key.fingerprint(HashAlg::Sha256).to_string() == self.0),
+        )
     }
 }
 
@@ -67,7 +69,8 @@ async fn password_keyboard_interactive_and_none_are_refused() {
     let key = load_secret_key(&sshd.user_key.private, None).unwrap();
     let r = h.authenticate_publickey("claworc", PrivateKeyWithHashAlg::new(Arc::new(key), None)).await;
     assert!(!r.is_ok_and(|r| r.success()), "logged in after three failures");
-    let methods: Vec<_> = sshd.wait_count("login_refused", 3).iter().map(|v| v["method"].as_str().unwrap().to_string()).collect();
+    let methods: Vec<_> =
+        sshd.wait_count("login_refused", 3).iter().map(|v| v["method"].as_str().unwrap().to_string()).collect();
     assert_eq!(methods, ["password", "keyboard-interactive", "password"]);
     assert!(!sshd.audit().iter().any(|v| v.to_string().contains("hunter")), "a password reached the audit log");
 }

@@ -158,7 +158,8 @@ impl SshdConfig {
                     }
                 }
                 _ => {
-                    let n: u32 = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("use a whole number above 0"))?;
+                    let n: u32 =
+                        value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("use a whole number above 0"))?;
                     match key {
                         "max-auth-tries" => c.max_auth_tries = n,
                         "login-grace-time" => c.login_grace_time = n,

@@ -23,8 +23,7 @@ const RUN_AS: u32 = 1000;
 
 /// Fails with an install hint when `tool` is not on PATH.
 pub fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
     assert!(found, "{tool} is missing: {INSTALL}");
 }
 
@@ -128,11 +127,8 @@ impl Sshd {
             chown_1000(&sshd.home);
             chown_1000(&sshd.keys);
         }
-        let config = format!(
-            "port 0\nkeys-dir {}\nuser claworc\nforward-ports 1\n{}",
-            sshd.keys.display(),
-            opts.config
-        );
+        let config =
+            format!("port 0\nkeys-dir {}\nuser claworc\nforward-ports 1\n{}", sshd.keys.display(), opts.config);
         let config = dedupe_forward_ports(&config);
         let cfg_path = sshd.dir.path().join("sshd.conf");
         std::fs::write(&cfg_path, config).unwrap();
@@ -163,9 +159,14 @@ impl Sshd {
         } else {
             Command::new(bin)
         };
-        cmd.arg("--config").arg(&cfg_path).env_clear().env("HOME", &sshd.home).env("PATH", "/usr/local/bin:/usr/bin:/bin");
+        cmd.arg("--config")
+            .arg(&cfg_path)
+            .env_clear()
+            .env("HOME", &sshd.home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin");
         cmd.envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn claworc-sshd");
+        let mut child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("spawn claworc-sshd");
         let stderr = child.stderr.take().unwrap();
         let lines = sshd.lines.clone();
         std::thread::spawn(move || {
