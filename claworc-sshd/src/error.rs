@@ -10,6 +10,10 @@ pub enum Error {
     HostKeyParse { path: PathBuf, source: russh::keys::ssh_key::Error },
     #[error("{path}: the host key is {algorithm}; claworc-sshd serves ssh-ed25519 only")]
     HostKeyAlgorithm { path: PathBuf, algorithm: String },
+    #[error(
+        "refusing to run as root (uid 0): every session would be root; run as the pod's claworc.io/run-as-user (OpenSSH's PermitRootLogin no)"
+    )]
+    Root,
     #[error(transparent)]
     Config(#[from] claworc_contract::claworc_sshd_config::ConfigError),
     #[error("cannot listen on 127.0.0.1:{port}: {source}")]

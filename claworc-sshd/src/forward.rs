@@ -10,8 +10,6 @@ use russh::Channel;
 use russh::server::Msg;
 use tokio::net::TcpStream;
 
-use crate::audit;
-
 /// Why a forward is refused, or `None` if it is allowed.
 pub fn refusal(host: &str, port: u32, allowed: &[u16]) -> Option<&'static str> {
     if host != "localhost" && host != "127.0.0.1" {
@@ -37,7 +35,7 @@ pub async fn connect(port: u16) -> std::io::Result<TcpStream> {
 }
 
 /// Copies both ways between the channel and the workload's socket until both close.
-pub fn pipe(channel: Channel<Msg>, mut stream: TcpStream, _conn: audit::Conn) {
+pub fn pipe(channel: Channel<Msg>, mut stream: TcpStream) {
     tokio::spawn(async move {
         let _ = stream.set_nodelay(true);
         let mut ch = channel.into_stream();

@@ -26,7 +26,11 @@ pub struct Server {
 
 impl Server {
     /// Loads the host key and binds 127.0.0.1:`port` (0 picks a free port).
+    /// Refuses to run as root.
     pub async fn bind(config: Config) -> Result<Self, Error> {
+        if rustix::process::geteuid().is_root() {
+            return Err(Error::Root);
+        }
         let keys_dir = std::path::PathBuf::from(&config.sshd.keys_dir);
         let host_key = auth::load_host_key(&keys_dir)?;
         let fingerprint = auth::fingerprint(host_key.public_key());

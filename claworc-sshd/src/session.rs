@@ -341,7 +341,7 @@ impl russh::server::Handler for Connection {
             Ok(stream) => {
                 self.conn.emit(Event::ForwardOpened { host, port });
                 reply.accept().await;
-                forward::pipe(channel, stream, self.conn);
+                forward::pipe(channel, stream);
             }
             Err(_) => {
                 self.conn.emit(Event::ForwardRefused { host, port, reason: "nothing listens there" });
