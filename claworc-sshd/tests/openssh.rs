@@ -518,3 +518,24 @@ fn a_bad_config_line_is_named() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("line 2: unknown key \"listen\""), "{}", text(&out.stderr));
 }
+
+#[test]
+fn an_unresponsive_client_is_dropped_after_its_keepalives() {
+    let sshd = Sshd::start_with(Options {
+        config: "client-alive-interval 1\nclient-alive-count-max 2\n".into(),
+        ..Default::default()
+    });
+    let mut c = sshd.ssh();
+    c.args(["127.0.0.1", "sleep 60"]);
+    let mut client = c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = sshd.wait_event("session_start", |_| true);
+    // A frozen client: the kernel still ACKs, but nothing answers the keepalives.
+    let pid = rustix::process::Pid::from_raw(client.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let frozen = Instant::now();
+    let gone = sshd.wait_event("disconnect", |v| v["conn"] == start["conn"]);
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(frozen.elapsed() < Duration::from_secs(15), "dropped after {:?}", frozen.elapsed());
+    assert_ne!(gone["reason"], "closed", "{gone}");
+}
