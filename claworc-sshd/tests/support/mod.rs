@@ -3,7 +3,8 @@
 //! Secret volume: files behind a `..data` symlink) and home, its audit lines
 //! collected from stderr, and OpenSSH clients pinned to its host key.
 //!
-//! Run as root (CI), the server runs as uid/gid 1000 (setpriv), as in the pod;
+//! Run as root (CI), the server runs as uid/gid 1000 (setpriv), as in the pod,
+//! with the keys root:1000 mode 0440 as the kubelet leaves them;
 //! otherwise as the current user. Missing client tools fail the test with the
 //! command that installs them.
 
@@ -124,8 +125,8 @@ impl Sshd {
         sshd.write_secret(&[("ssh_host_ed25519_key", &host_private), ("authorized_keys", &format!("{line}\n"))]);
         if is_root() {
             std::fs::set_permissions(sshd.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-            chown_1000(&sshd.home);
-            chown_1000(&sshd.keys);
+            chown(&sshd.home, "1000:1000");
+            chown(&sshd.keys, "0:1000");
         }
         let config =
             format!("port 0\nkeys-dir {}\nuser claworc\nforward-ports 1\n{}", sshd.keys.display(), opts.config);
@@ -196,14 +197,15 @@ impl Sshd {
         for (name, content) in files {
             let p = vdir.join(name);
             std::fs::write(&p, content).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o400)).unwrap();
+            // As the kubelet leaves a Secret volume with defaultMode 0440 and fsGroup.
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o440)).unwrap();
             let link = self.keys.join(name);
             if std::fs::symlink_metadata(&link).is_err() {
                 std::os::unix::fs::symlink(Path::new("..data").join(name), &link).unwrap();
             }
         }
         if is_root() {
-            chown_1000(&self.keys);
+            chown(&self.keys, "0:1000");
         }
         let tmp = self.keys.join("..data_tmp");
         std::os::unix::fs::symlink(&version, &tmp).unwrap();
@@ -329,8 +331,8 @@ impl Drop for Sshd {
     }
 }
 
-fn chown_1000(path: &Path) {
-    let st = Command::new("chown").args(["-hR", &format!("{RUN_AS}:{RUN_AS}")]).arg(path).status().unwrap();
+fn chown(path: &Path, owner: &str) {
+    let st = Command::new("chown").args(["-hR", owner]).arg(path).status().unwrap();
     assert!(st.success());
 }
 
