@@ -1,7 +1,8 @@
 //! The claworc contract: the one source of truth for every label, annotation,
 //! default and name that the webhook, the plugin and the docs share.
 //!
-//! - [`instance`]: what makes a Deployment a claworc instance (opt-in label or claworc markers).
+//! - `instance`: what makes a Deployment a claworc instance (opt-in label or claworc markers;
+//!   feature `k8s`, on by default).
 //! - [`names`]: labels, annotation keys, container, volume, Secret-key and path names.
 //! - [`annotations`]: the table of `claworc.io/*` annotations with defaults and meanings.
 //! - [`settings`]: a Deployment's annotations parsed into typed, validated [`Settings`].
@@ -11,6 +12,7 @@
 
 pub mod annotations;
 pub mod claworc_sshd_config;
+#[cfg(feature = "k8s")]
 pub mod instance;
 pub mod known_hosts;
 pub mod names;
