@@ -121,3 +121,26 @@ async fn a_pty_shell_hangs_up_when_the_client_closes_the_channel() {
     let end = sshd.wait_event("session_end", |v| v["kind"] == "shell");
     assert!(end["exit_signal"] == "HUP" || end["exit_status"].is_u64(), "{end}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x11_and_unix_socket_forwarding_are_refused() {
+    let sshd = Sshd::start();
+    let h = login(&sshd).await;
+    let mut ch = h.channel_open_session().await.unwrap();
+    ch.request_x11(true, false, "MIT-MAGIC-COOKIE-1", "00112233445566778899aabbccddeeff", 0).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), ch.wait()).await.unwrap();
+    assert!(matches!(reply, Some(ChannelMsg::Failure)), "x11-req: {reply:?}");
+    sshd.wait_event("request_refused", |v| v["request"] == "x11-req");
+    // Local (direct-streamlocal) and remote (streamlocal-forward) Unix-socket forwarding.
+    let direct = h.channel_open_direct_streamlocal("/run/docker.sock").await;
+    assert!(direct.is_err(), "direct-streamlocal opened");
+    sshd.wait_event("request_refused", |v| v["request"] == "direct-streamlocal");
+    let remote = h.streamlocal_forward("/tmp/claworc-test.sock").await;
+    assert!(remote.is_err(), "streamlocal-forward accepted");
+    sshd.wait_event("request_refused", |v| v["request"] == "streamlocal-forward@openssh.com");
+    // The connection still works after the refusals.
+    let mut ch = h.channel_open_session().await.unwrap();
+    ch.exec(true, "echo still here").await.unwrap();
+    let (out, status, _) = collect(&mut ch).await;
+    assert_eq!((out.as_str(), status), ("still here\n", Some(0)));
+}
