@@ -501,7 +501,7 @@ fn an_image_without_a_shell_serves_programs_sftp_and_forwards() {
 fn it_refuses_to_run_as_root() {
     assert!(support::is_root(), "this test checks the root refusal: run it as root");
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_claworc-sshd"))
+    let out = Command::new(support::server_binary())
         .env("CLAWORC_SSHD_CONFIG", format!("port 0\nkeys-dir {}\n", dir.path().display()))
         .output()
         .unwrap();
@@ -511,10 +511,8 @@ fn it_refuses_to_run_as_root() {
 
 #[test]
 fn a_bad_config_line_is_named() {
-    let out = Command::new(env!("CARGO_BIN_EXE_claworc-sshd"))
-        .env("CLAWORC_SSHD_CONFIG", "port 0\nlisten 0.0.0.0\n")
-        .output()
-        .unwrap();
+    let out =
+        Command::new(support::server_binary()).env("CLAWORC_SSHD_CONFIG", "port 0\nlisten 0.0.0.0\n").output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("line 2: unknown key \"listen\""), "{}", text(&out.stderr));
 }

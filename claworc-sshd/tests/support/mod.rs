@@ -134,7 +134,8 @@ impl Sshd {
         let cfg_path = sshd.dir.path().join("sshd.conf");
         std::fs::write(&cfg_path, config).unwrap();
         std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let bin = env!("CARGO_BIN_EXE_claworc-sshd");
+        let bin = server_binary();
+        let bin = bin.as_str();
         let mut cmd = if opts.no_shell {
             assert!(is_root(), "hiding the shells needs a mount namespace: run this test as root");
             let mut c = Command::new("unshare");
@@ -329,6 +330,12 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The binary under test: this build's, or `$CLAWORC_SSHD_BIN` (e.g. the
+/// static release binary: `CLAWORC_SSHD_BIN=$(claworc-sshd/build-static) cargo test -p claworc-sshd`).
+pub fn server_binary() -> String {
+    std::env::var("CLAWORC_SSHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_claworc-sshd").to_string())
 }
 
 fn chown(path: &Path, owner: &str) {
