@@ -175,11 +175,9 @@ impl Connection {
         });
         match what {
             Start::Sftp => {
-                let (home, conn) = (cfg.home.clone(), self.conn);
-                tokio::spawn(async move {
-                    let exit = crate::sftp::serve(channel, handle, home, conn, rx).await;
-                    record.ended(exit);
-                });
+                // The record ends with the SFTP stream, which ends with exit status 0.
+                let record = record.exiting(Exit::Status(0));
+                tokio::spawn(crate::sftp::serve(channel, handle, cfg.home.clone(), self.conn, record));
             }
             Start::Run(request) => {
                 let cx = exec::Context {
@@ -228,8 +226,13 @@ struct SessionRecord {
 }
 
 impl SessionRecord {
-    fn ended(mut self, exit: Exit) {
+    fn ended(self, exit: Exit) {
+        drop(self.exiting(exit));
+    }
+
+    fn exiting(mut self, exit: Exit) -> Self {
         self.exit = Some(exit);
+        self
     }
 }
 

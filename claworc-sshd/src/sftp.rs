@@ -10,48 +10,87 @@ use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use russh::Channel;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use russh::server::{Handle as SessionHandle, Msg};
+use russh::{Channel, ChannelId, ChannelStream};
 use russh_sftp::protocol::{Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version};
 use russh_sftp::server::StatusReply;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::audit::{self, Event};
-use crate::exec::{Control, Exit, Input, finish, pump_input};
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 
 /// Most bytes one READ returns (OpenSSH's sftp-server allows 256 KiB).
 const MAX_READ: u32 = 256 * 1024;
 /// Open handles per SFTP session.
 const MAX_HANDLES: usize = 256;
 
-/// Buffer between the channel and the SFTP server task.
-const PIPE: usize = 512 * 1024;
-
-impl Input for tokio::io::WriteHalf<tokio::io::DuplexStream> {}
-
-/// Serves SFTP on a session channel until the client closes it, then ends the
-/// channel with exit status 0 as OpenSSH's sftp-server does (scp and sftp
-/// report a missing exit status as failure).
+/// Serves SFTP on a session channel (in a task of its own) until the client
+/// sends EOF or closes it. `guard` is dropped when the session ends.
 pub async fn serve(
     channel: Channel<Msg>,
     handle: SessionHandle,
     home: PathBuf,
     conn: audit::Conn,
-    control: mpsc::UnboundedReceiver<Control>,
-) -> Exit {
-    let (read, write) = channel.split();
-    let (ours, theirs) = tokio::io::duplex(PIPE);
-    russh_sftp::server::run(theirs, Sftp::new(home, conn)).await;
-    let (mut from_sftp, to_sftp) = tokio::io::split(ours);
-    let pump = tokio::spawn(pump_input(read, Some(to_sftp), control, None, false));
-    let mut w = write.make_writer();
-    let _ = tokio::io::copy(&mut from_sftp, &mut w).await;
-    let _ = w.flush().await;
-    pump.abort();
-    let exit = Exit::Status(0);
-    finish(&write, &handle, &exit).await;
-    exit
+    guard: impl Send + Unpin + 'static,
+) {
+    let id = channel.id();
+    let stream = SftpStream { inner: channel.into_stream(), handle, id, ending: None, ended: false, _guard: guard };
+    russh_sftp::server::run(stream, Sftp::new(home, conn)).await;
+}
+
+/// The channel as russh-sftp's stream. On the client's EOF it first queues
+/// exit status 0 and EOF, as OpenSSH's sftp-server does (scp and sftp report a
+/// missing exit status as failure), and only then reports EOF: the close sent
+/// when russh-sftp drops the stream comes after them, on the same queue.
+struct SftpStream<G> {
+    inner: ChannelStream<Msg>,
+    handle: SessionHandle,
+    id: ChannelId,
+    ending: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ended: bool,
+    _guard: G,
+}
+
+impl<G: Unpin> AsyncRead for SftpStream<G> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.ended {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(ending) = this.ending.as_mut() {
+                ready!(ending.as_mut().poll(cx));
+                this.ending = None;
+                this.ended = true;
+                continue;
+            }
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            if buf.filled().len() > before || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let (handle, id) = (this.handle.clone(), this.id);
+            this.ending = Some(Box::pin(async move {
+                let _ = handle.exit_status_request(id, 0).await;
+                let _ = handle.eof(id).await;
+            }));
+        }
+    }
+}
+
+impl<G: Unpin> AsyncWrite for SftpStream<G> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
 }
 
 enum Open {
