@@ -10,6 +10,9 @@ use russh::Channel;
 use russh::server::Msg;
 use tokio::net::TcpStream;
 
+/// russh's maximum packet size, the most one channel message carries.
+const PACKET: usize = 32 * 1024;
+
 /// Why a forward is refused, or `None` if it is allowed.
 pub fn refusal(host: &str, port: u32, allowed: &[u16]) -> Option<&'static str> {
     if host != "localhost" && host != "127.0.0.1" {
@@ -39,7 +42,9 @@ pub fn pipe(channel: Channel<Msg>, mut stream: TcpStream) {
     tokio::spawn(async move {
         let _ = stream.set_nodelay(true);
         let mut ch = channel.into_stream();
-        let _ = tokio::io::copy_bidirectional(&mut ch, &mut stream).await;
+        // Reads of one SSH packet (32 KiB), not copy_bidirectional's 8 KiB
+        // default, so the workload's replies go out in full packets.
+        let _ = tokio::io::copy_bidirectional_with_sizes(&mut ch, &mut stream, PACKET, PACKET).await;
     });
 }
 
