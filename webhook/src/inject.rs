@@ -108,11 +108,20 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
 /// annotations, `app.kubernetes.io/managed-by: claworc` and `GIT_SSH_COMMAND`.
 /// What opting out leaves is the user's own Deployment; the security contexts
 /// stay as they are (stricter than needed, and now the user's to change).
+/// A template label that the Deployment's (immutable) selector matches on
+/// stays, e.g. `claworc.io/instance` of a Deployment `kubectl claworc create`
+/// made, unless it is one the NetworkPolicies select (`claworc.io/ssh`,
+/// `claworc.io/egress`).
 pub fn remove(d: &Deployment) -> PodTemplateSpec {
     let mut template = d.spec.template.clone();
+    let selected = d.spec.selector.match_labels.as_ref();
+    let kept = |k: &String, v: &String| {
+        let selector_needs = selected.is_some_and(|s| s.get(k) == Some(v)) && k != LABEL_SSH && k != LABEL_EGRESS;
+        selector_needs || !k.starts_with(PREFIX) && !(k == LABEL_MANAGED_BY && v == MANAGED_BY)
+    };
     if let Some(meta) = &mut template.metadata {
         if let Some(labels) = &mut meta.labels {
-            labels.retain(|k, v| !k.starts_with(PREFIX) && !(k == LABEL_MANAGED_BY && v == MANAGED_BY));
+            labels.retain(|k, v| kept(k, v));
         }
         if let Some(annotations) = &mut meta.annotations {
             annotations.retain(|k, _| !k.starts_with(PREFIX));
