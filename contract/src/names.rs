@@ -71,3 +71,10 @@ pub const WEBHOOK_NAMESPACE: &str = "claworc-system";
 pub fn default_secret_name(instance: &str) -> String {
     format!("{instance}-ssh")
 }
+
+/// Annotation on a tenant's ServiceAccount: the issue and expiry times of the
+/// kubeconfig tokens issued for it (JSON), written by `tenant create|kubeconfig`.
+pub const ANNOTATION_TENANT_TOKENS: &str = "claworc.io/kubeconfig-tokens";
+/// The cluster-scoped ValidatingAdmissionPolicy (and its binding) that
+/// `tenant create` installs once and binds to every tenant namespace.
+pub const TENANT_GUARD_POLICY: &str = "claworc-tenant-guards";
