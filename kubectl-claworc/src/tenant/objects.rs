@@ -297,6 +297,26 @@ pub fn role_rules() -> Vec<PolicyRule> {
         .collect()
 }
 
+/// The RBAC table of docs/ssh.md (checked by a test): every grant and why.
+pub fn rbac_table() -> String {
+    let mut out = String::from("| resource | verbs | why |\n|---|---|---|\n");
+    for g in GRANTS {
+        let group = if g.api_group.is_empty() { String::new() } else { format!(" ({})", g.api_group) };
+        let resources: Vec<String> = g.resources.iter().map(|r| format!("`{r}`")).collect();
+        out.push_str(&format!("| {}{group} | {} | {} |\n", resources.join(", "), g.verbs.join(", "), g.why));
+    }
+    out
+}
+
+/// The guard-rule table of docs/plugin.md (checked by a test).
+pub fn guard_table() -> String {
+    let mut out = String::from("| rule | refused with |\n|---|---|\n");
+    for r in GUARD_RULES {
+        out.push_str(&format!("| `{}` | {} |\n", r.name, r.message.replace('|', "\\|")));
+    }
+    out
+}
+
 pub fn role(tenant: &str) -> Role {
     Role { metadata: meta(tenant, TENANT_SA), rules: Some(role_rules()) }
 }
@@ -585,6 +605,14 @@ mod tests {
         let b = role_binding("t");
         assert_eq!(b.subjects.unwrap()[0].name, TENANT_SA);
         assert_eq!(b.role_ref.name, TENANT_SA);
+    }
+
+    #[test]
+    fn docs_show_the_grants_and_the_guard_rules() {
+        let ssh = include_str!("../../../docs/ssh.md");
+        assert!(ssh.contains(&rbac_table()), "docs/ssh.md's RBAC table is not the Role's; paste:\n{}", rbac_table());
+        let plugin = include_str!("../../../docs/plugin.md");
+        assert!(plugin.contains(&guard_table()), "docs/plugin.md lacks the guard rules; paste:\n{}", guard_table());
     }
 
     #[test]
