@@ -275,17 +275,7 @@ fn tenant_can_do_only_its_workflows_and_cannot_undo_its_guard_rails() {
     let member = User::with_kubeconfig(&file);
     // --wait: the webhook's restricted security context lets the pod into the
     // Pod Security `restricted` namespace, and the rollout completes.
-    member.ok(&[
-        "create",
-        "dev",
-        "--image",
-        "busybox:1",
-        "--volume",
-        "home=/home/agent:1Gi",
-        "--wait",
-        "--timeout",
-        "90s",
-    ]);
+    member.ok(&["create", "dev", "--image", "busybox:1", "--wait", "--timeout", "90s"]);
     let st: Value = serde_json::from_str(&member.ok(&["status", "dev", "-o", "json"])).unwrap();
     assert_eq!(st["available"], true, "{st}");
     assert_eq!(st["warnings"], serde_json::json!([]), "{st}");
