@@ -506,6 +506,10 @@ pub fn event(in_namespace: &str, tenant: &str, action: Action, note: &str, now: 
             api_version: Some("v1".into()),
             kind: Some("Namespace".into()),
             name: Some(tenant.to_string()),
+            // The API accepts an event about a cluster-scoped object only in
+            // `default` (or `kube-system`), unless the reference names the event's
+            // own namespace: the tenant's Namespace is that namespace.
+            namespace: (in_namespace == tenant).then(|| tenant.to_string()),
             ..Default::default()
         }),
         ..Default::default()
@@ -686,7 +690,11 @@ mod tests {
         assert!(e.metadata.name.unwrap().starts_with("team-a."));
         assert_eq!(e.reason.as_deref(), Some("TenantDeleted"));
         assert_eq!(e.note.unwrap().len(), 1000);
-        assert_eq!(e.regarding.unwrap().kind.as_deref(), Some("Namespace"));
+        let regarding = e.regarding.unwrap();
+        assert_eq!(regarding.kind.as_deref(), Some("Namespace"));
+        assert_eq!(regarding.namespace, None);
+        let inside = event("team-a", "team-a", Action::Create, "created", now);
+        assert_eq!(inside.regarding.unwrap().namespace.as_deref(), Some("team-a"));
         assert_eq!(e.event_time.unwrap().0, now);
     }
 
