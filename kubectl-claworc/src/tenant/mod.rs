@@ -171,6 +171,30 @@ async fn install_guards(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Proves the guard policy is in force in the tenant's namespace: a server-side
+/// dry run of a Secret it must refuse (the policy takes a moment to reach the
+/// API server after it is first created; on a cluster whose API server has the
+/// ValidatingAdmissionPolicy admission plugin disabled it never does).
+async fn check_guards(ctx: &Ctx, tenant: &str) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), tenant);
+    let pp = PostParams { dry_run: true, ..Default::default() };
+    let probe = objects::guard_probe(tenant);
+    for _ in 0..50 {
+        match secrets.create(&pp, &probe).await {
+            Err(kube::Error::Api(s)) if s.message.contains(names::TENANT_GUARD_POLICY) => return Ok(()),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(Error::kube(e, "the guard policy check (a dry-run Secret)")),
+        }
+    }
+    Err(Error::other(format!(
+        "the ValidatingAdmissionPolicy {} is not enforced in namespace {tenant} after 10s: check that the API server \
+         has the ValidatingAdmissionPolicy admission plugin enabled (it is by default since Kubernetes 1.30) and that \
+         `kubectl get validatingadmissionpolicybinding {}` exists",
+        names::TENANT_GUARD_POLICY,
+        names::TENANT_GUARD_POLICY
+    )))
+}
+
 /// Who we are to the API server (SelfSubjectReview), for the Events.
 async fn whoami(ctx: &Ctx) -> String {
     let api: Api<SelfSubjectReview> = Api::all(ctx.client.clone());
@@ -227,6 +251,7 @@ pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
         create_obj(ctx, &Api::namespaced(c.clone(), name), &objects::service_account(name), "serviceaccount").await?;
         create_obj(ctx, &Api::namespaced(c.clone(), name), &objects::role(name), "role").await?;
         create_obj(ctx, &Api::namespaced(c.clone(), name), &objects::role_binding(name), "rolebinding").await?;
+        check_guards(ctx, name).await?;
         let (token, issued) = issue_token(ctx, name, ttl).await?;
         write_kubeconfig(&out, &objects::kubeconfig(name, cluster, &token))?;
         Ok::<_, Error>(issued)

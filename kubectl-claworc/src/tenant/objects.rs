@@ -14,7 +14,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
-    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ObjectReference, ResourceQuota, ResourceQuotaSpec,
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ObjectReference, ResourceQuota, ResourceQuotaSpec, Secret,
     ServiceAccount,
 };
 use k8s_openapi::api::events::v1::Event;
@@ -437,6 +437,25 @@ pub fn guard_binding() -> ValidatingAdmissionPolicyBinding {
     }
 }
 
+/// A Secret the guard policy must refuse in the tenant's namespace; `tenant create`
+/// sends it as a server-side dry run to prove the policy is in force there before
+/// it hands out the kubeconfig (nothing is stored either way).
+pub fn guard_probe(tenant: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("claworc-guard-probe".into()),
+            namespace: Some(tenant.to_string()),
+            annotations: Some(BTreeMap::from([(
+                "kubernetes.io/service-account.name".to_string(),
+                "default".to_string(),
+            )])),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/service-account-token".into()),
+        ..Default::default()
+    }
+}
+
 /// A TokenRequest for the tenant ServiceAccount, valid `ttl_seconds`, for the API
 /// server's default audiences.
 pub fn token_request(tenant: &str, ttl_seconds: i64) -> TokenRequest {
@@ -677,6 +696,14 @@ mod tests {
         let v = serde_json::to_value(guard_policy()).unwrap();
         assert_eq!(v["apiVersion"], "admissionregistration.k8s.io/v1");
         assert_eq!(v["kind"], "ValidatingAdmissionPolicy");
+    }
+
+    #[test]
+    fn the_guard_probe_is_what_the_policy_refuses() {
+        let p = guard_probe("t");
+        assert_eq!(p.type_.as_deref(), Some("kubernetes.io/service-account-token"));
+        assert_eq!(p.metadata.namespace.as_deref(), Some("t"));
+        assert!(GUARD_RULES.iter().any(|r| r.expression.contains("'kubernetes.io/service-account-token'")));
     }
 
     #[test]
