@@ -75,6 +75,9 @@ pub fn default_secret_name(instance: &str) -> String {
 /// Annotation on a tenant's ServiceAccount: the issue and expiry times of the
 /// kubeconfig tokens issued for it (JSON), written by `tenant create|kubeconfig`.
 pub const ANNOTATION_TENANT_TOKENS: &str = "claworc.io/kubeconfig-tokens";
-/// The cluster-scoped ValidatingAdmissionPolicy (and its binding) that
-/// `tenant create` installs once and binds to every tenant namespace.
-pub const TENANT_GUARD_POLICY: &str = "claworc-tenant-guards";
+/// The cluster-scoped ValidatingAdmissionPolicies (each with a binding of the same
+/// name) that `tenant create` installs once and binds to every tenant namespace:
+/// no LoadBalancer, NodePort or externalIPs Services ...
+pub const TENANT_SERVICES_POLICY: &str = "claworc-tenant-services";
+/// ... and no Secrets the cluster would fill with a never-expiring token.
+pub const TENANT_SECRETS_POLICY: &str = "claworc-tenant-secrets";

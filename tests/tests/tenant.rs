@@ -233,7 +233,7 @@ fn tenant_can_do_only_its_workflows_and_cannot_undo_its_guard_rails() {
             let out = c.kubectl_with_stdin(&args, Some(&service(&format!("{name}-{who}"), spec)));
             assert!(!out.success(), "{who} created a {name} Service in a tenant namespace: {}", out.stdout);
             assert!(
-                out.stderr.contains(names::TENANT_GUARD_POLICY) && out.stderr.contains(&format!("rule {rule}:")),
+                out.stderr.contains(names::TENANT_SERVICES_POLICY) && out.stderr.contains(&format!("rule {rule}:")),
                 "{who}, {name}: the refusal does not name the rule: {}",
                 out.stderr
             );
@@ -251,6 +251,7 @@ fn tenant_can_do_only_its_workflows_and_cannot_undo_its_guard_rails() {
         "metadata": {"name": "forever", "annotations": {"kubernetes.io/service-account.name": "default"}}}"#;
     let out = kubectl_as(&file, &["create", "-f", "-"], Some(sa_token));
     assert!(!out.success() && out.stderr.contains("rule no-long-lived-tokens:"), "{out:?}");
+    assert!(out.stderr.contains(names::TENANT_SECRETS_POLICY), "{out:?}");
     kubectl_as(&file, &["create", "secret", "generic", "ordinary", "--from-literal=a=b"], None)
         .expect_ok("an ordinary Secret");
 
@@ -405,5 +406,7 @@ fn tenant_lifecycle_update_renew_list_events_delete() {
     let deleted = events("default", &tenant);
     assert!(deleted.iter().any(|(r, n)| r == "TenantDeleted" && n.ends_with(&format!("by {me}"))), "{deleted:?}");
     // The guard policy stays for the other tenants.
-    c.kubectl(&["get", "validatingadmissionpolicy", names::TENANT_GUARD_POLICY]).expect_ok("the guard policy");
+    for policy in [names::TENANT_SERVICES_POLICY, names::TENANT_SECRETS_POLICY] {
+        c.kubectl(&["get", "validatingadmissionpolicy", policy]).expect_ok("a guard policy");
+    }
 }

@@ -5,8 +5,8 @@
 //! NodePort Services), a LimitRange (defaults so pods fit the quota), a default-deny
 //! NetworkPolicy and the claworc ones, a ServiceAccount bound to a least-privilege
 //! Role, and a kubeconfig with a token from the TokenRequest API. The cluster-scoped
-//! guard policy ([`objects::guard_policy`]) is applied (server-side apply, so once and
-//! idempotently) by every `tenant create` and binds to all tenant namespaces.
+//! guard policies ([`objects::GUARD_POLICIES`]) are applied (server-side apply, so
+//! once and idempotently) by every `tenant create` and bind to all tenant namespaces.
 //! The objects are built in [`objects`]; the token record is [`tokens`].
 //!
 //! Every change is recorded as an Event about the tenant's Namespace (reason
@@ -34,7 +34,9 @@ use claworc_contract::names;
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -142,56 +144,72 @@ where
     api.create(&PostParams::default(), obj).await.map(|_| ()).map_err(|e| Error::kube(e, what))
 }
 
-/// Applies the guard policy and its binding (server-side apply: creates them the
-/// first time, brings them up to date after an upgrade, changes nothing otherwise).
+/// Applies the guard policies and their bindings (server-side apply: creates them
+/// the first time, brings them up to date after an upgrade, changes nothing
+/// otherwise).
 async fn install_guards(ctx: &Ctx) -> Result<()> {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let name = names::TENANT_GUARD_POLICY;
-    let no_api = |e: kube::Error, what: &str| {
-        if is_not_found(&e) {
-            Error::other(format!(
-                "{what} {name:?}: this cluster has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy API \
-                 (Kubernetes 1.30 or later is needed for the tenant guard rails)"
-            ))
-        } else {
-            Error::kube(e, format!("{what} {name:?}"))
-        }
-    };
-    ctx.debug(format!("applying validatingadmissionpolicy {name}"));
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(ctx.client.clone());
-    policies
-        .patch(name, &pp, &Patch::Apply(objects::guard_policy()))
-        .await
-        .map_err(|e| no_api(e, "validatingadmissionpolicy"))?;
     let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(ctx.client.clone());
-    bindings
-        .patch(name, &pp, &Patch::Apply(objects::guard_binding()))
-        .await
-        .map_err(|e| no_api(e, "validatingadmissionpolicybinding"))?;
+    for gp in objects::GUARD_POLICIES {
+        let name = gp.name;
+        let no_api = |e: kube::Error, what: &str| {
+            if is_not_found(&e) {
+                Error::other(format!(
+                    "{what} {name:?}: this cluster has no admissionregistration.k8s.io/v1 ValidatingAdmissionPolicy API \
+                     (Kubernetes 1.30 or later is needed for the tenant guard rails)"
+                ))
+            } else {
+                Error::kube(e, format!("{what} {name:?}"))
+            }
+        };
+        ctx.debug(format!("applying validatingadmissionpolicy and binding {name}"));
+        policies
+            .patch(name, &pp, &Patch::Apply(objects::guard_policy(gp)))
+            .await
+            .map_err(|e| no_api(e, "validatingadmissionpolicy"))?;
+        bindings
+            .patch(name, &pp, &Patch::Apply(objects::guard_binding(gp)))
+            .await
+            .map_err(|e| no_api(e, "validatingadmissionpolicybinding"))?;
+    }
     Ok(())
 }
 
-/// Proves the guard policy is in force in the tenant's namespace: a server-side
-/// dry run of a Secret it must refuse (the policy takes a moment to reach the
-/// API server after it is first created; on a cluster whose API server has the
+/// Did a dry run come back refused by `policy`? (The quota also refuses a NodePort:
+/// only the policy's refusal counts.)
+fn refused_by(r: std::result::Result<(), kube::Error>, policy: &str) -> Result<bool> {
+    match r {
+        Err(kube::Error::Api(s)) if s.message.contains(policy) => Ok(true),
+        Err(kube::Error::Api(s)) if s.message.contains("exceeded quota") => Ok(false),
+        Ok(()) => Ok(false),
+        Err(e) => Err(Error::kube(e, "the guard policy check (a dry run)")),
+    }
+}
+
+/// Proves the guard policies are in force in the tenant's namespace: server-side
+/// dry runs of a Service and a Secret they must refuse (a policy takes a moment to
+/// reach the API server after it is first created; on an API server with the
 /// ValidatingAdmissionPolicy admission plugin disabled it never does).
 async fn check_guards(ctx: &Ctx, tenant: &str) -> Result<()> {
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), tenant);
     let pp = PostParams { dry_run: true, ..Default::default() };
-    let probe = objects::guard_probe(tenant);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), tenant);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), tenant);
+    let (service, secret) = (objects::guard_probe_service(tenant), objects::guard_probe_secret(tenant));
     for _ in 0..50 {
-        match secrets.create(&pp, &probe).await {
-            Err(kube::Error::Api(s)) if s.message.contains(names::TENANT_GUARD_POLICY) => return Ok(()),
-            Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => return Err(Error::kube(e, "the guard policy check (a dry-run Secret)")),
+        let svc = services.create(&pp, &service).await.map(|_| ());
+        let sec = secrets.create(&pp, &secret).await.map(|_| ());
+        if refused_by(svc, names::TENANT_SERVICES_POLICY)? && refused_by(sec, names::TENANT_SECRETS_POLICY)? {
+            return Ok(());
         }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(Error::other(format!(
-        "the ValidatingAdmissionPolicy {} is not enforced in namespace {tenant} after 10s: check that the API server \
-         has the ValidatingAdmissionPolicy admission plugin enabled (it is by default since Kubernetes 1.30) and that \
-         `kubectl get validatingadmissionpolicybinding {}` exists",
-        names::TENANT_GUARD_POLICY,
-        names::TENANT_GUARD_POLICY
+        "the ValidatingAdmissionPolicies {} and {} are not enforced in namespace {tenant} after 10s: check that the \
+         API server has the ValidatingAdmissionPolicy admission plugin enabled (it is by default since Kubernetes \
+         1.30) and that `kubectl get validatingadmissionpolicybindings` lists both",
+        names::TENANT_SERVICES_POLICY,
+        names::TENANT_SECRETS_POLICY
     )))
 }
 
@@ -300,7 +318,8 @@ async fn issue_token(ctx: &Ctx, tenant: &str, ttl: i64) -> Result<(String, Token
     let status = resp.status.ok_or_else(|| Error::other("the TokenRequest API returned no token"))?;
     let token =
         status.token.filter(|t| !t.is_empty()).ok_or_else(|| Error::other("the TokenRequest API returned no token"))?;
-    let now = Timestamp::now();
+    // Whole seconds, as the API's own times (and the token's `iat`/`exp`).
+    let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
     let expires = status
         .expiration_timestamp
         .map(|t| t.0)
@@ -558,17 +577,21 @@ pub fn delete_summary(tenant: &str, c: &Contents) -> String {
     } else {
         format!("{} instance(s) ({})", c.instances.len(), c.instances.join(", "))
     };
+    let claims = match c.claims {
+        0 => "0 PersistentVolumeClaims".to_string(),
+        n => format!("{n} PersistentVolumeClaim(s) (their data is lost)"),
+    };
     format!(
         "deleting tenant {tenant} removes namespace {tenant} and everything in it: {instances}, {} Deployment(s) in all, \
-         {} PersistentVolumeClaim(s) (their data is lost), {} Secret(s), {} ConfigMap(s), the quota, limits, \
+         {claims}, {} Secret(s), {} ConfigMap(s), the quota, limits, \
          NetworkPolicies, ServiceAccount, Role and RoleBinding; {} kubeconfig token(s) on record stop working. \
-         The cluster-wide policy {} stays (other tenants use it)",
+         The cluster-wide policies {} and {} stay (other tenants use them)",
         c.deployments,
-        c.claims,
         c.secrets,
         c.configmaps,
         c.tokens,
-        names::TENANT_GUARD_POLICY
+        names::TENANT_SERVICES_POLICY,
+        names::TENANT_SECRETS_POLICY
     )
 }
 
@@ -680,6 +703,6 @@ mod tests {
         let s = delete_summary("team-a", &c);
         assert!(s.contains("namespace team-a") && s.contains("1 instance(s) (dev)"), "{s}");
         assert!(s.contains("1 PersistentVolumeClaim(s)") && s.contains("2 kubeconfig token(s)"), "{s}");
-        assert!(s.contains(names::TENANT_GUARD_POLICY), "{s}");
+        assert!(s.contains(names::TENANT_SERVICES_POLICY) && s.contains(names::TENANT_SECRETS_POLICY), "{s}");
     }
 }

@@ -15,7 +15,7 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ObjectReference, ResourceQuota, ResourceQuotaSpec, Secret,
-    ServiceAccount,
+    Service, ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
@@ -310,9 +310,11 @@ pub fn rbac_table() -> String {
 
 /// The guard-rule table of docs/plugin.md (checked by a test).
 pub fn guard_table() -> String {
-    let mut out = String::from("| rule | refused with |\n|---|---|\n");
-    for r in GUARD_RULES {
-        out.push_str(&format!("| `{}` | {} |\n", r.name, r.message.replace('|', "\\|")));
+    let mut out = String::from("| policy | rule | refused with |\n|---|---|---|\n");
+    for p in GUARD_POLICIES {
+        for r in p.rules {
+            out.push_str(&format!("| `{}` | `{}` | {} |\n", p.name, r.name, r.message.replace('|', "\\|")));
+        }
     }
     out
 }
@@ -338,7 +340,7 @@ pub fn role_binding(tenant: &str) -> RoleBinding {
     }
 }
 
-/// One rule of the guard policy: its name (in every refusal), the CEL expression
+/// One rule of a guard policy: its name (in every refusal), the CEL expression
 /// that must hold, and the message (what is refused, why, and the fix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardRule {
@@ -347,40 +349,64 @@ pub struct GuardRule {
     pub message: &'static str,
 }
 
-/// What the guard policy refuses in tenant namespaces, for every user (also a
+/// A guard policy: the rules for one kind (one kind per policy, so the API
+/// server type-checks each expression against that kind's schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardPolicy {
+    pub name: &'static str,
+    /// The core/v1 resource it guards.
+    pub resource: &'static str,
+    pub rules: &'static [GuardRule],
+}
+
+/// What the guard policies refuse in tenant namespaces, for every user (also a
 /// cluster admin, and a tenant whose RBAC someone widened later).
-pub const GUARD_RULES: &[GuardRule] = &[
-    GuardRule {
-        name: "no-loadbalancer",
-        expression: "request.resource.resource != 'services' || !has(object.spec.type) || object.spec.type != 'LoadBalancer'",
-        message: "rule no-loadbalancer: a Service of type LoadBalancer is not allowed in a claworc tenant namespace (it would expose instances outside the cluster, around the default-deny NetworkPolicy): reach instances with `kubectl claworc ssh` or `kubectl claworc tunnel`, or use type ClusterIP",
+pub const GUARD_POLICIES: &[GuardPolicy] = &[
+    GuardPolicy {
+        name: names::TENANT_SERVICES_POLICY,
+        resource: "services",
+        rules: &[
+            GuardRule {
+                name: "no-loadbalancer",
+                expression: "object.spec.type != 'LoadBalancer'",
+                message: "rule no-loadbalancer: a Service of type LoadBalancer is not allowed in a claworc tenant namespace (it would expose instances outside the cluster, around the default-deny NetworkPolicy): reach instances with `kubectl claworc ssh` or `kubectl claworc tunnel`, or use type ClusterIP",
+            },
+            GuardRule {
+                name: "no-nodeport",
+                expression: "object.spec.type != 'NodePort'",
+                message: "rule no-nodeport: a Service of type NodePort is not allowed in a claworc tenant namespace (it would open a port on every node, around the default-deny NetworkPolicy): reach instances with `kubectl claworc ssh` or `kubectl claworc tunnel`, or use type ClusterIP",
+            },
+            GuardRule {
+                name: "no-external-ips",
+                expression: "!has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0",
+                message: "rule no-external-ips: spec.externalIPs is not allowed in a claworc tenant namespace (a Service with externalIPs takes over the cluster's traffic to those addresses, CVE-2020-8554): remove spec.externalIPs",
+            },
+        ],
     },
-    GuardRule {
-        name: "no-nodeport",
-        expression: "request.resource.resource != 'services' || !has(object.spec.type) || object.spec.type != 'NodePort'",
-        message: "rule no-nodeport: a Service of type NodePort is not allowed in a claworc tenant namespace (it would open a port on every node, around the default-deny NetworkPolicy): reach instances with `kubectl claworc ssh` or `kubectl claworc tunnel`, or use type ClusterIP",
-    },
-    GuardRule {
-        name: "no-external-ips",
-        expression: "request.resource.resource != 'services' || !has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0",
-        message: "rule no-external-ips: spec.externalIPs is not allowed in a claworc tenant namespace (a Service with externalIPs takes over the cluster's traffic to those addresses, CVE-2020-8554): remove spec.externalIPs",
-    },
-    GuardRule {
-        name: "no-long-lived-tokens",
-        expression: "request.resource.resource != 'secrets' || !has(object.type) || object.type != 'kubernetes.io/service-account-token'",
-        message: "rule no-long-lived-tokens: a Secret of type kubernetes.io/service-account-token is not allowed in a claworc tenant namespace (the cluster would fill it with a token that never expires): ask an admin for `kubectl claworc tenant kubeconfig NAME --ttl DURATION`",
+    GuardPolicy {
+        name: names::TENANT_SECRETS_POLICY,
+        resource: "secrets",
+        rules: &[GuardRule {
+            name: "no-long-lived-tokens",
+            expression: "!has(object.type) || object.type != 'kubernetes.io/service-account-token'",
+            message: "rule no-long-lived-tokens: a Secret of type kubernetes.io/service-account-token is not allowed in a claworc tenant namespace (the cluster would fill it with a token that never expires): ask an admin for `kubectl claworc tenant kubeconfig NAME --ttl DURATION`",
+        }],
     },
 ];
 
-/// The cluster-scoped guard policy (ValidatingAdmissionPolicy, CEL, built into
-/// Kubernetes ≥ 1.30): [`GUARD_RULES`] on Service and Secret create and update.
-pub fn guard_policy() -> ValidatingAdmissionPolicy {
+fn managed_meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        labels: Some(BTreeMap::from([(names::LABEL_MANAGED_BY.to_string(), names::MANAGED_BY.to_string())])),
+        ..Default::default()
+    }
+}
+
+/// A cluster-scoped guard policy (ValidatingAdmissionPolicy, CEL, built into
+/// Kubernetes ≥ 1.30): its rules on create and update of its resource.
+pub fn guard_policy(p: &GuardPolicy) -> ValidatingAdmissionPolicy {
     ValidatingAdmissionPolicy {
-        metadata: ObjectMeta {
-            name: Some(names::TENANT_GUARD_POLICY.into()),
-            labels: Some(BTreeMap::from([(names::LABEL_MANAGED_BY.to_string(), names::MANAGED_BY.to_string())])),
-            ..Default::default()
-        },
+        metadata: managed_meta(p.name),
         spec: Some(ValidatingAdmissionPolicySpec {
             failure_policy: Some("Fail".into()),
             match_constraints: Some(MatchResources {
@@ -388,13 +414,13 @@ pub fn guard_policy() -> ValidatingAdmissionPolicy {
                     api_groups: Some(strings(&[""])),
                     api_versions: Some(strings(&["v1"])),
                     operations: Some(strings(&["CREATE", "UPDATE"])),
-                    resources: Some(strings(&["services", "secrets"])),
+                    resources: Some(strings(&[p.resource])),
                     ..Default::default()
                 }]),
                 ..Default::default()
             }),
             validations: Some(
-                GUARD_RULES
+                p.rules
                     .iter()
                     .map(|r| Validation {
                         expression: r.expression.into(),
@@ -410,16 +436,12 @@ pub fn guard_policy() -> ValidatingAdmissionPolicy {
     }
 }
 
-/// Binds [`guard_policy`] to every namespace labelled `claworc.io/tenant`.
-pub fn guard_binding() -> ValidatingAdmissionPolicyBinding {
+/// Binds [`guard_policy`] (same name) to every namespace labelled `claworc.io/tenant`.
+pub fn guard_binding(p: &GuardPolicy) -> ValidatingAdmissionPolicyBinding {
     ValidatingAdmissionPolicyBinding {
-        metadata: ObjectMeta {
-            name: Some(names::TENANT_GUARD_POLICY.into()),
-            labels: Some(BTreeMap::from([(names::LABEL_MANAGED_BY.to_string(), names::MANAGED_BY.to_string())])),
-            ..Default::default()
-        },
+        metadata: managed_meta(p.name),
         spec: ValidatingAdmissionPolicyBindingSpec {
-            policy_name: names::TENANT_GUARD_POLICY.into(),
+            policy_name: p.name.into(),
             validation_actions: strings(&["Deny"]),
             match_resources: Some(MatchResources {
                 namespace_selector: Some(LabelSelector {
@@ -437,10 +459,28 @@ pub fn guard_binding() -> ValidatingAdmissionPolicyBinding {
     }
 }
 
-/// A Secret the guard policy must refuse in the tenant's namespace; `tenant create`
-/// sends it as a server-side dry run to prove the policy is in force there before
-/// it hands out the kubeconfig (nothing is stored either way).
-pub fn guard_probe(tenant: &str) -> Secret {
+/// A NodePort Service the services policy must refuse (see [`guard_probe_secret`]).
+pub fn guard_probe_service(tenant: &str) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some("claworc-guard-probe".into()),
+            namespace: Some(tenant.to_string()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("NodePort".into()),
+            ports: Some(vec![ServicePort { port: 80, ..Default::default() }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A Secret the secrets policy must refuse in the tenant's namespace; `tenant
+/// create` sends it and [`guard_probe_service`] as server-side dry runs to prove the
+/// policies are in force there before it hands out the kubeconfig (nothing is
+/// stored either way).
+pub fn guard_probe_secret(tenant: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some("claworc-guard-probe".into()),
@@ -672,38 +712,44 @@ mod tests {
     }
 
     #[test]
-    fn guard_policy_binds_to_tenant_namespaces_and_names_each_rule() {
-        let p = guard_policy();
-        let spec = p.spec.unwrap();
-        assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
-        let rules = spec.match_constraints.unwrap().resource_rules.unwrap();
-        assert_eq!(rules[0].resources.as_deref().unwrap(), ["services", "secrets"]);
-        let validations = spec.validations.unwrap();
-        assert_eq!(validations.len(), GUARD_RULES.len());
-        for (v, r) in validations.iter().zip(GUARD_RULES) {
-            let msg = v.message.as_deref().unwrap();
-            assert!(msg.starts_with(&format!("rule {}: ", r.name)), "{msg}");
-            assert!(msg.contains(':') && msg.len() < 1024, "{msg}");
+    fn guard_policies_bind_to_tenant_namespaces_and_name_each_rule() {
+        assert_eq!(GUARD_POLICIES.len(), 2);
+        for gp in GUARD_POLICIES {
+            let spec = guard_policy(gp).spec.unwrap();
+            assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
+            let rules = spec.match_constraints.unwrap().resource_rules.unwrap();
+            assert_eq!(rules[0].resources.as_deref().unwrap(), [gp.resource]);
+            assert_eq!(rules[0].operations.as_deref().unwrap(), ["CREATE", "UPDATE"]);
+            let validations = spec.validations.unwrap();
+            assert_eq!(validations.len(), gp.rules.len());
+            for (v, r) in validations.iter().zip(gp.rules) {
+                let msg = v.message.as_deref().unwrap();
+                assert!(msg.starts_with(&format!("rule {}: ", r.name)), "{msg}");
+                assert!(msg.len() < 1024, "{msg}");
+            }
+            let b = guard_binding(gp).spec;
+            assert_eq!(b.policy_name, gp.name);
+            assert_eq!(b.validation_actions, ["Deny"]);
+            let sel = b.match_resources.unwrap().namespace_selector.unwrap();
+            let req = &sel.match_expressions.unwrap()[0];
+            assert_eq!((req.key.as_str(), req.operator.as_str()), (names::LABEL_TENANT, "Exists"));
+            // Serialized with apiVersion and kind, as server-side apply needs.
+            let v = serde_json::to_value(guard_policy(gp)).unwrap();
+            assert_eq!(v["apiVersion"], "admissionregistration.k8s.io/v1");
+            assert_eq!(v["kind"], "ValidatingAdmissionPolicy");
         }
-        let b = guard_binding();
-        let spec = b.spec;
-        assert_eq!(spec.policy_name, names::TENANT_GUARD_POLICY);
-        assert_eq!(spec.validation_actions, ["Deny"]);
-        let sel = spec.match_resources.unwrap().namespace_selector.unwrap();
-        let req = &sel.match_expressions.unwrap()[0];
-        assert_eq!((req.key.as_str(), req.operator.as_str()), (names::LABEL_TENANT, "Exists"));
-        // Serialized with apiVersion and kind, as server-side apply needs.
-        let v = serde_json::to_value(guard_policy()).unwrap();
-        assert_eq!(v["apiVersion"], "admissionregistration.k8s.io/v1");
-        assert_eq!(v["kind"], "ValidatingAdmissionPolicy");
     }
 
     #[test]
-    fn the_guard_probe_is_what_the_policy_refuses() {
-        let p = guard_probe("t");
-        assert_eq!(p.type_.as_deref(), Some("kubernetes.io/service-account-token"));
-        assert_eq!(p.metadata.namespace.as_deref(), Some("t"));
-        assert!(GUARD_RULES.iter().any(|r| r.expression.contains("'kubernetes.io/service-account-token'")));
+    fn the_guard_probes_are_what_the_policies_refuse() {
+        let secret = guard_probe_secret("t");
+        assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/service-account-token"));
+        assert_eq!(secret.metadata.namespace.as_deref(), Some("t"));
+        let service = guard_probe_service("t");
+        assert_eq!(service.spec.unwrap().type_.as_deref(), Some("NodePort"));
+        let all: Vec<&str> = GUARD_POLICIES.iter().flat_map(|p| p.rules.iter().map(|r| r.expression)).collect();
+        assert!(all.contains(&"object.spec.type != 'NodePort'"));
+        assert!(all.iter().any(|e| e.contains("'kubernetes.io/service-account-token'")));
     }
 
     #[test]
