@@ -329,7 +329,6 @@ fn tenant_lifecycle_update_renew_list_events_delete() {
         .to_string();
 
     // update: bad input changes nothing.
-    assert_fails(&admin.run(&["tenant", "update", &tenant]), 2, "--cpu");
     assert_fails(&admin.run(&["tenant", "update", &tenant, "--memory", "lots"]), 2, "--memory");
     assert_fails(&admin.run(&["tenant", "update", "no-such-tenant-y", "--pods", "3"]), 3, "not found");
     // update: the quota changes in place, and is enforced on return.
@@ -351,6 +350,20 @@ fn tenant_lifecycle_update_renew_list_events_delete() {
     let over = kubectl_as(&file, &["create", "-f", "-"], Some(&claim("big", "2Gi")));
     assert!(!over.success() && over.stderr.contains("exceeded quota"), "{over:?}");
     kubectl_as(&file, &["create", "-f", "-"], Some(&claim("small", "512Mi"))).expect_ok("a claim within the quota");
+
+    // update also brings the Role of a tenant made (or widened) otherwise back to
+    // this version's rules.
+    let widen = r#"[{"op": "add", "path": "/rules/-", "value": {"apiGroups": [""], "resources": ["services"], "verbs": ["create"]}}]"#;
+    c.kubectl(&["-n", &tenant, "patch", "role", "claworc-tenant", "--type=json", "-p", widen])
+        .expect_ok("widen the Role");
+    wait_for("the widened Role", Duration::from_secs(10), || can(&file, &["create", "services"]).then_some(()));
+    let out = admin.ok(&["tenant", "update", &tenant]);
+    assert!(out.contains("Role claworc-tenant set to this version's rules"), "{out}");
+    wait_for("the Role narrowed again", Duration::from_secs(10), || {
+        (!can(&file, &["create", "services"])).then_some(())
+    });
+    let out = admin.ok(&["tenant", "update", &tenant]);
+    assert!(out.contains("nothing to change"), "{out}");
 
     // kubeconfig --ttl renews without revoking.
     let file2 = admin.home.join("renewed.kubeconfig");

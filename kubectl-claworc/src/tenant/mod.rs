@@ -38,6 +38,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::Role;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -391,33 +392,53 @@ pub async fn update(ctx: &Ctx, args: &TenantUpdateArgs) -> Result<()> {
         pods: args.pods,
         storage: args.storage.clone(),
     };
-    if change.is_empty() {
-        return Err(Error::invalid(format!(
-            "tenant update {name}: nothing to change: give one or more of --cpu, --memory, --pods, --storage"
-        )));
-    }
     check_change(&change)?;
     tenant_namespace(ctx, name).await?;
+    let mut done = Vec::new();
+
+    // The quota: the given entries, and the Service zeros of this version.
     let quotas: Api<ResourceQuota> = Api::namespaced(ctx.client.clone(), name);
     let what = format!("resourcequota {} of tenant {name}", objects::QUOTA);
     let before = quotas.get(objects::QUOTA).await.map_err(|e| Error::kube(e, &what))?;
     let old = before.spec.and_then(|s| s.hard).unwrap_or_default();
-    let wanted = change.hard();
-    quotas
-        .patch(objects::QUOTA, &PatchParams::default(), &Patch::Merge(&objects::quota_patch(&change)))
-        .await
-        .map_err(|e| Error::kube(e, &what))?;
+    let patch = objects::quota_patch(&change);
+    let wanted = patch.spec.clone().and_then(|s| s.hard).unwrap_or_default();
     let changes: Vec<String> = wanted
         .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
         .map(|(k, v)| format!("{k} {}→{}", old.get(k).map(|q| q.0.as_str()).unwrap_or("unset"), v.0))
         .collect();
-    let summary = format!("quota of tenant {name} changed: {}", changes.join(", "));
+    if !changes.is_empty() {
+        quotas
+            .patch(objects::QUOTA, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| Error::kube(e, &what))?;
+        done.push(format!("quota {}", changes.join(", ")));
+    }
+
+    // The Role and the guard policies of this version (a tenant made by an earlier
+    // one gets them here).
+    let roles: Api<Role> = Api::namespaced(ctx.client.clone(), name);
+    let what = format!("role {TENANT_SA} of tenant {name}");
+    let mut role = roles.get(TENANT_SA).await.map_err(|e| Error::kube(e, &what))?;
+    if role.rules.as_deref() != Some(&objects::role_rules()[..]) {
+        role.rules = Some(objects::role_rules());
+        roles.replace(TENANT_SA, &PostParams::default(), &role).await.map_err(|e| Error::kube(e, &what))?;
+        done.push(format!("Role {TENANT_SA} set to this version's rules"));
+    }
+    install_guards(ctx).await?;
+
+    if done.is_empty() {
+        println!("tenant {name}: nothing to change");
+        return Ok(());
+    }
+    let summary = format!("tenant {name} updated: {}", done.join("; "));
     record(ctx, name, name, Action::Update, &summary).await;
     // The ResourceQuota admission enforces status.hard, which the quota controller
     // copies from spec.hard: wait for it, so the new quota is in force on return.
     let mut in_force = false;
     for _ in 0..150 {
-        let q = quotas.get(objects::QUOTA).await.map_err(|e| Error::kube(e, &what))?;
+        let q = quotas.get(objects::QUOTA).await.map_err(|e| Error::kube(e, "resourcequota"))?;
         let hard = q.status.and_then(|s| s.hard).unwrap_or_default();
         if wanted.iter().all(|(k, v)| hard.get(k) == Some(v)) {
             in_force = true;

@@ -133,10 +133,13 @@ pub fn namespace(tenant: &str) -> Namespace {
     }
 }
 
-/// The quota; no LoadBalancer and no NodePort Services, whoever creates them.
+/// No LoadBalancer and no NodePort Services, whoever creates them.
+const SERVICE_LIMITS: [(&str, &str); 2] = [("services.loadbalancers", "0"), ("services.nodeports", "0")];
+
+/// The quota.
 pub fn resource_quota(tenant: &str, q: &Quota) -> ResourceQuota {
     let mut hard = QuotaChange::from(q).hard();
-    hard.extend(quantities(&[("services.loadbalancers", "0"), ("services.nodeports", "0")]));
+    hard.extend(quantities(&SERVICE_LIMITS));
     ResourceQuota {
         metadata: meta(tenant, QUOTA),
         spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }),
@@ -144,12 +147,12 @@ pub fn resource_quota(tenant: &str, q: &Quota) -> ResourceQuota {
     }
 }
 
-/// The merge patch of `tenant update`: only the changed `spec.hard` entries.
+/// The merge patch of `tenant update`: the changed `spec.hard` entries, and the
+/// Service limits (which a tenant made by an earlier version may lack).
 pub fn quota_patch(change: &QuotaChange) -> ResourceQuota {
-    ResourceQuota {
-        spec: Some(ResourceQuotaSpec { hard: Some(change.hard()), ..Default::default() }),
-        ..Default::default()
-    }
+    let mut hard = change.hard();
+    hard.extend(quantities(&SERVICE_LIMITS));
+    ResourceQuota { spec: Some(ResourceQuotaSpec { hard: Some(hard), ..Default::default() }), ..Default::default() }
 }
 
 /// Defaults for containers that set no resources (the sidecar sets its own).
@@ -704,7 +707,10 @@ mod tests {
         let change = QuotaChange { cpu: Some("8".into()), storage: Some("1Gi".into()), ..Default::default() };
         let hard = quota_patch(&change).spec.unwrap().hard.unwrap();
         let keys: Vec<&str> = hard.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["limits.cpu", "requests.cpu", "requests.storage"]);
+        assert_eq!(
+            keys,
+            ["limits.cpu", "requests.cpu", "requests.storage", "services.loadbalancers", "services.nodeports"]
+        );
         assert!(QuotaChange::default().is_empty());
         // The patch body names no object, so it cannot move or rename one.
         let body = serde_json::to_value(quota_patch(&change)).unwrap();
