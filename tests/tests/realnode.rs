@@ -161,13 +161,66 @@ fn an_instance_on_the_real_node_runs_ssh_tunnels_and_rotates_keys() {
     });
     drop(tunnel);
 
-    // rotate-keys: the kubelet delivers the new Secret, rotate-keys proves a login
-    // with the new key; the next session uses it.
+    // A terminal: `script` gives the plugin a PTY on stdin and stdout, as a person's shell would.
+    let mut cmd = Command::new("script");
+    let plugin = format!("{} -n {} ssh box", plugin_bin().display(), box_.ns.name());
+    cmd.args(["-qec", &plugin, "/dev/null"]);
+    for (k, v) in box_.command().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = run(cmd, Some("tty; stty size; exit 3\n"));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(out.stdout.contains("/dev/pts/"), "no PTY: {out:?}");
+
+    // rotate-keys while another client logs in again and again: no login fails;
+    // the kubelet delivers the new Secret; the old key is then refused.
+    let key_dir = std::fs::read_dir(box_.home.join("claworc").join("keys"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join(box_.ns.name()).join("box"))
+        .find(|p| p.exists())
+        .expect("the instance's key dir");
+    let old_key = box_.home.join("old_id_ed25519");
+    std::fs::copy(key_dir.join("id_ed25519"), &old_key).unwrap();
+    std::fs::set_permissions(&old_key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        let mut cmd = box_.command();
+        cmd.args(["ssh", "box", "--", "true"]);
+        let envs: Vec<_> = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(ToOwned::to_owned))).collect();
+        let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut cmd = Command::new(plugin_bin());
+                for (k, v) in &envs {
+                    if let Some(v) = v {
+                        cmd.env(k, v);
+                    }
+                }
+                cmd.args(&args);
+                let out = run(cmd, None);
+                if out.success() { ok += 1 } else { failed.push(out.stderr) }
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();
     box_.ok(&["rotate-keys", "box"]);
     eprintln!("rotate-keys on the real node: {:.1}s", t.elapsed().as_secs_f64());
+    std::thread::sleep(Duration::from_secs(12)); // the kubelet also removes the old key
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = looping.join().unwrap();
+    assert!(failed.is_empty(), "{} logins failed during the rotation: {failed:#?}", failed.len());
+    assert!(ok >= 3, "too few logins during the rotation: {ok}");
     let out = box_.run(&["ssh", "box", "--", "true"], None);
     assert!(out.success(), "login after rotate-keys: {}", out.stderr);
+    let out = box_.run(&["ssh", "box", "--identity", old_key.to_str().unwrap(), "--", "true"], None);
+    assert!(!out.success() && out.stderr.contains("refused the client key"), "the old key: {out:?}");
 
     let status = box_.ok(&["status", "box"]);
     let check = status.lines().find(|l| l.starts_with("Check ssh:")).map(|l| l.split_whitespace().collect::<Vec<_>>());
