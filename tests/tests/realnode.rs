@@ -32,12 +32,39 @@ fn real_node_namespace(prefix: &str) -> TestNamespace {
 struct Instance {
     ns: TestNamespace,
     home: PathBuf,
+    /// A tenant's kubeconfig (from `kubectl claworc tenant create`) the plugin runs
+    /// with; the admin's when `None`.
+    kubeconfig: Option<PathBuf>,
 }
 
 impl Instance {
+    /// In a namespace of its own, with the admin's kubeconfig.
+    fn admin() -> Instance {
+        Instance { ns: real_node_namespace("real"), home: xdg_home(), kubeconfig: None }
+    }
+
+    /// In a tenant's namespace, the plugin holding only the tenant's kubeconfig
+    /// (the admin only points the namespace at the real node).
+    fn tenant() -> Instance {
+        let home = xdg_home();
+        let name = unique_name("t-real");
+        let kubeconfig = home.join("tenant.kubeconfig");
+        let mut cmd = Cluster::get().command(plugin_bin());
+        cmd.env("XDG_CONFIG_HOME", &home).args(["tenant", "create", &name, "--ttl", "1h", "--output"]).arg(&kubeconfig);
+        run(cmd, None).expect_ok("kubectl claworc tenant create");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster").join("use-real-node");
+        let mut cmd = Cluster::get().command(&script);
+        cmd.arg(&name);
+        run(cmd, None).expect_ok("tests/cluster/use-real-node");
+        Instance { ns: TestNamespace::adopt(name), home, kubeconfig: Some(kubeconfig) }
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Cluster::get().command(plugin_bin());
         cmd.env("XDG_CONFIG_HOME", &self.home).args(["-n", self.ns.name()]);
+        if let Some(kubeconfig) = &self.kubeconfig {
+            cmd.env("KUBECONFIG", kubeconfig);
+        }
         cmd
     }
 
@@ -76,12 +103,30 @@ fn http_get(port: u16) -> Option<String> {
     Some(reply)
 }
 
-#[test]
-fn an_instance_on_the_real_node_runs_ssh_tunnels_and_rotates_keys() {
+fn xdg_home() -> PathBuf {
     let home = std::env::temp_dir().join(unique_name("claworc-real-xdg"));
     std::fs::create_dir_all(&home).unwrap();
-    let box_ = Instance { ns: real_node_namespace("real"), home };
+    home
+}
 
+#[test]
+fn an_instance_on_the_real_node_runs_ssh_tunnels_and_rotates_keys() {
+    let box_ = Instance::admin();
+    runs_ssh_tunnels_and_rotates_keys(&box_);
+}
+
+#[test]
+fn an_instance_on_the_real_node_runs_ssh_tunnels_and_rotates_keys_as_a_tenant() {
+    let box_ = Instance::tenant();
+    let mut cmd = Cluster::get().command(plugin_bin());
+    cmd.env("XDG_CONFIG_HOME", &box_.home).env("KUBECONFIG", box_.kubeconfig.as_ref().unwrap());
+    cmd.args(["-n", "default", "list"]);
+    let elsewhere = run(cmd, None);
+    assert_eq!(elsewhere.status.code(), Some(5), "the tenant reaches other namespaces: {elsewhere:?}");
+    runs_ssh_tunnels_and_rotates_keys(&box_);
+}
+
+fn runs_ssh_tunnels_and_rotates_keys(box_: &Instance) {
     // create --wait returns when the sidecar's readiness probe (SSH answers) passes.
     plugin_bin(); // built before the clock starts
     let start = Instant::now();
@@ -126,6 +171,9 @@ fn an_instance_on_the_real_node_runs_ssh_tunnels_and_rotates_keys() {
     let pod_ip = pod["status"]["podIP"].as_str().expect("pod IP").to_string();
     let err = TcpStream::connect_timeout(&format!("{pod_ip}:2222").parse().unwrap(), Duration::from_secs(3));
     assert!(err.is_err(), "{pod_ip}:2222 answers from outside the pod");
+    if box_.kubeconfig.is_none() {
+        from_another_pod_the_ssh_port_does_not_answer(box_, &pod_ip);
+    }
 
     // A tunnel to the workload's web server; a port outside the allowlist is refused.
     let mut cmd = box_.command();
@@ -231,4 +279,36 @@ fn an_instance_on_the_real_node_runs_ssh_tunnels_and_rotates_keys() {
         let out = box_.ns.kubectl(&["get", "pods", "-l", &format!("{}=box", names::LABEL_INSTANCE), "-o", "name"]);
         (out.success() && out.stdout.trim().is_empty()).then_some(())
     });
+}
+
+/// A second pod on the real node connects to the instance's pod IP: the ssh port
+/// does not answer, while the node's kubelet port does (so the prober's network works).
+fn from_another_pod_the_ssh_port_does_not_answer(box_: &Instance, pod_ip: &str) {
+    let script = format!(
+        "import socket\n\
+         for host, port in (('{pod_ip}', 2222), ('10.99.0.1', 10250)):\n\
+         \ts = socket.socket(); s.settimeout(3)\n\
+         \tprint(host, port, 'open' if s.connect_ex((host, port)) == 0 else 'closed')\n"
+    );
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "prober"},
+        "spec": {
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+            "securityContext": {"runAsNonRoot": true, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "probe", "image": workload_image(), "imagePullPolicy": "Never",
+                "command": ["python3", "-c", script],
+                "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+            }],
+        },
+    });
+    box_.ns.apply(&pod.to_string()).expect_ok("the prober pod");
+    wait_for("the prober to finish", Duration::from_secs(60), || {
+        let phase = box_.ns.kubectl(&["get", "pod", "prober", "-o", "jsonpath={.status.phase}"]).stdout;
+        (phase == "Succeeded" || phase == "Failed").then_some(())
+    });
+    let out = box_.ns.kubectl(&["logs", "prober"]);
+    let log = out.expect_ok("prober logs");
+    assert!(log.contains("10.99.0.1 10250 open"), "the prober reaches the node: {log}");
+    assert!(log.contains(&format!("{pod_ip} 2222 closed")), "the ssh port from another pod: {log}");
 }
