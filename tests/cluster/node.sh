@@ -51,3 +51,23 @@ restore_sysctls() { # only when no kubelet of ours runs any more
     fi
   ) 9>"$SYSCTL_SAVED.lock"
 }
+
+# The real node adds interfaces and mounts that must vanish with the test: only
+# as root, in a network and a mount namespace other than the ones
+# tests/cluster/with-cluster started from (it records them in CLAWORC_HOST_NETNS
+# and CLAWORC_HOST_MNTNS before `unshare`). Fails closed: unknown means no.
+# (/proc/1/ns cannot be relied on: in some sandboxes it is not readable.)
+require_own_namespaces() { # prog
+  local net mnt
+  if ((EUID != 0)); then
+    echo "$1: the real node needs root (cgroups, mounts, runc)" >&2; return 1
+  fi
+  net="$(readlink /proc/self/ns/net)" || net=""
+  mnt="$(readlink /proc/self/ns/mnt)" || mnt=""
+  if [[ -z "$net" || -z "$mnt" || -z "${CLAWORC_HOST_NETNS:-}" || -z "${CLAWORC_HOST_MNTNS:-}" ||
+        "$net" == "$CLAWORC_HOST_NETNS" || "$mnt" == "$CLAWORC_HOST_MNTNS" ]]; then
+    echo "$1: refusing to configure the host's network or mounts: not in namespaces of its own;" \
+      "run under tests/cluster/with-cluster" >&2
+    return 1
+  fi
+}
