@@ -267,8 +267,11 @@ fn runs_ssh_tunnels_and_rotates_keys(box_: &Instance) {
     assert!(ok >= 3, "too few logins during the rotation: {ok}");
     let out = box_.run(&["ssh", "box", "--", "true"], None);
     assert!(out.success(), "login after rotate-keys: {}", out.stderr);
-    let out = box_.run(&["ssh", "box", "--identity", old_key.to_str().unwrap(), "--", "true"], None);
-    assert!(!out.success() && out.stderr.contains("refused the client key"), "the old key: {out:?}");
+    // The kubelet syncs the Secret volume every syncFrequency (10 s) plus jitter.
+    wait_for("the old key to be refused", Duration::from_secs(60), || {
+        let out = box_.run(&["ssh", "box", "--identity", old_key.to_str().unwrap(), "--", "true"], None);
+        (!out.success() && out.stderr.contains("refused the client key")).then_some(())
+    });
 
     let status = box_.ok(&["status", "box"]);
     let check = status.lines().find(|l| l.starts_with("Check ssh:")).map(|l| l.split_whitespace().collect::<Vec<_>>());
