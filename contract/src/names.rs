@@ -78,3 +78,13 @@ pub const WEBHOOK_NAMESPACE: &str = "claworc-system";
 pub fn default_secret_name(instance: &str) -> String {
     format!("{instance}-ssh")
 }
+
+/// Annotation on a tenant's ServiceAccount: the issue and expiry times of the
+/// kubeconfig tokens issued for it (JSON), written by `tenant create|kubeconfig`.
+pub const ANNOTATION_TENANT_TOKENS: &str = "claworc.io/kubeconfig-tokens";
+/// The cluster-scoped ValidatingAdmissionPolicies (each with a binding of the same
+/// name) that `tenant create` installs once and binds to every tenant namespace:
+/// no LoadBalancer, NodePort or externalIPs Services ...
+pub const TENANT_SERVICES_POLICY: &str = "claworc-tenant-services";
+/// ... and no Secrets the cluster would fill with a never-expiring token.
+pub const TENANT_SECRETS_POLICY: &str = "claworc-tenant-secrets";

@@ -126,6 +126,8 @@ Re-running after a failure half-way finishes the rotation.";
 
 const TENANT_EXAMPLES: &str = "Examples:
   kubectl claworc tenant create team-a --ttl 720h --output team-a.kubeconfig
+  kubectl claworc tenant update team-a --cpu 8 --memory 16Gi
+  kubectl claworc tenant kubeconfig team-a --ttl 720h --output team-a.kubeconfig
   kubectl claworc tenant kubeconfig team-a --rotate --output team-a.kubeconfig
   kubectl claworc tenant list
   kubectl claworc tenant delete team-a --yes";
@@ -136,18 +138,24 @@ const TENANT_CREATE_EXAMPLES: &str = "Examples:
   KUBECONFIG=team-a.kubeconfig kubectl auth can-i create deployments";
 
 const TENANT_KUBECONFIG_EXAMPLES: &str = "Examples:
-  # a fresh token for a tenant (earlier tokens stay valid until they expire)
+  # a fresh token for a tenant (renewal: earlier tokens stay valid until they expire)
   kubectl claworc tenant kubeconfig team-a --ttl 24h --output ci.kubeconfig
   # revoke every earlier token: the ServiceAccount is deleted and recreated
   kubectl claworc tenant kubeconfig team-a --rotate --output team-a.kubeconfig";
 
+const TENANT_UPDATE_EXAMPLES: &str = "Examples:
+  kubectl claworc tenant update team-a --cpu 8 --memory 16Gi
+  kubectl claworc tenant update team-a --pods 20 --storage 100Gi
+Running pods are not touched; what exceeds the new quota is refused from now on.";
+
 const TENANT_LIST_EXAMPLES: &str = "Examples:
-  kubectl claworc tenant list
-  kubectl claworc tenant list -o json";
+  kubectl claworc tenant list                    # token expiries; warns 7 days ahead
+  kubectl claworc tenant list --warn-before 30d
+  kubectl claworc tenant list -o json | jq -r '.[] | [.name, .tokens[-1].expires] | @tsv'";
 
 const TENANT_DELETE_EXAMPLES: &str = "Examples:
-  kubectl claworc tenant delete team-a        # asks for confirmation on a terminal
-  kubectl claworc tenant delete team-a --yes  # in scripts";
+  kubectl claworc tenant delete team-a        # says what it removes, asks on a terminal
+  kubectl claworc tenant delete team-a --yes  # in scripts (without --yes off a terminal: refused)";
 
 const COMPLETION_EXAMPLES: &str = "Examples:
   source <(kubectl-claworc completion bash)
@@ -259,6 +267,9 @@ pub enum TenantCommand {
     /// Create a tenant namespace, its limits and policies, and a kubeconfig for it.
     #[command(after_help = TENANT_CREATE_EXAMPLES)]
     Create(TenantCreateArgs),
+    /// Change a tenant's quota in place.
+    #[command(after_help = TENANT_UPDATE_EXAMPLES)]
+    Update(TenantUpdateArgs),
     /// Write a new kubeconfig (a new token) for a tenant.
     #[command(after_help = TENANT_KUBECONFIG_EXAMPLES)]
     Kubeconfig(TenantKubeconfigArgs),
@@ -295,6 +306,24 @@ pub struct TenantCreateArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct TenantUpdateArgs {
+    /// Tenant name.
+    pub name: String,
+    /// New CPU quota (requests and limits).
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// New memory quota (requests and limits).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// New maximum number of pods.
+    #[arg(long)]
+    pub pods: Option<u32>,
+    /// New storage quota of all PersistentVolumeClaims.
+    #[arg(long)]
+    pub storage: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct TenantKubeconfigArgs {
     /// Tenant name.
     pub name: String,
@@ -314,6 +343,9 @@ pub struct TenantListArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum)]
     pub output: Option<Format>,
+    /// Warn about kubeconfig tokens that expire within this time.
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub warn_before: Duration,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,7 +13,7 @@
 //! - [`instance`]: `create`, `delete`.
 //! - [`status`]: `list`, `status` (and the report the SSH side extends).
 //! - [`rotate`]: the `rotate-keys` command.
-//! - [`tenant`]: `tenant create|kubeconfig|list|delete`.
+//! - [`tenant`]: `tenant create|update|kubeconfig|list|delete`; its objects in `tenant::objects`.
 //! - [`output`]: `-o json|yaml` printing.
 //! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod.
 //! - [`hostkey`]: the host key checked against the local pin or the Deployment's

@@ -10,6 +10,7 @@
 
 use std::ffi::OsStr;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -289,6 +290,82 @@ pub fn plugin_bin() -> &'static Path {
         assert!(status.success(), "cargo build -p kubectl-claworc failed");
         target.join("debug").join("kubectl-claworc")
     })
+}
+
+/// A plugin user: its own key store (XDG_CONFIG_HOME) and optionally a kubeconfig.
+pub struct User {
+    pub home: PathBuf,
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl Default for User {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl User {
+    pub fn new() -> Self {
+        let home = std::env::temp_dir().join(unique_name("claworc-xdg"));
+        std::fs::create_dir_all(&home).unwrap();
+        User { home, kubeconfig: None }
+    }
+
+    pub fn with_kubeconfig(path: &Path) -> Self {
+        let mut u = User::new();
+        u.kubeconfig = Some(path.to_path_buf());
+        u
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.home.join("claworc")
+    }
+
+    /// `kubectl-claworc ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Cluster::get().command(plugin_bin());
+        cmd.env("XDG_CONFIG_HOME", &self.home).args(args);
+        if let Some(k) = &self.kubeconfig {
+            cmd.env("KUBECONFIG", k);
+        }
+        run(cmd, None)
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.success(), "kubectl-claworc {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
+        out.stdout
+    }
+
+    /// The only directory `keys/<cluster>/<namespace>/<name>` of the instance.
+    pub fn instance_dir(&self, ns: &str, name: &str) -> Option<PathBuf> {
+        let keys = self.store().join("keys");
+        std::fs::read_dir(&keys).ok()?.filter_map(|e| e.ok()).map(|e| e.path().join(ns).join(name)).find(|p| p.exists())
+    }
+
+    pub fn known_hosts(&self) -> String {
+        std::fs::read_to_string(self.store().join("known_hosts")).unwrap_or_default()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+pub fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
+}
+
+/// Exactly one line on stderr, `error: …`, and the expected exit code.
+#[track_caller]
+pub fn assert_fails(out: &Output, code: i32, contains: &str) {
+    assert_eq!(out.status.code(), Some(code), "stderr: {}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected: {:?}", out.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    assert!(lines[0].contains(contains), "{:?} does not contain {contains:?}", lines[0]);
 }
 
 /// A tiny HTTP server on an ephemeral loopback port answering `body` to every

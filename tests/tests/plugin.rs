@@ -1,90 +1,17 @@
 //! `kubectl claworc` against the real local control plane: create/delete and their
-//! flags, rollback of a failed create, tenants and their kubeconfig with
-//! the real kubectl, and the error paths (one line on stderr, the right exit code).
+//! flags, rollback of a failed create, and the error paths (one line on stderr, the
+//! right exit code). Tenants are in `tenant.rs`.
 //!
 //! The plugin binary is `target/debug/kubectl-claworc` (built once per test process
 //! with `cargo build -p kubectl-claworc`); every test has its own namespace and its
 //! own `XDG_CONFIG_HOME`. `rotate-keys` proves the new key with a real SSH login, so
 //! it is tested in `ssh.rs`, which runs a real sshd behind the instance.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine;
 use claworc_contract::{annotations as ann, names};
-use claworc_e2e::{Cluster, Output, TestNamespace, plugin_bin, run, secret_data, unique_name, wait_for};
+use claworc_e2e::{TestNamespace, User, assert_fails, mode, secret_data, unique_name, wait_for};
 use serde_json::Value;
-
-/// A plugin user: its own key store (XDG_CONFIG_HOME) and optionally a kubeconfig.
-struct User {
-    home: PathBuf,
-    kubeconfig: Option<PathBuf>,
-}
-
-impl User {
-    fn new() -> Self {
-        let home = std::env::temp_dir().join(unique_name("claworc-xdg"));
-        std::fs::create_dir_all(&home).unwrap();
-        User { home, kubeconfig: None }
-    }
-
-    fn with_kubeconfig(path: &Path) -> Self {
-        let mut u = User::new();
-        u.kubeconfig = Some(path.to_path_buf());
-        u
-    }
-
-    fn store(&self) -> PathBuf {
-        self.home.join("claworc")
-    }
-
-    /// `kubectl-claworc ARGS`.
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = Cluster::get().command(plugin_bin());
-        cmd.env("XDG_CONFIG_HOME", &self.home).args(args);
-        if let Some(k) = &self.kubeconfig {
-            cmd.env("KUBECONFIG", k);
-        }
-        run(cmd, None)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(out.success(), "kubectl-claworc {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
-        out.stdout
-    }
-
-    /// The only directory `keys/<cluster>/<namespace>/<name>` of the instance.
-    fn instance_dir(&self, ns: &str, name: &str) -> Option<PathBuf> {
-        let keys = self.store().join("keys");
-        std::fs::read_dir(&keys).ok()?.filter_map(|e| e.ok()).map(|e| e.path().join(ns).join(name)).find(|p| p.exists())
-    }
-
-    fn known_hosts(&self) -> String {
-        std::fs::read_to_string(self.store().join("known_hosts")).unwrap_or_default()
-    }
-}
-
-impl Drop for User {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.home);
-    }
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
-}
-
-/// Exactly one line on stderr, `error: …`, and the expected exit code.
-#[track_caller]
-fn assert_fails(out: &Output, code: i32, contains: &str) {
-    assert_eq!(out.status.code(), Some(code), "stderr: {}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected: {:?}", out.stderr);
-    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-    assert!(lines[0].contains(contains), "{:?} does not contain {contains:?}", lines[0]);
-}
 
 fn get_json(ns: &TestNamespace, what: &[&str]) -> Value {
     let mut args = vec!["get"];
@@ -269,115 +196,6 @@ fn a_failed_create_leaves_nothing_behind() {
     assert_fails(&out, 5, "dev2");
     assert!(gone(&ns, "deployment/dev2"));
     assert!(user.instance_dir(n, "dev2").is_none());
-}
-
-fn jwt_claims(token: &str) -> Value {
-    let payload = token.split('.').nth(1).expect("a JWT");
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload.trim_end_matches('='))
-            .expect("JWT payload is base64url"),
-    )
-    .expect("JWT claims")
-}
-
-fn token_of(kubeconfig: &Path) -> String {
-    let text = std::fs::read_to_string(kubeconfig).unwrap();
-    let line = text.lines().find(|l| l.trim_start().starts_with("token:")).expect("token in kubeconfig");
-    line.trim_start().trim_start_matches("token:").trim().trim_matches('\'').trim_matches('"').to_string()
-}
-
-#[test]
-fn tenant_kubeconfig_is_least_privilege_and_rotates() {
-    let admin = User::new();
-    let tenant = unique_name("plugin-tenant");
-    let file = admin.home.join("tenant.kubeconfig");
-    let f = file.to_str().unwrap();
-    admin.ok(&["tenant", "create", &tenant, "--ttl", "2h", "--output", f]);
-    assert_eq!(mode(&file), 0o600);
-    let claims = jwt_claims(&token_of(&file));
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 7200, "{claims}");
-
-    let ns_json = Cluster::get().kubectl(&["get", "namespace", &tenant, "-o", "json"]).json();
-    let labels = &ns_json["metadata"]["labels"];
-    assert_eq!(labels["pod-security.kubernetes.io/enforce"], "restricted");
-    assert_eq!(labels[names::LABEL_TENANT], tenant.as_str());
-    let policies = Cluster::get().kubectl(&["-n", &tenant, "get", "networkpolicies", "-o", "name"]);
-    for np in ["claworc-deny-ingress", "claworc-egress-restricted", "claworc-egress-none", "claworc-egress-open"] {
-        assert!(policies.expect_ok("get networkpolicies").contains(np), "{np} missing: {}", policies.stdout);
-    }
-
-    let kubectl_as = |kc: &Path, args: &[&str]| -> Output {
-        let mut cmd = Cluster::get().command(Cluster::get().kubectl_path());
-        cmd.env("KUBECONFIG", kc).args(args);
-        run(cmd, None)
-    };
-    let can = |args: &[&str]| -> bool {
-        let mut all = vec!["auth", "can-i"];
-        all.extend_from_slice(args);
-        let out = kubectl_as(&file, &all);
-        match out.stdout.trim() {
-            "yes" => true,
-            "no" => false,
-            other => panic!("kubectl auth can-i {args:?}: {other:?} {}", out.stderr),
-        }
-    };
-    for yes in [
-        &["create", "deployments"][..],
-        &["delete", "deployments"],
-        &["get", "pods"],
-        &["get", "pods", "--subresource=log"],
-        &["create", "pods", "--subresource=portforward"],
-        &["create", "secrets"],
-        &["create", "configmaps"],
-        &["create", "services"],
-        &["create", "persistentvolumeclaims"],
-        &["list", "events"],
-    ] {
-        assert!(can(yes), "tenant cannot {yes:?}");
-    }
-    for no in [
-        &["get", "pods", "-n", "default"][..],
-        &["create", "deployments", "-n", "kube-system"],
-        &["list", "nodes"],
-        &["create", "namespaces"],
-        &["create", "clusterroles"],
-        &["create", "roles"],
-        &["create", "rolebindings"],
-        &["create", "pods", "--subresource=exec"],
-        &["update", "resourcequotas"],
-        &["delete", "networkpolicies"],
-    ] {
-        assert!(!can(no), "tenant can {no:?}");
-    }
-
-    // The plugin works with only the tenant kubeconfig.
-    let member = User::with_kubeconfig(&file);
-    // --wait: the webhook's restricted security context lets the pod into the
-    // Pod Security `restricted` namespace, and the rollout completes.
-    member.ok(&["create", "dev", "--image", "busybox:1", "--wait", "--timeout", "90s"]);
-    let st: Value = serde_json::from_str(&member.ok(&["status", "dev", "-o", "json"])).unwrap();
-    assert_eq!(st["available"], true, "{st}");
-    assert_eq!(st["warnings"], serde_json::json!([]), "{st}");
-    let l: Value = serde_json::from_str(&member.ok(&["list", "-o", "json"])).unwrap();
-    assert_eq!(l[0]["name"], "dev");
-    assert_fails(&member.run(&["-n", "default", "list"]), 5, "forbidden");
-
-    // --rotate: the old token stops working (the API server caches tokens ~10s).
-    let file2 = admin.home.join("tenant2.kubeconfig");
-    admin.ok(&["tenant", "kubeconfig", &tenant, "--rotate", "--ttl", "1h", "--output", file2.to_str().unwrap()]);
-    wait_for("the old token to be rejected", Duration::from_secs(40), || {
-        let out = kubectl_as(&file, &["get", "pods"]);
-        (!out.success() && out.stderr.contains("Unauthorized")).then_some(())
-    });
-    kubectl_as(&file2, &["get", "deployments"]).expect_ok("the new kubeconfig");
-    assert_fails(&member.run(&["list"]), 1, "Unauthorized");
-
-    let list: Value = serde_json::from_str(&admin.ok(&["tenant", "list", "-o", "json"])).unwrap();
-    assert!(list.as_array().unwrap().iter().any(|t| t["name"] == tenant.as_str()));
-    assert_fails(&admin.run(&["tenant", "delete", &tenant]), 2, "--yes");
-    admin.ok(&["tenant", "delete", &tenant, "--yes"]);
-    assert_fails(&admin.run(&["tenant", "kubeconfig", "no-such-tenant-x"]), 3, "not found");
 }
 
 #[test]

@@ -266,7 +266,9 @@ fn opting_out_removes_every_claworc_marker() {
     ns.apply(&instance("box", json!({})).to_string()).expect_ok("kubectl apply");
     let mut d = get(&ns, "box");
     d["metadata"]["labels"] = json!({});
-    d.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap()["privileged"] = json!(true);
+    let sc = d.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap();
+    sc["privileged"] = json!(true);
+    sc.as_object_mut().unwrap().remove("allowPrivilegeEscalation");
     d.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("evil:1");
     for key in ["resourceVersion", "uid", "generation", "creationTimestamp", "managedFields"] {
         d["metadata"].as_object_mut().unwrap().remove(key);

@@ -108,11 +108,20 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
 /// annotations, `app.kubernetes.io/managed-by: claworc` and `GIT_SSH_COMMAND`.
 /// What opting out leaves is the user's own Deployment; the security contexts
 /// stay as they are (stricter than needed, and now the user's to change).
+/// A template label that the Deployment's (immutable) selector matches on
+/// stays, e.g. `claworc.io/instance` of a Deployment `kubectl claworc create`
+/// made, unless it is one the NetworkPolicies select (`claworc.io/ssh`,
+/// `claworc.io/egress`).
 pub fn remove(d: &Deployment) -> PodTemplateSpec {
     let mut template = d.spec.template.clone();
+    let selected = d.spec.selector.match_labels.as_ref();
+    let kept = |k: &String, v: &String| {
+        let selector_needs = selected.is_some_and(|s| s.get(k) == Some(v)) && k != LABEL_SSH && k != LABEL_EGRESS;
+        selector_needs || !k.starts_with(PREFIX) && !(k == LABEL_MANAGED_BY && v == MANAGED_BY)
+    };
     if let Some(meta) = &mut template.metadata {
         if let Some(labels) = &mut meta.labels {
-            labels.retain(|k, v| !k.starts_with(PREFIX) && !(k == LABEL_MANAGED_BY && v == MANAGED_BY));
+            labels.retain(|k, v| kept(k, v));
         }
         if let Some(annotations) = &mut meta.annotations {
             annotations.retain(|k, _| !k.starts_with(PREFIX));
@@ -373,6 +382,24 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
             ..Default::default()
         }),
         volume_mounts: Some(mounts),
+        // Ready only when sshd answers SSH on the pod's loopback (a tcpSocket
+        // probe would dial the pod IP, where sshd does not listen): ssh-keyscan
+        // (openssh-client, a dependency of openssh-server) exits 0 only once it
+        // has read a host key. So `Available` means "you can log in now".
+        readiness_probe: Some(k8s_openapi::api::core::v1::Probe {
+            exec: Some(k8s_openapi::api::core::v1::ExecAction {
+                command: Some(
+                    ["ssh-keyscan", "-T", "2", "-t", "ed25519", "-p", &s.ssh_port.to_string(), "127.0.0.1"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+            }),
+            period_seconds: Some(3),
+            timeout_seconds: Some(3),
+            success_threshold: Some(1),
+            failure_threshold: Some(3),
+            ..Default::default()
+        }),
         termination_message_path: Some("/dev/termination-log".into()),
         termination_message_policy: Some("File".into()),
         ..Default::default()
@@ -442,6 +469,15 @@ pub(crate) mod tests {
         assert!(mounts.contains(&("claworc-ssh-keys", "/etc/claworc/ssh")), "{mounts:?}");
         assert!(mounts.contains(&("home", "/home/claworc")), "shares the first container's volumes: {mounts:?}");
         assert!(!mounts.contains(&("cache", "/cache")), "{mounts:?}");
+    }
+
+    #[test]
+    fn the_sidecar_is_ready_only_when_ssh_answers_on_its_port() {
+        let d = injected(&deployment(json!({"claworc.io/ssh-port": "2022"})));
+        let probe = sidecar_of(&d).readiness_probe.as_ref().unwrap();
+        let cmd = probe.exec.as_ref().unwrap().command.as_ref().unwrap();
+        assert_eq!(cmd.join(" "), "ssh-keyscan -T 2 -t ed25519 -p 2022 127.0.0.1");
+        assert!(probe.tcp_socket.is_none() && probe.http_get.is_none(), "sshd listens on the pod's 127.0.0.1 only");
     }
 
     #[test]

@@ -182,6 +182,35 @@ mod tests {
     }
 
     #[test]
+    fn opting_out_keeps_the_labels_the_selector_needs() {
+        // As `kubectl claworc create` makes it: the selector is claworc.io/instance.
+        let mut plain = deployment(json!({}));
+        let selector = std::collections::BTreeMap::from([("claworc.io/instance".to_string(), "box".to_string())]);
+        plain.spec.selector.match_labels = Some(selector.clone());
+        plain.spec.template.metadata.as_mut().unwrap().labels = Some(selector.clone());
+        let old = injected(&plain);
+        let mut new = old.clone();
+        new.metadata.labels = None;
+        let stored = apply(&update(Some(&old), &new)).expect("opting out is patched");
+        let labels = stored.spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        assert_eq!(labels, selector, "the selector still matches, the NetworkPolicies' labels are gone");
+        assert!(
+            stored
+                .spec
+                .template
+                .spec
+                .as_ref()
+                .unwrap()
+                .init_containers
+                .iter()
+                .flatten()
+                .all(|c| c.name != "claworc-sshd")
+        );
+        assert!(validate(&update(Some(&old), &stored), &Config::default()).allowed);
+        assert!(mutate(&update(Some(&stored), &stored), &Config::default()).patch.is_none(), "stable");
+    }
+
+    #[test]
     fn a_template_marker_without_the_label_is_removed() {
         let mut d = deployment(json!({}));
         d.metadata.labels = None;

@@ -138,8 +138,8 @@ pub fn before_injection(d: &Deployment) -> Verdict {
 /// still carries (the mutating webhook removes them all when one opts out).
 pub fn opted_out(d: &Deployment) -> Verdict {
     let mut v = Verdict::default();
-    if claworc_contract::instance::has_markers(&d.spec.template) {
-        let stripped = inject::remove(d);
+    let stripped = inject::remove(d);
+    if stripped != d.spec.template {
         let mut fields = Vec::new();
         differences(&to_value(&stripped), &to_value(&d.spec.template), "spec.template", &mut fields);
         v.denials.push(format!(
