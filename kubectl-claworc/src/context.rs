@@ -5,8 +5,17 @@
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::cli::Global;
 use crate::error::{Error, Result};
+
+/// Where to connect, as kubectl's global flags spell it (`--kubeconfig`, `--context`,
+/// `-n`, `-v`).
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    pub verbose: u8,
+}
 
 /// Everything a command needs to talk to the cluster.
 #[derive(Clone)]
@@ -61,7 +70,7 @@ impl Ctx {
             .map_err(|e| Error::other(format!("kubeconfig: {e}")))?;
         let namespace = match &global.namespace {
             Some(ns) => {
-                crate::objects::validate_name("--namespace", ns)?;
+                crate::input::validate_name("--namespace", ns)?;
                 ns.clone()
             }
             None => config.default_namespace.clone(),

@@ -2,7 +2,12 @@
 
 use serde::Serialize;
 
-use crate::cli::Format;
+/// `-o` for objects: JSON or YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
 
 /// A multi-document YAML stream (`---` before every document).
 pub fn yaml_stream(docs: &[serde_json::Value]) -> String {

@@ -11,30 +11,28 @@
 //! `kubectl exec`); use `-- sh -c '…'` for pipes and other shell syntax.
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
-use clap::Args;
 use russh::ChannelMsg;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::transport::ConnectOptions;
-use crate::transport::{self, Connection};
+use crate::keys::PrivateKey;
+use crate::keystore::KeyStore;
+use crate::transport::{self, ConnectError, ConnectOptions, Connection, Credentials, Login};
 
-/// `kubectl claworc ssh` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct SshArgs {
-    /// Instance name.
+/// What `kubectl claworc ssh` was asked for.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
     pub name: String,
-    #[command(flatten)]
     pub ssh: ConnectOptions,
-    /// A command to run instead of a shell (after `--`); its exit status is ours.
-    #[arg(last = true, value_name = "CMD")]
+    /// A command to run instead of a shell; empty for a shell.
     pub command: Vec<String>,
 }
 
 /// `kubectl claworc ssh`: returns the exit code to exit with.
-pub async fn ssh(ctx: &Ctx, args: &SshArgs) -> Result<i32> {
+pub async fn ssh(ctx: &Ctx, args: &SshOptions) -> Result<i32> {
     let (_, conn) = transport::connect(ctx, &args.name, &args.ssh).await?;
     let command = (!args.command.is_empty()).then(|| command_line(&args.command));
     if command.is_none() && !stdin_is_tty() {
@@ -200,6 +198,86 @@ pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<
         }
     }
     Ok((code.unwrap_or(255), out, err))
+}
+
+/// How long [`prove_login`] keeps trying: the kubelet propagates a Secret
+/// update to the mounted volume only after a delay (a minute or more).
+pub const PROVE_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Logs in to `name` with exactly `key` and runs `true`, retrying on refusal
+/// until [`PROVE_TIMEOUT`] (the Secret may not have reached the pod yet). A
+/// refused host key fails at once.
+pub async fn prove_login(ctx: &Ctx, name: &str, login: &Login, key: &PrivateKey) -> Result<()> {
+    let store = KeyStore::open_default()?;
+    let creds = Credentials::new(login.user.clone(), key.clone());
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let attempt = async {
+            let instance = transport::find_instance(&ctx.client, &ctx.namespace, name)
+                .await
+                .map_err(|e| ConnectError::Transport(e.to_string()))?;
+            let conn = transport::connect_instance(ctx, &store, &instance, &creds, false).await?;
+            let (code, _, _) = exec_capture(&conn, "true").await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+            conn.close().await;
+            if code == 0 { Ok(()) } else { Err(ConnectError::Transport(format!("`true` exited with {code}"))) }
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
+            Err(e) if start.elapsed() >= PROVE_TIMEOUT => {
+                return Err(Error::other(format!(
+                    "no SSH login with the new key after {}s: {e}",
+                    PROVE_TIMEOUT.as_secs()
+                )));
+            }
+            Err(e) => {
+                if !said {
+                    eprintln!(
+                        "waiting for the instance to accept the new key (the kubelet updates Secret volumes with a delay): {e}"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+}
+
+/// How long `status` waits for its SSH login.
+pub const SSH_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The live SSH check of `status`: connect, authenticate, run `true`.
+/// Returns (ok, detail).
+pub async fn ssh_check(ctx: &Ctx, name: &str, login: &Login) -> (bool, String) {
+    let start = std::time::Instant::now();
+    let opts = ConnectOptions { login: login.clone(), identity: None, repin: false };
+    let (_, conn) = match tokio::time::timeout(SSH_CHECK_TIMEOUT, transport::connect(ctx, name, &opts)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return (false, e.one_line()),
+        Err(_) => {
+            return (false, format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs()));
+        }
+    };
+    let connected = start.elapsed();
+    let t = std::time::Instant::now();
+    let result = exec_capture(&conn, "true").await;
+    let ran = t.elapsed();
+    conn.close().await;
+    match result {
+        Ok((0, _, _)) => (
+            true,
+            format!(
+                "logged in as {} ({} ms to connect and authenticate), `true` ran in {} ms; host key {}",
+                login.user,
+                connected.as_millis(),
+                ran.as_millis(),
+                crate::keys::fingerprint(&conn.host_key)
+            ),
+        ),
+        Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),
+        Err(e) => (false, e.one_line()),
+    }
 }
 
 /// The local terminal's size (columns, rows), if stdout or stdin is a terminal.

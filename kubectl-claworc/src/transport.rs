@@ -183,11 +183,9 @@ impl Credentials {
 /// Environment variable with the default `--user` (e.g. for CI or tests).
 pub const ENV_SSH_USER: &str = "CLAWORC_SSH_USER";
 
-/// `--user`: the login name, the sidecar image's name of the run-as user.
-#[derive(Debug, Clone, clap::Args)]
+/// Who logs in: the sidecar image's name of the run-as user (`--user`).
+#[derive(Debug, Clone)]
 pub struct Login {
-    /// The login name: the sidecar image's name of the run-as user.
-    #[arg(long, value_name = "NAME", env = ENV_SSH_USER, default_value = claworc_contract::names::SSH_USER)]
     pub user: String,
 }
 
@@ -330,16 +328,12 @@ where
 }
 
 /// Connection options of `ssh`, `tunnel` and `logs --file`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    #[command(flatten)]
     pub login: Login,
     /// Log in with this private key file instead of the key store's (CI).
-    #[arg(short = 'i', long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Accept a changed host key if it matches the Deployment's
-    /// claworc.io/host-key-fingerprint, and pin it (after a deliberate rotation).
-    #[arg(long)]
+    /// Accept a changed host key that matches the Deployment's fingerprint, and pin it.
     pub repin: bool,
 }
 
@@ -421,88 +415,6 @@ pub async fn connect(ctx: &Ctx, name: &str, opts: &ConnectOptions) -> Result<(In
     let instance = find_instance(&ctx.client, &ctx.namespace, name).await?;
     let conn = connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
     Ok((instance, conn))
-}
-
-/// How long [`prove_login`] keeps trying: the kubelet propagates a Secret
-/// update to the mounted volume only after a delay (a minute or more).
-pub const PROVE_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// Logs in to `name` with exactly `key` and runs `true`, retrying on refusal
-/// until [`PROVE_TIMEOUT`] (the Secret may not have reached the pod yet). A
-/// refused host key fails at once.
-pub async fn prove_login(ctx: &Ctx, name: &str, login: &Login, key: &PrivateKey) -> Result<()> {
-    let store = KeyStore::open_default()?;
-    let creds = Credentials::new(login.user.clone(), key.clone());
-    let start = std::time::Instant::now();
-    let mut said = false;
-    loop {
-        let attempt = async {
-            let instance = find_instance(&ctx.client, &ctx.namespace, name)
-                .await
-                .map_err(|e| ConnectError::Transport(e.to_string()))?;
-            let conn = connect_instance(ctx, &store, &instance, &creds, false).await?;
-            let (code, _, _) = crate::session::exec_capture(&conn, "true")
-                .await
-                .map_err(|e| ConnectError::Transport(e.to_string()))?;
-            conn.close().await;
-            if code == 0 { Ok(()) } else { Err(ConnectError::Transport(format!("`true` exited with {code}"))) }
-        };
-        match attempt.await {
-            Ok(()) => return Ok(()),
-            Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
-            Err(e) if start.elapsed() >= PROVE_TIMEOUT => {
-                return Err(Error::other(format!(
-                    "no SSH login with the new key after {}s: {e}",
-                    PROVE_TIMEOUT.as_secs()
-                )));
-            }
-            Err(e) => {
-                if !said {
-                    eprintln!(
-                        "waiting for the instance to accept the new key (the kubelet updates Secret volumes with a delay): {e}"
-                    );
-                    said = true;
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    }
-}
-
-/// How long `status` waits for its SSH login.
-pub const SSH_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The live SSH check of `status`: connect, authenticate, run `true`.
-/// Returns (ok, detail).
-pub async fn ssh_check(ctx: &Ctx, name: &str, login: &Login) -> (bool, String) {
-    let start = std::time::Instant::now();
-    let opts = ConnectOptions { login: login.clone(), identity: None, repin: false };
-    let (_, conn) = match tokio::time::timeout(SSH_CHECK_TIMEOUT, connect(ctx, name, &opts)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return (false, e.one_line()),
-        Err(_) => {
-            return (false, format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs()));
-        }
-    };
-    let connected = start.elapsed();
-    let t = std::time::Instant::now();
-    let result = crate::session::exec_capture(&conn, "true").await;
-    let ran = t.elapsed();
-    conn.close().await;
-    match result {
-        Ok((0, _, _)) => (
-            true,
-            format!(
-                "logged in as {} ({} ms to connect and authenticate), `true` ran in {} ms; host key {}",
-                login.user,
-                connected.as_millis(),
-                ran.as_millis(),
-                crate::keys::fingerprint(&conn.host_key)
-            ),
-        ),
-        Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),
-        Err(e) => (false, e.one_line()),
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use claworc_contract::annotations::FORWARD_PORTS;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,17 +24,12 @@ use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
 use crate::transport::{self, ConnectError, ConnectOptions, Connection};
 
-/// `kubectl claworc tunnel` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct TunnelArgs {
-    /// Instance name.
+/// What `kubectl claworc tunnel` was asked for.
+#[derive(Debug, Clone)]
+pub struct TunnelOptions {
     pub name: String,
-    /// A forward `[LOCAL:]REMOTE`: 127.0.0.1:LOCAL (0 or omitted: any free port) to
-    /// localhost:REMOTE in the instance. Repeatable. Default: every port of
-    /// claworc.io/forward-ports.
-    #[arg(short = 'L', long = "forward", value_name = "[LOCAL:]REMOTE", value_parser = parse_forward)]
+    /// The forwards; empty for every port of claworc.io/forward-ports.
     pub forwards: Vec<Forward>,
-    #[command(flatten)]
     pub ssh: ConnectOptions,
 }
 
@@ -70,7 +64,7 @@ pub fn backoff(failures: u32) -> Duration {
 pub const COPY_BUFFER: usize = 256 * 1024;
 
 /// Runs the tunnel until Ctrl-C.
-pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
+pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
     let store = KeyStore::open_default()?;
     let opts = &args.ssh;
     // Checked once up front (a missing key is a usage error), then re-read on every

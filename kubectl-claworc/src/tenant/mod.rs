@@ -46,27 +46,64 @@ use kube::config::Cluster;
 use kube::{Api, ResourceExt};
 use serde::Serialize;
 
-use crate::cli::{
-    TenantCommand, TenantCreateArgs, TenantDeleteArgs, TenantKubeconfigArgs, TenantListArgs, TenantUpdateArgs,
-};
 use crate::context::Ctx;
 use crate::error::{Error, Result, is_conflict, is_not_found};
-use crate::objects::validate_name;
-use crate::output;
+use crate::input::validate_name;
+use crate::output::{self, Format};
 use objects::{Action, Quota, QuotaChange, TENANT_SA};
 use tokens::TokenRecord;
 
 /// Field manager of the plugin's server-side applies.
 const FIELD_MANAGER: &str = "kubectl-claworc";
 
-pub async fn run(ctx: &Ctx, cmd: TenantCommand) -> Result<()> {
-    match cmd {
-        TenantCommand::Create(a) => create(ctx, &a).await,
-        TenantCommand::Update(a) => update(ctx, &a).await,
-        TenantCommand::Kubeconfig(a) => issue_kubeconfig(ctx, &a).await,
-        TenantCommand::List(a) => list(ctx, &a).await,
-        TenantCommand::Delete(a) => delete(ctx, &a).await,
-    }
+/// What `kubectl claworc tenant create` was asked for.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub name: String,
+    /// Lifetime of the token in the kubeconfig.
+    pub ttl: Duration,
+    /// Where to write the kubeconfig; `None` for `<NAME>.kubeconfig`.
+    pub output: Option<PathBuf>,
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+    pub storage: String,
+}
+
+/// What `kubectl claworc tenant update` was asked for: `None` leaves a limit as it is.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    pub name: String,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub pods: Option<u32>,
+    pub storage: Option<String>,
+}
+
+/// What `kubectl claworc tenant kubeconfig` was asked for.
+#[derive(Debug, Clone)]
+pub struct KubeconfigOptions {
+    pub name: String,
+    pub ttl: Duration,
+    /// Revoke every earlier token.
+    pub rotate: bool,
+    pub output: Option<PathBuf>,
+}
+
+/// What `kubectl claworc tenant list` was asked for.
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    pub output: Option<Format>,
+    /// Warn about tokens that expire within this time.
+    pub warn_before: Duration,
+}
+
+/// What `kubectl claworc tenant delete` was asked for.
+#[derive(Debug, Clone)]
+pub struct DeleteOptions {
+    pub name: String,
+    /// Do not ask for confirmation.
+    pub yes: bool,
 }
 
 fn ttl_seconds(ttl: Duration) -> Result<i64> {
@@ -81,7 +118,7 @@ fn ttl_seconds(ttl: Duration) -> Result<i64> {
 /// `--cpu`, `--memory`, `--storage`: a Kubernetes quantity such as 4, 500m, 8Gi.
 fn check_quantity(flag: &str, v: &str) -> Result<()> {
     let millis = v.strip_suffix('m').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    if crate::objects::is_quantity(v) || millis {
+    if crate::input::is_quantity(v) || millis {
         Ok(())
     } else {
         Err(Error::invalid(format!("{flag} {v:?} is not a quantity such as 4, 500m, 8Gi")))
@@ -240,7 +277,7 @@ async fn record(ctx: &Ctx, in_namespace: &str, tenant: &str, action: Action, wha
     }
 }
 
-pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
+pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
     validate_name("tenant name", &args.name)?;
     let ttl = ttl_seconds(args.ttl)?;
     let quota =
@@ -329,7 +366,7 @@ async fn issue_token(ctx: &Ctx, tenant: &str, ttl: i64) -> Result<(String, Token
     if granted + 60 < ttl {
         eprintln!(
             "warning: the API server shortened the token lifetime to {} (its --service-account-max-token-expiration)",
-            crate::cli::format_duration(Duration::from_secs(granted.max(0) as u64))
+            crate::input::format_duration(Duration::from_secs(granted.max(0) as u64))
         );
     }
     let issued = TokenRecord { issued: now.to_string(), expires: expires.to_string() };
@@ -384,7 +421,7 @@ async fn tenant_namespace(ctx: &Ctx, name: &str) -> Result<Namespace> {
     Ok(ns)
 }
 
-pub async fn update(ctx: &Ctx, args: &TenantUpdateArgs) -> Result<()> {
+pub async fn update(ctx: &Ctx, args: &UpdateOptions) -> Result<()> {
     let name = &args.name;
     let change = QuotaChange {
         cpu: args.cpu.clone(),
@@ -456,7 +493,7 @@ pub async fn update(ctx: &Ctx, args: &TenantUpdateArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<()> {
+pub async fn issue_kubeconfig(ctx: &Ctx, args: &KubeconfigOptions) -> Result<()> {
     let ttl = ttl_seconds(args.ttl)?;
     tenant_namespace(ctx, &args.name).await?;
     let cluster = tenant_cluster(ctx)?;
@@ -514,11 +551,11 @@ pub struct TenantRow {
 
 fn age(now: Timestamp, then: &str) -> String {
     then.parse::<Timestamp>()
-        .map(|t| crate::status::short_age(Duration::from_secs((now.as_second() - t.as_second()).unsigned_abs())))
+        .map(|t| crate::input::short_age(Duration::from_secs((now.as_second() - t.as_second()).unsigned_abs())))
         .unwrap_or_else(|_| "-".into())
 }
 
-pub async fn list(ctx: &Ctx, args: &TenantListArgs) -> Result<()> {
+pub async fn list(ctx: &Ctx, args: &ListOptions) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let list = namespaces
         .list(&ListParams::default().labels(names::LABEL_TENANT))
@@ -655,7 +692,7 @@ async fn contents(ctx: &Ctx, tenant: &str) -> Result<Contents> {
     })
 }
 
-pub async fn delete(ctx: &Ctx, args: &TenantDeleteArgs) -> Result<()> {
+pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
     let name = &args.name;
     tenant_namespace(ctx, name).await?;
     let summary = delete_summary(name, &contents(ctx, name).await?);
