@@ -51,7 +51,7 @@ impl Ctx {
     pub async fn load(global: &Global) -> Result<Self> {
         let kubeconfig = match &global.kubeconfig {
             Some(path) => Kubeconfig::read_from(path)
-                .map_err(|e| Error::other(format!("--kubeconfig {}: {e}", path.display())))?,
+                .map_err(|e| Error::other(format!("--kubeconfig {}: {e}", path.display())).with_source(e))?,
             None => Kubeconfig::read().map_err(|e| {
                 Error::other(format!("cannot read a kubeconfig ({e}): set KUBECONFIG or pass --kubeconfig FILE"))
             })?,
@@ -67,7 +67,7 @@ impl Ctx {
         let options = KubeConfigOptions { context: global.context.clone(), cluster: None, user: None };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
-            .map_err(|e| Error::other(format!("kubeconfig: {e}")))?;
+            .map_err(|e| Error::other(format!("kubeconfig: {e}")).with_source(e))?;
         let namespace = match &global.namespace {
             Some(ns) => {
                 crate::input::validate_name("--namespace", ns)?;
@@ -76,7 +76,8 @@ impl Ctx {
             None => config.default_namespace.clone(),
         };
         let scope = context.clone().unwrap_or_else(|| config.cluster_url.host().unwrap_or("cluster").to_string());
-        let client = kube::Client::try_from(config.clone()).map_err(|e| Error::other(format!("kube client: {e}")))?;
+        let client = kube::Client::try_from(config.clone())
+            .map_err(|e| Error::other(format!("kube client: {e}")).with_source(e))?;
         Ok(Ctx { client, namespace, cluster: sanitize(&scope), config, kubeconfig, context, verbose: global.verbose })
     }
 

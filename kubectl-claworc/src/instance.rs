@@ -120,7 +120,7 @@ pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", spec.name, ctx.namespace);
     if deployments.get_opt(&spec.name).await.map_err(|e| Error::kube(e, &what))?.is_some() {
-        return Err(Error::AlreadyExists(format!(
+        return Err(Error::already_exists(format!(
             "{what} already exists: pick another name, or `kubectl claworc delete {}` first",
             spec.name
         )));
@@ -163,13 +163,7 @@ pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
                 ks.instance_dir(&id).display()
             ));
         }
-        return Err(match e {
-            Error::Invalid(_) => Error::Invalid(msg),
-            Error::NotFound(_) => Error::NotFound(msg),
-            Error::AlreadyExists(_) => Error::AlreadyExists(msg),
-            Error::Forbidden(_) => Error::Forbidden(msg),
-            Error::Other(_) => Error::Other(msg),
-        });
+        return Err(e.with_message(msg));
     }
     if reused_host {
         // It now lives in the Secret.

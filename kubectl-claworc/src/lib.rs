@@ -1,11 +1,17 @@
 //! `kubectl claworc`: create, reach and manage SSH-reachable claworc instances.
 //!
 //! Table of contents:
+//! Layers (docs/architecture.md; `tests/layers.rs` checks them): [`cli`] on top, read
+//! only here and by `main`; the commands below it take plain options structs; the
+//! leaves ([`error`], [`input`], [`output`], [`context`], [`keys`], [`keystore`],
+//! [`hostkey`]) import only each other.
+//!
 //! - [`cli`]: the command line (clap derive), with examples on every command.
 //! - [`context`]: the [`context::Ctx`] built from `KUBECONFIG` / `--kubeconfig` /
 //!   `--context` / `-n` the way kubectl does.
-//! - [`error`]: the [`error::Error`] type and its exit codes (2 invalid input, 3 not
-//!   found, 4 already exists, 5 forbidden, 1 anything else).
+//! - [`error`]: the one [`error::Error`] type (keeps its source) and its exit codes (2
+//!   invalid input, 3 not found, 4 already exists, 5 forbidden, 1 anything else).
+//! - [`input`]: durations, names and quantities, parsed and checked.
 //! - [`keystore`]: local state under `$XDG_CONFIG_HOME/claworc`: client keys and the
 //!   `known_hosts` of pinned instance host keys.
 //! - [`keys`]: ed25519 key generation and OpenSSH encodings.
@@ -14,7 +20,7 @@
 //! - [`status`]: `list`, `status` (and the report the SSH side extends).
 //! - [`rotate`]: the `rotate-keys` command.
 //! - [`tenant`]: `tenant create|update|kubeconfig|list|delete`; its objects in `tenant::objects`.
-//! - [`output`]: `-o json|yaml` printing.
+//! - [`output`]: the one stdout writer; `-o json|yaml` printing and tables.
 //! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod.
 //! - [`hostkey`]: the host key checked against the local pin or the Deployment's
 //!   `claworc.io/host-key-fingerprint`; never trust on first use.

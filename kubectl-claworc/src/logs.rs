@@ -75,11 +75,11 @@ pub async fn logs(ctx: &Ctx, args: &LogsOptions) -> Result<i32> {
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = stream.read(&mut buf).await.map_err(|e| Error::other(format!("reading logs: {e}")))?;
+        let n = stream.read(&mut buf).await.map_err(|e| Error::other(format!("reading logs: {e}")).with_source(e))?;
         if n == 0 {
             break;
         }
-        stdout.write_all(&buf[..n]).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
+        stdout.write_all(&buf[..n]).await.map_err(|e| Error::other(format!("stdout: {e}")).with_source(e))?;
         stdout.flush().await.ok();
     }
     Ok(0)

@@ -90,8 +90,11 @@ pub fn stdin_is_tty() -> bool {
 
 /// Runs `command` (or an interactive shell when `None`) and returns the exit code.
 pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
-    let channel =
-        conn.handle.channel_open_session().await.map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
+    let channel = conn
+        .handle
+        .channel_open_session()
+        .await
+        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")).with_source(e))?;
     let interactive = command.is_none() && stdin_is_tty();
     let _raw = if interactive {
         let (cols, rows) = terminal_size().unwrap_or((80, 24));
@@ -99,7 +102,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         channel
             .request_pty(true, &term, cols, rows, 0, 0, &[])
             .await
-            .map_err(|e| Error::other(format!("ssh: requesting a terminal: {e}")))?;
+            .map_err(|e| Error::other(format!("ssh: requesting a terminal: {e}")).with_source(e))?;
         Some(RawMode::enter()?)
     } else {
         None
@@ -108,7 +111,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         Some(cmd) => channel.exec(true, cmd).await,
         None => channel.request_shell(true).await,
     }
-    .map_err(|e| Error::other(format!("ssh: starting the command: {e}")))?;
+    .map_err(|e| Error::other(format!("ssh: starting the command: {e}")).with_source(e))?;
 
     let (mut read, write) = channel.split();
     let write = std::sync::Arc::new(write);
@@ -135,7 +138,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
     if interactive {
         let write = write.clone();
         let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-            .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?;
+            .map_err(|e| Error::other(format!("SIGWINCH: {e}")).with_source(e))?;
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
                 if let Some((cols, rows)) = terminal_size()
@@ -153,7 +156,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         match msg {
             ChannelMsg::Close => break,
             ChannelMsg::Data { data } => {
-                stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
+                stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")).with_source(e))?;
                 stdout.flush().await.ok();
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
@@ -182,9 +185,12 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
 
 /// Runs `command` collecting stdout, for checks (`status`, `rotate-keys`).
 pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<u8>, Vec<u8>)> {
-    let mut channel =
-        conn.handle.channel_open_session().await.map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
-    channel.exec(true, command).await.map_err(|e| Error::other(format!("ssh: exec: {e}")))?;
+    let mut channel = conn
+        .handle
+        .channel_open_session()
+        .await
+        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")).with_source(e))?;
+    channel.exec(true, command).await.map_err(|e| Error::other(format!("ssh: exec: {e}")).with_source(e))?;
     channel.eof().await.ok();
     let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
     while let Some(msg) = channel.wait().await {
@@ -224,7 +230,7 @@ pub async fn prove_login(ctx: &Ctx, name: &str, login: &Login, key: &PrivateKey)
         };
         match attempt.await {
             Ok(()) => return Ok(()),
-            Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
+            Err(e @ ConnectError::HostKey(_)) => return Err(e.into()),
             Err(e) if start.elapsed() >= PROVE_TIMEOUT => {
                 return Err(Error::other(format!(
                     "no SSH login with the new key after {}s: {e}",

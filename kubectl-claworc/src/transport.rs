@@ -28,7 +28,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCerti
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, Kind, Result};
 use crate::hostkey::{self, Expectation, Refusal, Verdict};
 use crate::keystore::{InstanceId, KeyStore};
 
@@ -213,11 +213,10 @@ pub enum ConnectError {
 }
 
 impl From<ConnectError> for Error {
+    /// A refused host key is forbidden (exit 5); any other failure is exit 1.
     fn from(e: ConnectError) -> Self {
-        match e {
-            ConnectError::HostKey(r) => Error::Forbidden(r.to_string()),
-            other => Error::other(other.to_string()),
-        }
+        let kind = if matches!(e, ConnectError::HostKey(_)) { Kind::Forbidden } else { Kind::Other };
+        Error::new(kind, e.to_string()).with_source(e)
     }
 }
 

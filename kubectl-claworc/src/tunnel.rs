@@ -91,8 +91,8 @@ pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
     for f in &forwards {
         let listener = TcpListener::bind(("127.0.0.1", f.local))
             .await
-            .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1:{}: {e}", f.local)))?;
-        let port = listener.local_addr().map_err(|e| Error::other(e.to_string()))?.port();
+            .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1:{}: {e}", f.local)).with_source(e))?;
+        let port = listener.local_addr().map_err(|e| Error::other(e.to_string()).with_source(e))?.port();
         println!("Forwarding http://127.0.0.1:{port} -> {}:{}", args.name, f.remote);
         tokio::spawn(accept_loop(listener, f.remote, rx.clone(), allowed.clone()));
     }
@@ -130,7 +130,7 @@ pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
                     eprintln!("tunnel: connection to {} lost; reconnecting in {}s", instance.id(), delay.as_secs());
                     tokio::time::sleep(delay).await;
                 }
-                Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
+                Err(e @ ConnectError::HostKey(_)) => return Err(e.into()),
                 Err(e) => {
                     let delay = backoff(failures);
                     failures = failures.saturating_add(1);

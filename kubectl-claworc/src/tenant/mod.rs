@@ -140,7 +140,7 @@ fn check_change(change: &QuotaChange) -> Result<()> {
 fn output_path(name: &str, output: &Option<PathBuf>) -> Result<PathBuf> {
     let path = output.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.kubeconfig")));
     if path.exists() && !is_tenant_kubeconfig(&path, name) {
-        return Err(Error::AlreadyExists(format!(
+        return Err(Error::already_exists(format!(
             "--output {}: the file exists and is not a kubeconfig of tenant {name}: pick another file or remove it",
             path.display()
         )));
@@ -288,7 +288,7 @@ pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
     let name = &args.name;
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     if namespaces.get_opt(name).await.map_err(|e| Error::kube(e, format!("namespace {name:?}")))?.is_some() {
-        return Err(Error::AlreadyExists(format!(
+        return Err(Error::already_exists(format!(
             "namespace {name:?} already exists: for a new kubeconfig of an existing tenant use `kubectl claworc tenant kubeconfig {name}`"
         )));
     }
@@ -401,7 +401,8 @@ async fn record_token(ctx: &Ctx, tenant: &str, issued: &TokenRecord) -> Result<(
 }
 
 fn write_kubeconfig(path: &Path, kubeconfig: &kube::config::Kubeconfig) -> Result<()> {
-    let text = serde_yaml::to_string(kubeconfig).map_err(|e| Error::other(format!("kubeconfig: {e}")))?;
+    let text =
+        serde_yaml::to_string(kubeconfig).map_err(|e| Error::other(format!("kubeconfig: {e}")).with_source(e))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(e, parent))?;
     }
@@ -706,7 +707,10 @@ pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
         eprint!("Type the tenant name to confirm: ");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::other(format!("reading the answer: {e}")))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| Error::other(format!("reading the answer: {e}")).with_source(e))?;
         if answer.trim() != name {
             return Err(Error::invalid("not confirmed: nothing was deleted"));
         }
