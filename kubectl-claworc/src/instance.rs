@@ -180,7 +180,7 @@ pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
     if args.wait {
         wait_rollout(ctx, &spec.name, args.timeout).await?;
     }
-    println!("deployment.apps/{} created", spec.name);
+    crate::output::line(format_args!("deployment.apps/{} created", spec.name));
     Ok(())
 }
 
@@ -465,10 +465,10 @@ pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
     }
     ks.remove_instance_dir_if_empty(&id);
     if deleted.is_empty() {
-        println!("no objects of {} were left in the cluster; local keys removed", args.name);
+        crate::output::line(format_args!("no objects of {} were left in the cluster; local keys removed", args.name));
     }
     for d in deleted {
-        println!("{d} deleted");
+        crate::output::line(format_args!("{d} deleted"));
     }
     if args.keep_volumes && !pvcs.is_empty() {
         let kept: Vec<String> = pvcs.iter().filter_map(|p| p.metadata.name.clone()).collect();

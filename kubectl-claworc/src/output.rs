@@ -1,4 +1,5 @@
-//! `-o json|yaml` printing and simple tables.
+//! The one stdout writer: every line the plugin prints goes through [`stdout`] (or
+//! [`line`]); `-o json|yaml` printing and simple tables.
 
 use serde::Serialize;
 
@@ -30,6 +31,11 @@ pub fn json_list(items: Vec<serde_json::Value>) -> String {
 pub fn stdout(text: &str) {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Writes one line (`text` and a newline) to stdout through [`stdout`].
+pub fn line(text: impl std::fmt::Display) {
+    stdout(&format!("{text}\n"));
 }
 
 /// Prints `value` as JSON or YAML on stdout.

@@ -181,7 +181,11 @@ pub async fn rotate(ctx: &Ctx, args: &RotateOptions) -> Result<()> {
         ks.remove_host_key(id)?;
         eprintln!("new host key {} pinned; the instance restarts to load it", keys::fingerprint(h.public_key()));
     }
-    println!("keys of {} rotated at {now} (client key {})", args.name, keys::fingerprint(new.public_key()));
+    crate::output::line(format_args!(
+        "keys of {} rotated at {now} (client key {})",
+        args.name,
+        keys::fingerprint(new.public_key())
+    ));
     Ok(())
 }
 

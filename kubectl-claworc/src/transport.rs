@@ -143,8 +143,10 @@ impl AsyncWrite for PortForwardStream {
     }
 }
 
-/// Opens `pods/portforward` to the instance's ssh port.
-pub async fn open_port_forward(client: &kube::Client, instance: &Instance) -> Result<PortForwardStream> {
+/// Opens `pods/portforward` to the instance's ssh port. The stream's own error (the
+/// kubelet's word on why it ended) is printed on stderr with `-v`.
+pub async fn open_port_forward(ctx: &Ctx, instance: &Instance) -> Result<PortForwardStream> {
+    let client = &ctx.client;
     let port = instance.settings.ssh_port;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &instance.namespace);
     let mut forwarder = pods
@@ -155,10 +157,10 @@ pub async fn open_port_forward(client: &kube::Client, instance: &Instance) -> Re
         .take_stream(port)
         .ok_or_else(|| Error::other(format!("port-forward to pod \"{}\": no stream for port {port}", instance.pod)))?;
     if let Some(errors) = forwarder.take_error(port) {
-        let pod = instance.pod.clone();
+        let (pod, ctx) = (instance.pod.clone(), ctx.clone());
         tokio::spawn(async move {
             if let Some(e) = errors.await {
-                tracing::debug!("port-forward to pod {pod} port {port}: {e}");
+                ctx.debug(format_args!("port-forward to pod {pod} port {port}: {e}"));
             }
         });
     }
@@ -382,7 +384,7 @@ pub async fn connect_instance(
     repin: bool,
 ) -> std::result::Result<Connection, ConnectError> {
     let expect = expectation(ctx, store, instance, repin).map_err(|e| ConnectError::Transport(e.to_string()))?;
-    let stream = open_port_forward(&ctx.client, instance).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+    let stream = open_port_forward(ctx, instance).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
     let conn = handshake(stream, creds, expect).await?;
     if let Verdict::PinFromAnnotation { fingerprint, replaced } = &conn.verdict {
         let id = instance_id(ctx, &instance.name);

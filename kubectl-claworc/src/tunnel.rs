@@ -93,7 +93,7 @@ pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
             .await
             .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1:{}: {e}", f.local)).with_source(e))?;
         let port = listener.local_addr().map_err(|e| Error::other(e.to_string()).with_source(e))?.port();
-        println!("Forwarding http://127.0.0.1:{port} -> {}:{}", args.name, f.remote);
+        crate::output::line(format_args!("Forwarding http://127.0.0.1:{port} -> {}:{}", args.name, f.remote));
         tokio::spawn(accept_loop(listener, f.remote, rx.clone(), allowed.clone()));
     }
 

@@ -326,11 +326,11 @@ pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
                 ),
             )
             .await;
-            println!(
+            output::line(format_args!(
                 "tenant {name} created; kubeconfig written to {} (token expires {})",
                 out.display(),
                 issued.expires
-            );
+            ));
             Ok(())
         }
         Err(e) => {
@@ -467,7 +467,7 @@ pub async fn update(ctx: &Ctx, args: &UpdateOptions) -> Result<()> {
     install_guards(ctx).await?;
 
     if done.is_empty() {
-        println!("tenant {name}: nothing to change");
+        output::line(format_args!("tenant {name}: nothing to change"));
         return Ok(());
     }
     let summary = format!("tenant {name} updated: {}", done.join("; "));
@@ -490,7 +490,7 @@ pub async fn update(ctx: &Ctx, args: &UpdateOptions) -> Result<()> {
              until it does, the old quota is enforced"
         );
     }
-    println!("{summary}");
+    output::line(&summary);
     Ok(())
 }
 
@@ -530,12 +530,12 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &KubeconfigOptions) -> Result<()>
         (Action::IssueKubeconfig, format!("a kubeconfig token for tenant {name} issued; it expires {}", issued.expires))
     };
     record(ctx, name, name, action, &what).await;
-    println!(
+    output::line(format_args!(
         "kubeconfig for tenant {name} written to {} (token expires {}){}",
         out.display(),
         issued.expires,
         if args.rotate { "; earlier tokens stop working within about 10s (the API server's token cache)" } else { "" }
-    );
+    ));
     Ok(())
 }
 
@@ -725,7 +725,7 @@ pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
     // The tenant's namespace goes away with its events: this one goes where events
     // about cluster-scoped objects go.
     record(ctx, "default", name, Action::Delete, &format!("tenant {name} deleted")).await;
-    println!("tenant {name} deleted (namespace {name} is terminating)");
+    output::line(format_args!("tenant {name} deleted (namespace {name} is terminating)"));
     Ok(())
 }
 
