@@ -54,7 +54,7 @@ pub fn log_params(args: &LogsOptions, container: String) -> LogParams {
 pub async fn logs(ctx: &Ctx, args: &LogsOptions) -> Result<i32> {
     if let Some(path) = &args.file {
         let (_, conn) = transport::connect(ctx, &args.name, &args.ssh).await?;
-        return session::run(&conn, Some(&file_command(path, args.follow, args.tail))).await;
+        return session::interact(&conn, Some(&file_command(path, args.follow, args.tail))).await;
     }
     let instance = transport::find_instance(&ctx.client, &ctx.namespace, &args.name).await?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);

@@ -38,7 +38,7 @@ pub async fn ssh(ctx: &Ctx, args: &SshOptions) -> Result<i32> {
     if command.is_none() && !stdin_is_tty() {
         eprintln!("ssh: stdin is not a terminal: running a shell without a PTY");
     }
-    let code = run(&conn, command.as_deref()).await?;
+    let code = interact(&conn, command.as_deref()).await?;
     conn.close().await;
     Ok(code)
 }
@@ -89,7 +89,7 @@ pub fn stdin_is_tty() -> bool {
 }
 
 /// Runs `command` (or an interactive shell when `None`) and returns the exit code.
-pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
+pub async fn interact(conn: &Connection, command: Option<&str>) -> Result<i32> {
     let channel = conn
         .handle
         .channel_open_session()

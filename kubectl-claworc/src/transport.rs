@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::context::Ctx;
 use crate::error::{Error, Kind, Result};
-use crate::hostkey::{self, Expectation, Refusal, Verdict};
+use crate::hostkey::{self, Decision, Expectation, HostKeyRefused};
 use crate::keystore::{InstanceId, KeyStore};
 
 /// How long the SSH handshake (key exchange and authentication) may take.
@@ -203,7 +203,7 @@ impl std::fmt::Debug for Credentials {
 pub enum ConnectError {
     /// The host key was refused: never retried.
     #[error("{0}")]
-    HostKey(Refusal),
+    HostKey(HostKeyRefused),
     /// The server refused our key.
     #[error(
         "the instance refused the client key for user \"{user}\" (wrong key, rotated key not yet propagated, or wrong --user)"
@@ -224,11 +224,11 @@ impl From<ConnectError> for Error {
 
 /// An authenticated SSH connection.
 pub struct Connection {
-    pub handle: client::Handle<Client>,
+    pub handle: client::Handle<PinnedHostKey>,
     /// The host key the server presented.
     pub host_key: PublicKey,
-    /// The host-key verdict (pinned already, or to be pinned from the annotation).
-    pub verdict: Verdict,
+    /// The host-key decision (pinned already, or to be pinned from the annotation).
+    pub decision: Decision,
 }
 
 impl Connection {
@@ -242,13 +242,14 @@ impl Connection {
     }
 }
 
-/// The russh client handler: checks the host key, keeps the verdict.
-pub struct Client {
+/// The russh client handler: accepts only the host key the [`Expectation`] allows
+/// (the local pin, else the Deployment's fingerprint), and keeps the decision.
+pub struct PinnedHostKey {
     expect: Expectation,
-    outcome: Arc<Mutex<Option<(PublicKey, Verdict)>>>,
+    outcome: Arc<Mutex<Option<(PublicKey, Decision)>>>,
 }
 
-impl client::Handler for Client {
+impl client::Handler for PinnedHostKey {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
@@ -256,9 +257,9 @@ impl client::Handler for Client {
             return Ok(false);
         };
         let presented = crate::keys::fingerprint(key);
-        let verdict = hostkey::check(&self.expect, &presented);
-        let ok = !matches!(verdict, Verdict::Refused(_));
-        *self.outcome.lock().expect("host-key outcome") = Some((key.clone(), verdict));
+        let decision = hostkey::check(&self.expect, &presented);
+        let ok = !matches!(decision, Decision::Refused(_));
+        *self.outcome.lock().expect("host-key outcome") = Some((key.clone(), decision));
         Ok(ok)
     }
 }
@@ -296,20 +297,20 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let outcome = Arc::new(Mutex::new(None));
-    let handler = Client { expect, outcome: outcome.clone() };
+    let handler = PinnedHostKey { expect, outcome: outcome.clone() };
     let work = async move {
         // SSH reads a 4-byte length, then the packet: buffer the reads so that is not
         // two reads (syscalls, or duplex wake-ups) per packet. Writes pass straight through.
         let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
         let connected = client::connect_stream(config(), stream, handler).await;
         let checked = outcome.lock().expect("host-key outcome").take();
-        let (mut handle, host_key, verdict) = match (connected, checked) {
-            (_, Some((_, Verdict::Refused(r)))) => return Err(ConnectError::HostKey(r)),
+        let (mut handle, host_key, decision) = match (connected, checked) {
+            (_, Some((_, Decision::Refused(r)))) => return Err(ConnectError::HostKey(r)),
             (Err(e), _) => return Err(ConnectError::Transport(e.to_string())),
             (Ok(_), None) => {
                 return Err(ConnectError::Transport("the server presented no host key".into()));
             }
-            (Ok(h), Some((key, verdict))) => (h, key, verdict),
+            (Ok(h), Some((key, decision))) => (h, key, decision),
         };
         for key in &creds.keys {
             let key = PrivateKeyWithHashAlg::new(key.clone(), None);
@@ -318,7 +319,7 @@ where
                 .await
                 .map_err(|e| ConnectError::Transport(format!("authentication: {e}")))?;
             if auth.success() {
-                return Ok(Connection { handle, host_key, verdict });
+                return Ok(Connection { handle, host_key, decision });
             }
         }
         Err(ConnectError::Auth { user: creds.user.clone() })
@@ -386,7 +387,7 @@ pub async fn connect_instance(
     let expect = expectation(ctx, store, instance, repin).map_err(|e| ConnectError::Transport(e.to_string()))?;
     let stream = open_port_forward(ctx, instance).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
     let conn = handshake(stream, creds, expect).await?;
-    if let Verdict::PinFromAnnotation { fingerprint, replaced } = &conn.verdict {
+    if let Decision::PinFromAnnotation { fingerprint, replaced } = &conn.decision {
         let id = instance_id(ctx, &instance.name);
         store
             .pin_host_key(&id, &conn.host_key)
