@@ -412,7 +412,7 @@ mod tests {
         let o = build(&spec(), client.public_key(), &host).unwrap();
         let y = o.to_yaml();
         let docs: Vec<serde_json::Value> =
-            y.split("\n---\n").map(|d| serde_yaml::from_str(d.trim_start_matches("---\n")).unwrap()).collect();
+            y.split("\n---\n").map(|d| serde_yaml_ng::from_str(d.trim_start_matches("---\n")).unwrap()).collect();
         let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
         assert_eq!(kinds, vec!["Secret", "PersistentVolumeClaim", "Deployment"]);
         assert_eq!(docs[2]["apiVersion"], "apps/v1");

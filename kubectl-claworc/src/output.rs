@@ -15,7 +15,7 @@ pub fn yaml_stream(docs: &[serde_json::Value]) -> String {
     let mut out = String::new();
     for d in docs {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(d).expect("a JSON value serializes to YAML"));
+        out.push_str(&serde_yaml_ng::to_string(d).expect("a JSON value serializes to YAML"));
     }
     out
 }
@@ -42,7 +42,7 @@ pub fn line(text: impl std::fmt::Display) {
 pub fn print<T: Serialize>(value: &T, format: Format) {
     match format {
         Format::Json => stdout(&(serde_json::to_string_pretty(value).expect("JSON serializes") + "\n")),
-        Format::Yaml => stdout(&serde_yaml::to_string(value).expect("YAML serializes")),
+        Format::Yaml => stdout(&serde_yaml_ng::to_string(value).expect("YAML serializes")),
     }
 }
 

@@ -11,9 +11,11 @@
 //! `kubectl exec`); use `-- sh -c '…'` for pipes and other shell syntax.
 
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use russh::ChannelMsg;
+use rustix::termios;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::context::Ctx;
@@ -288,45 +290,34 @@ pub async fn ssh_check(ctx: &Ctx, name: &str, login: &Login) -> (bool, String) {
 
 /// The local terminal's size (columns, rows), if stdout or stdin is a terminal.
 pub fn terminal_size() -> Option<(u32, u32)> {
-    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
-        // SAFETY: TIOCGWINSZ writes a `winsize` into the struct we pass.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
-            return Some((u32::from(ws.ws_col), u32::from(ws.ws_row)));
-        }
-    }
-    None
+    let size = |fd: std::os::fd::BorrowedFd<'_>| termios::tcgetwinsize(fd).ok().filter(|ws| ws.ws_col > 0);
+    let ws = size(std::io::stdout().as_fd()).or_else(|| size(std::io::stdin().as_fd()))?;
+    Some((u32::from(ws.ws_col), u32::from(ws.ws_row)))
 }
 
 /// The local terminal in raw mode; restored when dropped (also on error paths).
 pub struct RawMode {
-    saved: libc::termios,
+    saved: termios::Termios,
 }
 
 impl RawMode {
     pub fn enter() -> Result<Self> {
-        // SAFETY: plain termios calls on stdin with structs we own.
-        unsafe {
-            let mut saved: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(libc::STDIN_FILENO, &mut saved) != 0 {
-                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
-            }
-            let mut raw = saved;
-            libc::cfmakeraw(&mut raw);
-            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
-                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
-            }
-            Ok(RawMode { saved })
-        }
+        let stdin = std::io::stdin();
+        let fail = |e: rustix::io::Errno| {
+            let e = std::io::Error::from(e);
+            Error::other(format!("terminal: {e}")).with_source(e)
+        };
+        let saved = termios::tcgetattr(&stdin).map_err(fail)?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        termios::tcsetattr(&stdin, termios::OptionalActions::Now, &raw).map_err(fail)?;
+        Ok(RawMode { saved })
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        // SAFETY: restores the attributes saved in `enter`.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
-        }
+        let _ = termios::tcsetattr(std::io::stdin(), termios::OptionalActions::Now, &self.saved);
     }
 }
 

@@ -402,7 +402,7 @@ async fn record_token(ctx: &Ctx, tenant: &str, issued: &TokenRecord) -> Result<(
 
 fn write_kubeconfig(path: &Path, kubeconfig: &kube::config::Kubeconfig) -> Result<()> {
     let text =
-        serde_yaml::to_string(kubeconfig).map_err(|e| Error::other(format!("kubeconfig: {e}")).with_source(e))?;
+        serde_yaml_ng::to_string(kubeconfig).map_err(|e| Error::other(format!("kubeconfig: {e}")).with_source(e))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(e, parent))?;
     }
