@@ -469,120 +469,32 @@ impl From<&GlobalArgs> for context::Global {
     }
 }
 
-impl From<CreateArgs> for instance::CreateOptions {
-    fn from(a: CreateArgs) -> Self {
-        instance::CreateOptions {
-            name: a.name,
-            image: a.image,
-            forward_ports: a.forward_ports,
-            volumes: a.volumes,
-            env: a.env,
-            wait: a.wait,
-            timeout: a.timeout,
-            output: a.output,
+/// `impl From<ARGS> for OPTIONS`: moves each listed field, converting those after `into`.
+macro_rules! into_options {
+    ($args:ty => $opts:path { $($f:ident),* $(; into $($g:ident),*)? }) => {
+        impl From<$args> for $opts {
+            fn from(a: $args) -> Self {
+                Self { $($f: a.$f,)* $($($g: a.$g.into(),)*)? }
+            }
         }
-    }
+    };
 }
 
-impl From<DeleteArgs> for instance::DeleteOptions {
-    fn from(a: DeleteArgs) -> Self {
-        instance::DeleteOptions { name: a.name, keep_volumes: a.keep_volumes, keep_host_key: a.keep_host_key }
-    }
-}
-
-impl From<ListArgs> for status::ListOptions {
-    fn from(a: ListArgs) -> Self {
-        status::ListOptions { output: a.output, max_key_age: a.max_key_age }
-    }
-}
-
-impl From<StatusArgs> for status::StatusOptions {
-    fn from(a: StatusArgs) -> Self {
-        status::StatusOptions { name: a.name, output: a.output, max_key_age: a.max_key_age, login: a.login.into() }
-    }
-}
-
-impl From<RotateArgs> for rotate::RotateOptions {
-    fn from(a: RotateArgs) -> Self {
-        rotate::RotateOptions { name: a.name, host_key: a.host_key, login: a.login.into() }
-    }
-}
-
-impl From<TenantCreateArgs> for tenant::CreateOptions {
-    fn from(a: TenantCreateArgs) -> Self {
-        tenant::CreateOptions {
-            name: a.name,
-            ttl: a.ttl,
-            output: a.output,
-            cpu: a.cpu,
-            memory: a.memory,
-            pods: a.pods,
-            storage: a.storage,
-        }
-    }
-}
-
-impl From<TenantUpdateArgs> for tenant::UpdateOptions {
-    fn from(a: TenantUpdateArgs) -> Self {
-        tenant::UpdateOptions { name: a.name, cpu: a.cpu, memory: a.memory, pods: a.pods, storage: a.storage }
-    }
-}
-
-impl From<TenantKubeconfigArgs> for tenant::KubeconfigOptions {
-    fn from(a: TenantKubeconfigArgs) -> Self {
-        tenant::KubeconfigOptions { name: a.name, ttl: a.ttl, rotate: a.rotate, output: a.output }
-    }
-}
-
-impl From<TenantListArgs> for tenant::ListOptions {
-    fn from(a: TenantListArgs) -> Self {
-        tenant::ListOptions { output: a.output, warn_before: a.warn_before }
-    }
-}
-
-impl From<TenantDeleteArgs> for tenant::DeleteOptions {
-    fn from(a: TenantDeleteArgs) -> Self {
-        tenant::DeleteOptions { name: a.name, yes: a.yes }
-    }
-}
-
-impl From<LoginArgs> for transport::Login {
-    fn from(a: LoginArgs) -> Self {
-        transport::Login { user: a.user }
-    }
-}
-
-impl From<ConnectArgs> for transport::ConnectOptions {
-    fn from(a: ConnectArgs) -> Self {
-        transport::ConnectOptions { login: a.login.into(), identity: a.identity, repin: a.repin }
-    }
-}
-
-impl From<SshArgs> for session::SshOptions {
-    fn from(a: SshArgs) -> Self {
-        session::SshOptions { name: a.name, ssh: a.ssh.into(), command: a.command }
-    }
-}
-
-impl From<TunnelArgs> for tunnel::TunnelOptions {
-    fn from(a: TunnelArgs) -> Self {
-        tunnel::TunnelOptions { name: a.name, forwards: a.forwards, ssh: a.ssh.into() }
-    }
-}
-
-impl From<LogsArgs> for logs::LogsOptions {
-    fn from(a: LogsArgs) -> Self {
-        logs::LogsOptions {
-            name: a.name,
-            follow: a.follow,
-            container: a.container,
-            since: a.since,
-            tail: a.tail,
-            file: a.file,
-            ssh: a.ssh.into(),
-        }
-    }
-}
+into_options!(CreateArgs => instance::CreateOptions { name, image, forward_ports, volumes, env, wait, timeout, output });
+into_options!(DeleteArgs => instance::DeleteOptions { name, keep_volumes, keep_host_key });
+into_options!(ListArgs => status::ListOptions { output, max_key_age });
+into_options!(StatusArgs => status::StatusOptions { name, output, max_key_age; into login });
+into_options!(RotateArgs => rotate::RotateOptions { name, host_key; into login });
+into_options!(TenantCreateArgs => tenant::CreateOptions { name, ttl, output, cpu, memory, pods, storage });
+into_options!(TenantUpdateArgs => tenant::UpdateOptions { name, cpu, memory, pods, storage });
+into_options!(TenantKubeconfigArgs => tenant::KubeconfigOptions { name, ttl, rotate, output });
+into_options!(TenantListArgs => tenant::ListOptions { output, warn_before });
+into_options!(TenantDeleteArgs => tenant::DeleteOptions { name, yes });
+into_options!(LoginArgs => transport::Login { user });
+into_options!(ConnectArgs => transport::ConnectOptions { identity, repin; into login });
+into_options!(SshArgs => session::SshOptions { name, command; into ssh });
+into_options!(TunnelArgs => tunnel::TunnelOptions { name, forwards; into ssh });
+into_options!(LogsArgs => logs::LogsOptions { name, follow, container, since, tail, file; into ssh });
 
 /// Prints the completion script for `shell` to stdout.
 pub fn completion(shell: clap_complete::Shell) {
