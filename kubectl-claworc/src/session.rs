@@ -224,11 +224,11 @@ pub async fn prove_login(ctx: &Ctx, name: &str, login: &Login, key: &PrivateKey)
         let attempt = async {
             let instance = transport::find_instance(&ctx.client, &ctx.namespace, name)
                 .await
-                .map_err(|e| ConnectError::Transport(e.to_string()))?;
+                .map_err(ConnectError::transport_from)?;
             let conn = transport::connect_instance(ctx, &store, &instance, &creds, false).await?;
-            let (code, _, _) = exec_capture(&conn, "true").await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+            let (code, _, _) = exec_capture(&conn, "true").await.map_err(ConnectError::transport_from)?;
             conn.close().await;
-            if code == 0 { Ok(()) } else { Err(ConnectError::Transport(format!("`true` exited with {code}"))) }
+            if code == 0 { Ok(()) } else { Err(ConnectError::transport(format!("`true` exited with {code}"))) }
         };
         match attempt.await {
             Ok(()) => return Ok(()),

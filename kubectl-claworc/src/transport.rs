@@ -28,7 +28,7 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCerti
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::context::Ctx;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Kind, Result, Source};
 use crate::hostkey::{self, Decision, Expectation, HostKeyRefused};
 use crate::keystore::{InstanceId, KeyStore};
 
@@ -210,8 +210,24 @@ pub enum ConnectError {
     )]
     Auth { user: String },
     /// The transport failed (port-forward, sshd down, protocol error, timeout).
-    #[error("ssh: {0}")]
-    Transport(String),
+    #[error("ssh: {message}")]
+    Transport {
+        message: String,
+        #[source]
+        source: Option<Source>,
+    },
+}
+
+impl ConnectError {
+    /// A transport failure described by `message` alone.
+    pub fn transport(message: impl Into<String>) -> Self {
+        ConnectError::Transport { message: message.into(), source: None }
+    }
+
+    /// A transport failure caused by `e`, which it keeps (the message is `e`'s).
+    pub fn transport_from(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ConnectError::Transport { message: e.to_string(), source: Some(Box::new(e)) }
+    }
 }
 
 impl From<ConnectError> for Error {
@@ -306,18 +322,17 @@ where
         let checked = outcome.lock().expect("host-key outcome").take();
         let (mut handle, host_key, decision) = match (connected, checked) {
             (_, Some((_, Decision::Refused(r)))) => return Err(ConnectError::HostKey(r)),
-            (Err(e), _) => return Err(ConnectError::Transport(e.to_string())),
+            (Err(e), _) => return Err(ConnectError::transport_from(e)),
             (Ok(_), None) => {
-                return Err(ConnectError::Transport("the server presented no host key".into()));
+                return Err(ConnectError::transport("the server presented no host key"));
             }
             (Ok(h), Some((key, decision))) => (h, key, decision),
         };
         for key in &creds.keys {
             let key = PrivateKeyWithHashAlg::new(key.clone(), None);
-            let auth = handle
-                .authenticate_publickey(creds.user.clone(), key)
-                .await
-                .map_err(|e| ConnectError::Transport(format!("authentication: {e}")))?;
+            let auth = handle.authenticate_publickey(creds.user.clone(), key).await.map_err(|e| {
+                ConnectError::Transport { message: format!("authentication: {e}"), source: Some(Box::new(e)) }
+            })?;
             if auth.success() {
                 return Ok(Connection { handle, host_key, decision });
             }
@@ -326,7 +341,7 @@ where
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
         .await
-        .map_err(|_| ConnectError::Transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")))?
+        .map_err(|_| ConnectError::transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")))?
 }
 
 /// Connection options of `ssh`, `tunnel` and `logs --file`.
@@ -384,14 +399,15 @@ pub async fn connect_instance(
     creds: &Credentials,
     repin: bool,
 ) -> std::result::Result<Connection, ConnectError> {
-    let expect = expectation(ctx, store, instance, repin).map_err(|e| ConnectError::Transport(e.to_string()))?;
-    let stream = open_port_forward(ctx, instance).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+    let expect = expectation(ctx, store, instance, repin).map_err(ConnectError::transport_from)?;
+    let stream = open_port_forward(ctx, instance).await.map_err(ConnectError::transport_from)?;
     let conn = handshake(stream, creds, expect).await?;
     if let Decision::PinFromAnnotation { fingerprint, replaced } = &conn.decision {
         let id = instance_id(ctx, &instance.name);
-        store
-            .pin_host_key(&id, &conn.host_key)
-            .map_err(|e| ConnectError::Transport(format!("pinning the host key: {e}")))?;
+        store.pin_host_key(&id, &conn.host_key).map_err(|e| ConnectError::Transport {
+            message: format!("pinning the host key: {e}"),
+            source: Some(Box::new(e)),
+        })?;
         match replaced {
             Some(old) => eprintln!(
                 "re-pinned the host key of {} (--repin): {old} -> {fingerprint}, as the Deployment's \

@@ -104,9 +104,9 @@ pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
             let attempt = async {
                 let instance = transport::find_instance(&ctx.client, &ctx.namespace, &name)
                     .await
-                    .map_err(|e| ConnectError::Transport(e.to_string()))?;
+                    .map_err(ConnectError::transport_from)?;
                 let creds = transport::credentials(ctx, &store, &name, opts)
-                    .map_err(|e| ConnectError::Transport(e.one_line()))?;
+                    .map_err(|e| ConnectError::Transport { message: e.one_line(), source: Some(Box::new(e)) })?;
                 let conn = transport::connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
                 Ok::<_, ConnectError>((instance, conn))
             };
