@@ -1,9 +1,19 @@
 //! The command line (clap derive). Every command carries examples in its `--help`.
+//!
+//! The top layer: only `main` and `lib` import it. Every clap type lives here; each
+//! command's arguments turn into the plain options struct of the module that runs it
+//! ([`instance::CreateOptions`], [`session::SshOptions`], …), so nothing below knows clap.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::PossibleValue;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::input::parse_duration;
+use crate::output::Format;
+use crate::status::ListFormat;
+use crate::{context, instance, logs, rotate, session, status, tenant, transport, tunnel};
 
 /// Create, reach and manage SSH-reachable claworc instances.
 #[derive(Debug, Parser)]
@@ -16,14 +26,14 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub global: Global,
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// Options every command understands, as kubectl spells them.
 #[derive(Debug, Clone, Default, Args)]
-pub struct Global {
+pub struct GlobalArgs {
     /// Path to the kubeconfig file (default: $KUBECONFIG, else ~/.kube/config).
     #[arg(long, global = true, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
@@ -63,13 +73,13 @@ pub enum Command {
     Completion(CompletionArgs),
     /// A shell, or a command (after `--`), on the instance over SSH through the API.
     #[command(after_help = SSH_EXAMPLES)]
-    Ssh(crate::session::SshArgs),
+    Ssh(SshArgs),
     /// Forward local ports to the instance's forward ports over SSH through the API.
     #[command(after_help = TUNNEL_EXAMPLES)]
-    Tunnel(crate::tunnel::TunnelArgs),
+    Tunnel(TunnelArgs),
     /// Container logs of the instance, or a file inside it (--file).
     #[command(after_help = LOGS_EXAMPLES)]
-    Logs(crate::logs::LogsArgs),
+    Logs(LogsArgs),
 }
 
 const SSH_EXAMPLES: &str = "Examples:
@@ -168,19 +178,31 @@ pub enum DryRun {
     Client,
 }
 
-/// `-o` for objects: JSON or YAML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Json,
-    Yaml,
+/// `-o` for objects: `json` or `yaml`.
+impl ValueEnum for Format {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Format::Json, Format::Yaml]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            Format::Json => "json",
+            Format::Yaml => "yaml",
+        }))
+    }
 }
 
-/// `-o` for lists: JSON, YAML or a wide table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListFormat {
-    Json,
-    Yaml,
-    Wide,
+/// `-o` for lists: `json`, `yaml` or `wide`.
+impl ValueEnum for ListFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ListFormat::Json, ListFormat::Yaml, ListFormat::Wide]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            ListFormat::Json => "json",
+            ListFormat::Yaml => "yaml",
+            ListFormat::Wide => "wide",
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -247,7 +269,7 @@ pub struct StatusArgs {
     pub max_key_age: Duration,
     /// For the SSH check.
     #[command(flatten)]
-    pub login: crate::transport::Login,
+    pub login: LoginArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -259,7 +281,7 @@ pub struct RotateArgs {
     pub host_key: bool,
     /// For the login that proves the new key.
     #[command(flatten)]
-    pub login: crate::transport::Login,
+    pub login: LoginArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -357,12 +379,122 @@ pub struct TenantDeleteArgs {
     pub yes: bool,
 }
 
+/// `kubectl claworc ssh` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SshArgs {
+    /// Instance name.
+    pub name: String,
+    #[command(flatten)]
+    pub ssh: ConnectArgs,
+    /// A command to run instead of a shell (after `--`); its exit status is ours.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `kubectl claworc tunnel` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct TunnelArgs {
+    /// Instance name.
+    pub name: String,
+    /// A forward `[LOCAL:]REMOTE`: 127.0.0.1:LOCAL (0 or omitted: any free port) to
+    /// localhost:REMOTE in the instance. Repeatable. Default: every port of
+    /// claworc.io/forward-ports.
+    #[arg(short = 'L', long = "forward", value_name = "[LOCAL:]REMOTE", value_parser = tunnel::parse_forward)]
+    pub forwards: Vec<tunnel::Forward>,
+    #[command(flatten)]
+    pub ssh: ConnectArgs,
+}
+
+/// `kubectl claworc logs` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Instance name.
+    pub name: String,
+    /// Keep streaming new lines.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The container (default: the workload container; `claworc-sshd` for the sidecar).
+    #[arg(short = 'c', long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Only lines newer than this (e.g. 10m, 1h).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Option<Duration>,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u32>,
+    /// Show a file inside the instance instead (over SSH, `tail -F` with -f).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["container", "since"])]
+    pub file: Option<String>,
+    #[command(flatten)]
+    pub ssh: ConnectArgs,
+}
+
+/// Connection options of `ssh`, `tunnel` and `logs --file`.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectArgs {
+    #[command(flatten)]
+    pub login: LoginArgs,
+    /// Log in with this private key file instead of the key store's (CI).
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Accept a changed host key if it matches the Deployment's
+    /// claworc.io/host-key-fingerprint, and pin it (after a deliberate rotation).
+    #[arg(long)]
+    pub repin: bool,
+}
+
+/// `--user`: the login name, the sidecar image's name of the run-as user.
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// The login name: the sidecar image's name of the run-as user.
+    #[arg(long, value_name = "NAME", env = crate::transport::ENV_SSH_USER, default_value = claworc_contract::names::SSH_USER)]
+    pub user: String,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct CompletionArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
+
+impl From<&GlobalArgs> for context::Global {
+    fn from(a: &GlobalArgs) -> Self {
+        context::Global {
+            kubeconfig: a.kubeconfig.clone(),
+            context: a.context.clone(),
+            namespace: a.namespace.clone(),
+            verbose: a.verbose,
+        }
+    }
+}
+
+/// `impl From<ARGS> for OPTIONS`: moves each listed field, converting those after `into`.
+macro_rules! into_options {
+    ($args:ty => $opts:path { $($f:ident),* $(; into $($g:ident),*)? }) => {
+        impl From<$args> for $opts {
+            fn from(a: $args) -> Self {
+                Self { $($f: a.$f,)* $($($g: a.$g.into(),)*)? }
+            }
+        }
+    };
+}
+
+into_options!(CreateArgs => instance::CreateOptions { name, image, forward_ports, volumes, env, wait, timeout, output });
+into_options!(DeleteArgs => instance::DeleteOptions { name, keep_volumes, keep_host_key });
+into_options!(ListArgs => status::ListOptions { output, max_key_age });
+into_options!(StatusArgs => status::StatusOptions { name, output, max_key_age; into login });
+into_options!(RotateArgs => rotate::RotateOptions { name, host_key; into login });
+into_options!(TenantCreateArgs => tenant::CreateOptions { name, ttl, output, cpu, memory, pods, storage });
+into_options!(TenantUpdateArgs => tenant::UpdateOptions { name, cpu, memory, pods, storage });
+into_options!(TenantKubeconfigArgs => tenant::KubeconfigOptions { name, ttl, rotate, output });
+into_options!(TenantListArgs => tenant::ListOptions { output, warn_before });
+into_options!(TenantDeleteArgs => tenant::DeleteOptions { name, yes });
+into_options!(LoginArgs => transport::Login { user });
+into_options!(ConnectArgs => transport::ConnectOptions { identity, repin; into login });
+into_options!(SshArgs => session::SshOptions { name, command; into ssh });
+into_options!(TunnelArgs => tunnel::TunnelOptions { name, forwards; into ssh });
+into_options!(LogsArgs => logs::LogsOptions { name, follow, container, since, tail, file; into ssh });
 
 /// Prints the completion script for `shell` to stdout.
 pub fn completion(shell: clap_complete::Shell) {
@@ -372,73 +504,9 @@ pub fn completion(shell: clap_complete::Shell) {
     crate::output::stdout(&String::from_utf8_lossy(&script));
 }
 
-/// Parses `90d`, `720h`, `30m`, `45s`, `1h30m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let bad = || format!("invalid duration {s:?}: use a number with a unit, e.g. 90s, 30m, 720h, 90d");
-    if s.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let mut total: u64 = 0;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3_600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        let n: u64 = num.parse().map_err(|_| bad())?;
-        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
-        num.clear();
-    }
-    if !num.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
-}
-
-/// Formats a duration the way [`parse_duration`] reads it (largest units first).
-pub fn format_duration(d: Duration) -> String {
-    let mut s = d.as_secs();
-    if s == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        if s >= n {
-            out.push_str(&format!("{}{unit}", s / n));
-            s %= n;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90d").unwrap(), Duration::from_secs(90 * 86_400));
-        assert_eq!(parse_duration("720h").unwrap(), Duration::from_secs(720 * 3_600));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
-        assert_eq!(parse_duration("45").unwrap(), Duration::from_secs(45));
-        assert!(parse_duration("h").is_err());
-        assert!(parse_duration("10x").is_err());
-        assert!(parse_duration("10").is_ok());
-        assert!(parse_duration("5m3").is_err());
-        assert_eq!(format_duration(Duration::from_secs(5_400)), "1h30m");
-        assert_eq!(format_duration(Duration::from_secs(90 * 86_400)), "90d");
-    }
 
     #[test]
     fn cli_is_consistent() {

@@ -5,8 +5,17 @@
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::cli::Global;
 use crate::error::{Error, Result};
+
+/// Where to connect, as kubectl's global flags spell it (`--kubeconfig`, `--context`,
+/// `-n`, `-v`).
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    pub kubeconfig: Option<std::path::PathBuf>,
+    pub context: Option<String>,
+    pub namespace: Option<String>,
+    pub verbose: u8,
+}
 
 /// Everything a command needs to talk to the cluster.
 #[derive(Clone)]
@@ -42,7 +51,7 @@ impl Ctx {
     pub async fn load(global: &Global) -> Result<Self> {
         let kubeconfig = match &global.kubeconfig {
             Some(path) => Kubeconfig::read_from(path)
-                .map_err(|e| Error::other(format!("--kubeconfig {}: {e}", path.display())))?,
+                .map_err(|e| Error::other(format!("--kubeconfig {}: {e}", path.display())).with_source(e))?,
             None => Kubeconfig::read().map_err(|e| {
                 Error::other(format!("cannot read a kubeconfig ({e}): set KUBECONFIG or pass --kubeconfig FILE"))
             })?,
@@ -58,16 +67,17 @@ impl Ctx {
         let options = KubeConfigOptions { context: global.context.clone(), cluster: None, user: None };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &options)
             .await
-            .map_err(|e| Error::other(format!("kubeconfig: {e}")))?;
+            .map_err(|e| Error::other(format!("kubeconfig: {e}")).with_source(e))?;
         let namespace = match &global.namespace {
             Some(ns) => {
-                crate::objects::validate_name("--namespace", ns)?;
+                crate::input::validate_name("--namespace", ns)?;
                 ns.clone()
             }
             None => config.default_namespace.clone(),
         };
         let scope = context.clone().unwrap_or_else(|| config.cluster_url.host().unwrap_or("cluster").to_string());
-        let client = kube::Client::try_from(config.clone()).map_err(|e| Error::other(format!("kube client: {e}")))?;
+        let client = kube::Client::try_from(config.clone())
+            .map_err(|e| Error::other(format!("kube client: {e}")).with_source(e))?;
         Ok(Ctx { client, namespace, cluster: sanitize(&scope), config, kubeconfig, context, verbose: global.verbose })
     }
 

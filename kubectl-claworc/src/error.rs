@@ -12,110 +12,154 @@
 /// `Result` with the plugin's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What went wrong, as far as the exit code is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad flags or values.
+    Invalid,
+    /// Something does not exist.
+    NotFound,
+    /// Something exists already.
+    AlreadyExists,
+    /// RBAC, a quota or the SSH host-key check said no.
+    Forbidden,
+    /// Anything else.
+    Other,
+}
+
+impl Kind {
+    /// The process exit code: the one place the documented codes are written.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Other => 1,
+            Kind::Invalid => 2,
+            Kind::NotFound => 3,
+            Kind::AlreadyExists => 4,
+            Kind::Forbidden => 5,
+        }
+    }
+}
+
+/// The underlying error an [`Error`] came from.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The plugin's one error type: a [`Kind`] (the exit code), the one-line message the
+/// user reads (naming what is wrong and the fix), and the error it came from.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Bad flags or values: exit 2.
-    #[error("{0}")]
-    Invalid(String),
-    /// Something does not exist: exit 3.
-    #[error("{0}")]
-    NotFound(String),
-    /// Something exists already: exit 4.
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// RBAC said no: exit 5.
-    #[error("{0}")]
-    Forbidden(String),
-    /// Anything else: exit 1.
-    #[error("{0}")]
-    Other(String),
+#[error("{message}")]
+pub struct Error {
+    kind: Kind,
+    message: String,
+    #[source]
+    source: Option<Source>,
 }
 
 impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Error { kind, message: message.into(), source: None }
+    }
     pub fn invalid(msg: impl Into<String>) -> Self {
-        Error::Invalid(msg.into())
+        Error::new(Kind::Invalid, msg)
     }
     pub fn not_found(msg: impl Into<String>) -> Self {
-        Error::NotFound(msg.into())
+        Error::new(Kind::NotFound, msg)
+    }
+    pub fn already_exists(msg: impl Into<String>) -> Self {
+        Error::new(Kind::AlreadyExists, msg)
+    }
+    pub fn forbidden(msg: impl Into<String>) -> Self {
+        Error::new(Kind::Forbidden, msg)
     }
     pub fn other(msg: impl Into<String>) -> Self {
-        Error::Other(msg.into())
+        Error::new(Kind::Other, msg)
+    }
+
+    /// Keeps `source` as the error this one came from (the message is unchanged).
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// The process exit code.
     pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Other(_) => 1,
-            Error::Invalid(_) => 2,
-            Error::NotFound(_) => 3,
-            Error::AlreadyExists(_) => 4,
-            Error::Forbidden(_) => 5,
-        }
+        self.kind.exit_code()
     }
 
     /// The message on one line (inner newlines folded).
     pub fn one_line(&self) -> String {
-        self.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+        self.message.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// The same kind and source with another message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
     }
 
     /// Prefixes the message with what was being done (`context: message`).
-    pub fn context(self, what: impl std::fmt::Display) -> Self {
-        let f = |m: String| format!("{what}: {m}");
-        match self {
-            Error::Invalid(m) => Error::Invalid(f(m)),
-            Error::NotFound(m) => Error::NotFound(f(m)),
-            Error::AlreadyExists(m) => Error::AlreadyExists(f(m)),
-            Error::Forbidden(m) => Error::Forbidden(f(m)),
-            Error::Other(m) => Error::Other(f(m)),
-        }
+    pub fn context(mut self, what: impl std::fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
     }
 
     /// Appends `tail` to the message.
-    pub fn context_suffix(self, tail: &str) -> Self {
-        match self {
-            Error::Invalid(m) => Error::Invalid(m + tail),
-            Error::NotFound(m) => Error::NotFound(m + tail),
-            Error::AlreadyExists(m) => Error::AlreadyExists(m + tail),
-            Error::Forbidden(m) => Error::Forbidden(m + tail),
-            Error::Other(m) => Error::Other(m + tail),
-        }
+    pub fn context_suffix(mut self, tail: &str) -> Self {
+        self.message.push_str(tail);
+        self
     }
 
     /// Maps a kube error, naming the object (`what`, e.g. `deployment "dev" in namespace "a"`).
     pub fn kube(e: kube::Error, what: impl std::fmt::Display) -> Self {
-        match &e {
+        let (kind, message) = match &e {
             kube::Error::Api(s) => match s.code {
-                404 => Error::NotFound(format!("{what} not found")),
-                409 => Error::AlreadyExists(format!("{what} already exists ({})", s.message)),
-                403 if s.message.contains("exceeded quota") => Error::Forbidden(format!(
-                    "{what}: {} (a ResourceQuota refuses it: see `kubectl describe resourcequota`)",
-                    s.message
-                )),
-                403 => Error::Forbidden(format!(
-                    "{what}: forbidden: {} (ask a cluster admin for the RBAC permission, or use another --context)",
-                    s.message
-                )),
-                401 => Error::Other(format!(
-                    "{what}: Unauthorized: the credentials of the kubeconfig were rejected (expired or revoked token?)"
-                )),
-                422 | 400 => Error::Invalid(format!("{what}: {}", s.message)),
-                _ => Error::Other(format!("{what}: {} ({})", s.message, s.code)),
+                404 => (Kind::NotFound, format!("{what} not found")),
+                409 => (Kind::AlreadyExists, format!("{what} already exists ({})", s.message)),
+                403 if s.message.contains("exceeded quota") => (
+                    Kind::Forbidden,
+                    format!("{what}: {} (a ResourceQuota refuses it: see `kubectl describe resourcequota`)", s.message),
+                ),
+                403 => (
+                    Kind::Forbidden,
+                    format!(
+                        "{what}: forbidden: {} (ask a cluster admin for the RBAC permission, or use another --context)",
+                        s.message
+                    ),
+                ),
+                401 => (
+                    Kind::Other,
+                    format!(
+                        "{what}: Unauthorized: the credentials of the kubeconfig were rejected (expired or revoked token?)"
+                    ),
+                ),
+                422 | 400 => (Kind::Invalid, format!("{what}: {}", s.message)),
+                _ => (Kind::Other, format!("{what}: {} ({})", s.message, s.code)),
             },
-            kube::Error::Service(_) | kube::Error::HyperError(_) => Error::Other(format!(
-                "{what}: cannot reach the API server ({}): check the kubeconfig's server, the network, and `kubectl cluster-info`",
-                chain(&e)
-            )),
-            kube::Error::Auth(_) => Error::Other(format!(
-                "{what}: cannot get credentials from the kubeconfig ({}): check its user entry (token, certificate or exec plugin)",
-                chain(&e)
-            )),
-            _ => Error::Other(format!("{what}: {}", chain(&e))),
-        }
+            kube::Error::Service(_) | kube::Error::HyperError(_) => (
+                Kind::Other,
+                format!(
+                    "{what}: cannot reach the API server ({}): check the kubeconfig's server, the network, and `kubectl cluster-info`",
+                    chain(&e)
+                ),
+            ),
+            kube::Error::Auth(_) => (
+                Kind::Other,
+                format!(
+                    "{what}: cannot get credentials from the kubeconfig ({}): check its user entry (token, certificate or exec plugin)",
+                    chain(&e)
+                ),
+            ),
+            _ => (Kind::Other, format!("{what}: {}", chain(&e))),
+        };
+        Error::new(kind, message).with_source(e)
     }
 
     /// Maps an I/O error on `path`.
     pub fn io(e: std::io::Error, path: &std::path::Path) -> Self {
-        Error::Other(format!("{}: {e}", path.display()))
+        Error::other(format!("{}: {e}", path.display())).with_source(e)
     }
 }
 
@@ -154,8 +198,8 @@ mod tests {
             Error::other("a"),
             Error::invalid("a"),
             Error::not_found("a"),
-            Error::AlreadyExists("a".into()),
-            Error::Forbidden("a".into()),
+            Error::already_exists("a"),
+            Error::forbidden("a"),
         ];
         let codes: Vec<i32> = all.iter().map(Error::exit_code).collect();
         assert_eq!(codes, vec![1, 2, 3, 4, 5]);
@@ -165,5 +209,15 @@ mod tests {
     fn one_line() {
         assert_eq!(Error::other("a\n  b").one_line(), "a b");
         assert_eq!(Error::invalid("x").context("create").to_string(), "create: x");
+    }
+
+    #[test]
+    fn keeps_its_source_and_kind() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::io(io, std::path::Path::new("/x")).context("reading").context_suffix("; fix it");
+        assert_eq!(e.to_string(), "reading: /x: denied; fix it");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("denied"));
+        assert_eq!(e.with_message("m").exit_code(), 1);
     }
 }

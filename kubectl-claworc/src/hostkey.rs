@@ -30,27 +30,27 @@ pub struct Expectation {
     pub repin: bool,
 }
 
-/// The verdict on a presented key.
+/// What to do with a presented host key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Decision {
     /// Matches the local pin.
     Pinned,
     /// No usable pin, but the key matches the annotation: accept and pin it.
     PinFromAnnotation { fingerprint: String, replaced: Option<String> },
     /// Refused.
-    Refused(Refusal),
+    Refused(HostKeyRefused),
 }
 
 /// Why a host key was refused; the message says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct HostKeyRefused {
     pub instance: String,
     pub presented: String,
-    pub reason: RefusalReason,
+    pub reason: RefusedBecause,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RefusalReason {
+pub enum RefusedBecause {
     /// The local pin differs from the presented key.
     PinMismatch { pin: String, annotation_matches: bool },
     /// No pin and no annotation to check the key against.
@@ -59,17 +59,17 @@ pub enum RefusalReason {
     AnnotationMismatch { annotation: String },
 }
 
-impl fmt::Display for Refusal {
+impl fmt::Display for HostKeyRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Refusal { instance, presented, reason } = self;
+        let HostKeyRefused { instance, presented, reason } = self;
         match reason {
-            RefusalReason::PinMismatch { pin, annotation_matches: true } => write!(
+            RefusedBecause::PinMismatch { pin, annotation_matches: true } => write!(
                 f,
                 "host key of {instance} changed: it presents {presented}, pinned is {pin}. It matches the \
                  Deployment's {HOST_KEY_FINGERPRINT}, so the key was probably rotated on purpose \
                  (kubectl claworc rotate-keys --host-key); if you know it was, re-pin with --repin"
             ),
-            RefusalReason::PinMismatch { pin, annotation_matches: false } => write!(
+            RefusedBecause::PinMismatch { pin, annotation_matches: false } => write!(
                 f,
                 "REFUSED: host key of {instance} changed: it presents {presented}, pinned is {pin}, and it \
                  does not match the Deployment's {HOST_KEY_FINGERPRINT} either. Someone may be \
@@ -77,7 +77,7 @@ impl fmt::Display for Refusal {
                  `kubectl claworc rotate-keys NAME --host-key` (updates the annotation and the pin), \
                  then `--repin` on other machines"
             ),
-            RefusalReason::NothingToCheck => write!(
+            RefusedBecause::NothingToCheck => write!(
                 f,
                 "REFUSED: cannot verify the host key {presented} of {instance}: nothing is pinned locally and \
                  the Deployment has no {HOST_KEY_FINGERPRINT} annotation (claworc never trusts a key \
@@ -85,7 +85,7 @@ impl fmt::Display for Refusal {
                  Deployment with the fingerprint of the Secret's {SECRET_HOST_KEY_PUB} \
                  (`ssh-keygen -lf`)"
             ),
-            RefusalReason::AnnotationMismatch { annotation } => write!(
+            RefusedBecause::AnnotationMismatch { annotation } => write!(
                 f,
                 "REFUSED: host key of {instance} is {presented}, but the Deployment's \
                  {HOST_KEY_FINGERPRINT} says {annotation}. Someone may be intercepting the \
@@ -96,25 +96,29 @@ impl fmt::Display for Refusal {
     }
 }
 
-impl std::error::Error for Refusal {}
+impl std::error::Error for HostKeyRefused {}
 
 /// Decides on the presented fingerprint. Pure: pinning is the caller's job.
-pub fn check(expect: &Expectation, presented: &str) -> Verdict {
+pub fn check(expect: &Expectation, presented: &str) -> Decision {
     let annotation_matches = expect.annotation.as_deref() == Some(presented);
     let refuse = |reason| {
-        Verdict::Refused(Refusal { instance: expect.instance.clone(), presented: presented.to_string(), reason })
+        Decision::Refused(HostKeyRefused {
+            instance: expect.instance.clone(),
+            presented: presented.to_string(),
+            reason,
+        })
     };
     match (&expect.pin, &expect.annotation) {
-        (Some(pin), _) if pin == presented => Verdict::Pinned,
+        (Some(pin), _) if pin == presented => Decision::Pinned,
         (Some(pin), _) if expect.repin && annotation_matches => {
-            Verdict::PinFromAnnotation { fingerprint: presented.to_string(), replaced: Some(pin.clone()) }
+            Decision::PinFromAnnotation { fingerprint: presented.to_string(), replaced: Some(pin.clone()) }
         }
-        (Some(pin), _) => refuse(RefusalReason::PinMismatch { pin: pin.clone(), annotation_matches }),
-        (None, None) => refuse(RefusalReason::NothingToCheck),
+        (Some(pin), _) => refuse(RefusedBecause::PinMismatch { pin: pin.clone(), annotation_matches }),
+        (None, None) => refuse(RefusedBecause::NothingToCheck),
         (None, Some(_)) if annotation_matches => {
-            Verdict::PinFromAnnotation { fingerprint: presented.to_string(), replaced: None }
+            Decision::PinFromAnnotation { fingerprint: presented.to_string(), replaced: None }
         }
-        (None, Some(annotation)) => refuse(RefusalReason::AnnotationMismatch { annotation: annotation.clone() }),
+        (None, Some(annotation)) => refuse(RefusedBecause::AnnotationMismatch { annotation: annotation.clone() }),
     }
 }
 
@@ -138,42 +142,42 @@ mod tests {
 
     #[test]
     fn a_matching_pin_is_trusted_whatever_the_annotation() {
-        assert_eq!(check(&expect(Some(A), None, false), A), Verdict::Pinned);
-        assert_eq!(check(&expect(Some(A), Some(B), false), A), Verdict::Pinned);
+        assert_eq!(check(&expect(Some(A), None, false), A), Decision::Pinned);
+        assert_eq!(check(&expect(Some(A), Some(B), false), A), Decision::Pinned);
     }
 
     #[test]
     fn without_a_pin_the_annotation_decides_and_is_pinned() {
         assert_eq!(
             check(&expect(None, Some(A), false), A),
-            Verdict::PinFromAnnotation { fingerprint: A.into(), replaced: None }
+            Decision::PinFromAnnotation { fingerprint: A.into(), replaced: None }
         );
-        let Verdict::Refused(r) = check(&expect(None, Some(B), false), A) else { panic!() };
-        assert!(matches!(r.reason, RefusalReason::AnnotationMismatch { .. }));
+        let Decision::Refused(r) = check(&expect(None, Some(B), false), A) else { panic!() };
+        assert!(matches!(r.reason, RefusedBecause::AnnotationMismatch { .. }));
         assert!(r.to_string().contains("rotate-keys NAME --host-key"), "{r}");
     }
 
     #[test]
     fn never_trusts_on_first_use() {
-        let Verdict::Refused(r) = check(&expect(None, None, false), A) else { panic!() };
-        assert_eq!(r.reason, RefusalReason::NothingToCheck);
-        let Verdict::Refused(_) = check(&expect(None, None, true), A) else { panic!("--repin must not TOFU") };
+        let Decision::Refused(r) = check(&expect(None, None, false), A) else { panic!() };
+        assert_eq!(r.reason, RefusedBecause::NothingToCheck);
+        let Decision::Refused(_) = check(&expect(None, None, true), A) else { panic!("--repin must not TOFU") };
         assert!(r.to_string().contains("never trusts a key on first use"), "{r}");
     }
 
     #[test]
     fn a_changed_key_is_refused_and_repin_needs_the_annotation() {
-        let Verdict::Refused(r) = check(&expect(Some(A), Some(B), false), B) else { panic!() };
-        assert_eq!(r.reason, RefusalReason::PinMismatch { pin: A.into(), annotation_matches: true });
+        let Decision::Refused(r) = check(&expect(Some(A), Some(B), false), B) else { panic!() };
+        assert_eq!(r.reason, RefusedBecause::PinMismatch { pin: A.into(), annotation_matches: true });
         assert!(r.to_string().contains("--repin"), "{r}");
         assert_eq!(
             check(&expect(Some(A), Some(B), true), B),
-            Verdict::PinFromAnnotation { fingerprint: B.into(), replaced: Some(A.into()) }
+            Decision::PinFromAnnotation { fingerprint: B.into(), replaced: Some(A.into()) }
         );
         // --repin with an annotation that does not match: still refused.
-        let Verdict::Refused(r) = check(&expect(Some(A), Some(A), true), B) else { panic!() };
+        let Decision::Refused(r) = check(&expect(Some(A), Some(A), true), B) else { panic!() };
         assert!(r.to_string().contains("REFUSED"), "{r}");
-        let Verdict::Refused(_) = check(&expect(Some(A), None, true), B) else { panic!() };
+        let Decision::Refused(_) = check(&expect(Some(A), None, true), B) else { panic!() };
     }
 
     #[test]

@@ -15,12 +15,37 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
 
-use crate::cli::{CreateArgs, DeleteArgs, Format, Global};
-use crate::context::Ctx;
+use crate::context::{Ctx, Global};
 use crate::error::{Error, Result, is_not_found};
 use crate::keys::{self, PrivateKey};
 use crate::keystore::{InstanceId, KeyStore};
 use crate::objects::{self, InstanceSpec, Objects};
+use crate::output::Format;
+
+/// What `kubectl claworc create` was asked for.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub name: String,
+    pub image: String,
+    pub forward_ports: Vec<u16>,
+    /// `NAME=PATH:SIZE` each.
+    pub volumes: Vec<String>,
+    /// `K=V` each.
+    pub env: Vec<String>,
+    pub wait: bool,
+    /// How long `wait` waits.
+    pub timeout: Duration,
+    /// The format of `--dry-run=client`.
+    pub output: Format,
+}
+
+/// What `kubectl claworc delete` was asked for.
+#[derive(Debug, Clone)]
+pub struct DeleteOptions {
+    pub name: String,
+    pub keep_volumes: bool,
+    pub keep_host_key: bool,
+}
 
 /// `kind/name` of an object this command created (for rollback and reports).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +65,7 @@ impl std::fmt::Display for Made {
     }
 }
 
-fn spec_of(args: &CreateArgs, namespace: Option<&str>) -> Result<InstanceSpec> {
+fn spec_of(args: &CreateOptions, namespace: Option<&str>) -> Result<InstanceSpec> {
     InstanceSpec::new(&args.name, namespace, &args.image, &args.forward_ports, &args.volumes, &args.env)
 }
 
@@ -51,7 +76,7 @@ pub(crate) fn client_comment(id: &InstanceId) -> String {
 
 /// `create --dry-run=client`: prints the objects, touches nothing (reads the
 /// kubeconfig for the namespace, and the key store for a kept host key).
-pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
+pub fn dry_run(global: &Global, args: &CreateOptions) -> Result<()> {
     let (namespace, scope) = crate::context::resolve_offline(global);
     let spec = spec_of(args, namespace.as_deref())?;
     let kept = match (&scope, &namespace) {
@@ -88,14 +113,14 @@ pub fn dry_run(global: &Global, args: &CreateArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
+pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
     let spec = spec_of(args, Some(&ctx.namespace))?;
     let ks = KeyStore::open_default()?;
     let id = InstanceId::new(&ctx.cluster, &ctx.namespace, &spec.name);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {:?} in namespace {:?}", spec.name, ctx.namespace);
     if deployments.get_opt(&spec.name).await.map_err(|e| Error::kube(e, &what))?.is_some() {
-        return Err(Error::AlreadyExists(format!(
+        return Err(Error::already_exists(format!(
             "{what} already exists: pick another name, or `kubectl claworc delete {}` first",
             spec.name
         )));
@@ -138,13 +163,7 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
                 ks.instance_dir(&id).display()
             ));
         }
-        return Err(match e {
-            Error::Invalid(_) => Error::Invalid(msg),
-            Error::NotFound(_) => Error::NotFound(msg),
-            Error::AlreadyExists(_) => Error::AlreadyExists(msg),
-            Error::Forbidden(_) => Error::Forbidden(msg),
-            Error::Other(_) => Error::Other(msg),
-        });
+        return Err(e.with_message(msg));
     }
     if reused_host {
         // It now lives in the Secret.
@@ -161,7 +180,7 @@ pub async fn create(ctx: &Ctx, args: &CreateArgs) -> Result<()> {
     if args.wait {
         wait_rollout(ctx, &spec.name, args.timeout).await?;
     }
-    println!("deployment.apps/{} created", spec.name);
+    crate::output::line(format_args!("deployment.apps/{} created", spec.name));
     Ok(())
 }
 
@@ -280,7 +299,7 @@ pub async fn wait_rollout(ctx: &Ctx, name: &str, timeout: Duration) -> Result<()
         if start.elapsed() > timeout {
             return Err(Error::other(format!(
                 "timed out after {} waiting for the rollout of {name} ({last}); the instance stays: see `kubectl claworc status {name}` and `kubectl describe deployment {name}`",
-                crate::cli::format_duration(timeout)
+                crate::input::format_duration(timeout)
             )));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -358,8 +377,8 @@ pub fn rollout_progress(d: &Deployment) -> (bool, String) {
     )
 }
 
-pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
-    objects::validate_name("instance name", &args.name)?;
+pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
+    crate::input::validate_name("instance name", &args.name)?;
     let ks = KeyStore::open_default()?;
     let id = InstanceId::new(&ctx.cluster, &ctx.namespace, &args.name);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
@@ -446,10 +465,10 @@ pub async fn delete(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     }
     ks.remove_instance_dir_if_empty(&id);
     if deleted.is_empty() {
-        println!("no objects of {} were left in the cluster; local keys removed", args.name);
+        crate::output::line(format_args!("no objects of {} were left in the cluster; local keys removed", args.name));
     }
     for d in deleted {
-        println!("{d} deleted");
+        crate::output::line(format_args!("{d} deleted"));
     }
     if args.keep_volumes && !pvcs.is_empty() {
         let kept: Vec<String> = pvcs.iter().filter_map(|p| p.metadata.name.clone()).collect();

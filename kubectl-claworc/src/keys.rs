@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 /// A new ed25519 key pair with `comment`.
 pub fn generate(comment: &str) -> Result<PrivateKey> {
     let mut key = PrivateKey::random(&mut UnwrapErr(SysRng), Algorithm::Ed25519)
-        .map_err(|e| Error::other(format!("generating an ed25519 key: {e}")))?;
+        .map_err(|e| Error::other(format!("generating an ed25519 key: {e}")).with_source(e))?;
     key.set_comment(comment);
     Ok(key)
 }
@@ -19,7 +19,7 @@ pub fn generate(comment: &str) -> Result<PrivateKey> {
 pub fn private_openssh(key: &PrivateKey) -> Result<String> {
     key.to_openssh(LineEnding::LF)
         .map(|s| s.to_string())
-        .map_err(|e| Error::other(format!("encoding a private key: {e}")))
+        .map_err(|e| Error::other(format!("encoding a private key: {e}")).with_source(e))
 }
 
 /// The one-line OpenSSH public key (`ssh-ed25519 AAAA… comment`), without newline.
@@ -38,11 +38,13 @@ pub fn fingerprint(key: &PublicKey) -> String {
 }
 
 pub fn parse_private(text: &str) -> Result<PrivateKey> {
-    PrivateKey::from_openssh(text.trim_start()).map_err(|e| Error::other(format!("not an OpenSSH private key: {e}")))
+    PrivateKey::from_openssh(text.trim_start())
+        .map_err(|e| Error::other(format!("not an OpenSSH private key: {e}")).with_source(e))
 }
 
 pub fn parse_public(line: &str) -> Result<PublicKey> {
-    PublicKey::from_openssh(line.trim()).map_err(|e| Error::other(format!("not an OpenSSH public key: {e}")))
+    PublicKey::from_openssh(line.trim())
+        .map_err(|e| Error::other(format!("not an OpenSSH public key: {e}")).with_source(e))
 }
 
 /// The public keys of an `authorized_keys` text (comments and blank lines skipped;

@@ -1,11 +1,17 @@
 //! `kubectl claworc`: create, reach and manage SSH-reachable claworc instances.
 //!
 //! Table of contents:
+//! Layers (docs/architecture.md; `tests/layers.rs` checks them): [`cli`] on top, read
+//! only here and by `main`; the commands below it take plain options structs; the
+//! leaves ([`error`], [`input`], [`output`], [`context`], [`keys`], [`keystore`],
+//! [`hostkey`]) import only each other.
+//!
 //! - [`cli`]: the command line (clap derive), with examples on every command.
 //! - [`context`]: the [`context::Ctx`] built from `KUBECONFIG` / `--kubeconfig` /
 //!   `--context` / `-n` the way kubectl does.
-//! - [`error`]: the [`error::Error`] type and its exit codes (2 invalid input, 3 not
-//!   found, 4 already exists, 5 forbidden, 1 anything else).
+//! - [`error`]: the one [`error::Error`] type (keeps its source) and its exit codes (2
+//!   invalid input, 3 not found, 4 already exists, 5 forbidden, 1 anything else).
+//! - [`input`]: durations, names and quantities, parsed and checked.
 //! - [`keystore`]: local state under `$XDG_CONFIG_HOME/claworc`: client keys and the
 //!   `known_hosts` of pinned instance host keys.
 //! - [`keys`]: ed25519 key generation and OpenSSH encodings.
@@ -14,7 +20,7 @@
 //! - [`status`]: `list`, `status` (and the report the SSH side extends).
 //! - [`rotate`]: the `rotate-keys` command.
 //! - [`tenant`]: `tenant create|update|kubeconfig|list|delete`; its objects in `tenant::objects`.
-//! - [`output`]: `-o json|yaml` printing.
+//! - [`output`]: the one stdout writer; `-o json|yaml` printing and tables.
 //! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod.
 //! - [`hostkey`]: the host key checked against the local pin or the Deployment's
 //!   `claworc.io/host-key-fingerprint`; never trust on first use.
@@ -26,6 +32,7 @@ pub mod cli;
 pub mod context;
 pub mod error;
 pub mod hostkey;
+pub mod input;
 pub mod instance;
 pub mod keys;
 pub mod keystore;
@@ -41,10 +48,12 @@ pub mod tunnel;
 
 pub use error::{Error, Result};
 
-use cli::{Cli, Command};
+use cli::{Cli, Command, TenantCommand};
 
 /// Runs one parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    let global = context::Global::from(&cli.global);
+    let connect = || context::Ctx::load(&global);
     match cli.command {
         Command::Completion(args) => {
             cli::completion(args.shell);
@@ -52,24 +61,32 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Create(args) => {
             if args.dry_run.is_some() {
-                return instance::dry_run(&cli.global, &args);
+                return instance::dry_run(&global, &args.into());
             }
-            let ctx = context::Ctx::load(&cli.global).await?;
-            instance::create(&ctx, &args).await
+            instance::create(&connect().await?, &args.into()).await
         }
-        Command::Delete(args) => instance::delete(&context::Ctx::load(&cli.global).await?, &args).await,
-        Command::List(args) => status::list(&context::Ctx::load(&cli.global).await?, &args).await,
-        Command::Status(args) => status::status(&context::Ctx::load(&cli.global).await?, &args).await,
-        Command::RotateKeys(args) => rotate::rotate(&context::Ctx::load(&cli.global).await?, &args).await,
-        Command::Tenant(t) => tenant::run(&context::Ctx::load(&cli.global).await?, t).await,
+        Command::Delete(args) => instance::delete(&connect().await?, &args.into()).await,
+        Command::List(args) => status::list(&connect().await?, &args.into()).await,
+        Command::Status(args) => status::status(&connect().await?, &args.into()).await,
+        Command::RotateKeys(args) => rotate::rotate(&connect().await?, &args.into()).await,
+        Command::Tenant(t) => {
+            let ctx = connect().await?;
+            match t {
+                TenantCommand::Create(a) => tenant::create(&ctx, &a.into()).await,
+                TenantCommand::Update(a) => tenant::update(&ctx, &a.into()).await,
+                TenantCommand::Kubeconfig(a) => tenant::issue_kubeconfig(&ctx, &a.into()).await,
+                TenantCommand::List(a) => tenant::list(&ctx, &a.into()).await,
+                TenantCommand::Delete(a) => tenant::delete(&ctx, &a.into()).await,
+            }
+        }
         // `ssh` and `logs` exit with the remote command's status.
         Command::Ssh(args) => {
-            let code = session::ssh(&context::Ctx::load(&cli.global).await?, &args).await?;
+            let code = session::ssh(&connect().await?, &args.into()).await?;
             session::exit(code)
         }
-        Command::Tunnel(args) => tunnel::run(&context::Ctx::load(&cli.global).await?, &args).await,
+        Command::Tunnel(args) => tunnel::tunnel(&connect().await?, &args.into()).await,
         Command::Logs(args) => {
-            let code = logs::run(&context::Ctx::load(&cli.global).await?, &args).await?;
+            let code = logs::logs(&connect().await?, &args.into()).await?;
             if code == 0 { Ok(()) } else { session::exit(code) }
         }
     }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use clap::Args;
 use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
@@ -16,27 +15,17 @@ use crate::session;
 use crate::transport;
 use crate::transport::ConnectOptions;
 
-/// `kubectl claworc logs` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct LogsArgs {
-    /// Instance name.
+/// What `kubectl claworc logs` was asked for.
+#[derive(Debug, Clone)]
+pub struct LogsOptions {
     pub name: String,
-    /// Keep streaming new lines.
-    #[arg(short = 'f', long)]
     pub follow: bool,
-    /// The container (default: the workload container; `claworc-sshd` for the sidecar).
-    #[arg(short = 'c', long, value_name = "NAME")]
+    /// The container; `None` for the workload container.
     pub container: Option<String>,
-    /// Only lines newer than this (e.g. 10m, 1h).
-    #[arg(long, value_parser = crate::cli::parse_duration, value_name = "DURATION")]
     pub since: Option<Duration>,
-    /// Only the last N lines.
-    #[arg(long, value_name = "N")]
     pub tail: Option<u32>,
-    /// Show a file inside the instance instead (over SSH, `tail -F` with -f).
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["container", "since"])]
+    /// A file inside the instance, shown over SSH instead of the container logs.
     pub file: Option<String>,
-    #[command(flatten)]
     pub ssh: ConnectOptions,
 }
 
@@ -51,7 +40,7 @@ pub fn file_command(path: &str, follow: bool, tail: Option<u32>) -> String {
 }
 
 /// Log parameters for `pods/log`.
-pub fn log_params(args: &LogsArgs, container: String) -> LogParams {
+pub fn log_params(args: &LogsOptions, container: String) -> LogParams {
     LogParams {
         container: Some(container),
         follow: args.follow,
@@ -62,10 +51,10 @@ pub fn log_params(args: &LogsArgs, container: String) -> LogParams {
 }
 
 /// Runs `logs`; returns the exit code (the remote one for `--file`).
-pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<i32> {
+pub async fn logs(ctx: &Ctx, args: &LogsOptions) -> Result<i32> {
     if let Some(path) = &args.file {
         let (_, conn) = transport::connect(ctx, &args.name, &args.ssh).await?;
-        return session::run(&conn, Some(&file_command(path, args.follow, args.tail))).await;
+        return session::interact(&conn, Some(&file_command(path, args.follow, args.tail))).await;
     }
     let instance = transport::find_instance(&ctx.client, &ctx.namespace, &args.name).await?;
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
@@ -86,11 +75,11 @@ pub async fn run(ctx: &Ctx, args: &LogsArgs) -> Result<i32> {
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = stream.read(&mut buf).await.map_err(|e| Error::other(format!("reading logs: {e}")))?;
+        let n = stream.read(&mut buf).await.map_err(|e| Error::other(format!("reading logs: {e}")).with_source(e))?;
         if n == 0 {
             break;
         }
-        stdout.write_all(&buf[..n]).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
+        stdout.write_all(&buf[..n]).await.map_err(|e| Error::other(format!("stdout: {e}")).with_source(e))?;
         stdout.flush().await.ok();
     }
     Ok(0)

@@ -17,21 +17,11 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use crate::error::{Error, Result};
+use crate::input::{is_quantity, validate_name};
 use crate::keys::{self, PrivateKey, PublicKey};
 
 /// Name of the workload container the plugin writes.
 pub const WORKLOAD_CONTAINER: &str = "workload";
-
-/// Checks a DNS-1123 label (names of instances, tenants, namespaces, volumes).
-pub fn validate_name(field: &str, v: &str) -> Result<()> {
-    if claworc_contract::settings::dns_label(v) {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "{field} {v:?} is not a valid name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-        )))
-    }
-}
 
 /// One `--volume NAME=PATH:SIZE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,17 +49,6 @@ impl VolumeSpec {
         }
         Ok(VolumeSpec { name: name.into(), path: path.into(), size: size.into() })
     }
-}
-
-/// A Kubernetes quantity of bytes: digits, optional fraction, optional suffix.
-pub fn is_quantity(s: &str) -> bool {
-    const SUFFIXES: &[&str] = &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E"];
-    let digits_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
-    let (num, suffix) = s.split_at(digits_end);
-    !num.is_empty()
-        && num.chars().next().is_some_and(|c| c.is_ascii_digit())
-        && num.matches('.').count() <= 1
-        && SUFFIXES.contains(&suffix)
 }
 
 /// Parses `--env K=V`.
@@ -433,7 +412,7 @@ mod tests {
         let o = build(&spec(), client.public_key(), &host).unwrap();
         let y = o.to_yaml();
         let docs: Vec<serde_json::Value> =
-            y.split("\n---\n").map(|d| serde_yaml::from_str(d.trim_start_matches("---\n")).unwrap()).collect();
+            y.split("\n---\n").map(|d| serde_yaml_ng::from_str(d.trim_start_matches("---\n")).unwrap()).collect();
         let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
         assert_eq!(kinds, vec!["Secret", "PersistentVolumeClaim", "Deployment"]);
         assert_eq!(docs[2]["apiVersion"], "apps/v1");

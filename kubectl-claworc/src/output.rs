@@ -1,15 +1,21 @@
-//! `-o json|yaml` printing and simple tables.
+//! The one stdout writer: every line the plugin prints goes through [`stdout`] (or
+//! [`line`]); `-o json|yaml` printing and simple tables.
 
 use serde::Serialize;
 
-use crate::cli::Format;
+/// `-o` for objects: JSON or YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Yaml,
+}
 
 /// A multi-document YAML stream (`---` before every document).
 pub fn yaml_stream(docs: &[serde_json::Value]) -> String {
     let mut out = String::new();
     for d in docs {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(d).expect("a JSON value serializes to YAML"));
+        out.push_str(&serde_yaml_ng::to_string(d).expect("a JSON value serializes to YAML"));
     }
     out
 }
@@ -27,11 +33,16 @@ pub fn stdout(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
+/// Writes one line (`text` and a newline) to stdout through [`stdout`].
+pub fn line(text: impl std::fmt::Display) {
+    stdout(&format!("{text}\n"));
+}
+
 /// Prints `value` as JSON or YAML on stdout.
 pub fn print<T: Serialize>(value: &T, format: Format) {
     match format {
         Format::Json => stdout(&(serde_json::to_string_pretty(value).expect("JSON serializes") + "\n")),
-        Format::Yaml => stdout(&serde_yaml::to_string(value).expect("YAML serializes")),
+        Format::Yaml => stdout(&serde_yaml_ng::to_string(value).expect("YAML serializes")),
     }
 }
 

@@ -5,7 +5,7 @@
 //! 1. a new client key is generated and kept as `id_ed25519.new` in the key store
 //!    (a pending key from an earlier, interrupted run is reused);
 //! 2. it is added to the Secret's `authorized_keys` (old + new);
-//! 3. an SSH login with exactly the new key ([`crate::transport::prove_login`]) shows it works;
+//! 3. an SSH login with exactly the new key ([`crate::session::prove_login`]) shows it works;
 //! 4. the old key is removed from `authorized_keys`;
 //! 5. the new key replaces `id_ed25519` locally (atomic rename);
 //! 6. the Deployment gets `claworc.io/keys-rotated-at` (RFC 3339, UTC).
@@ -21,11 +21,21 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 
-use crate::cli::RotateArgs;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::keys::{self, PublicKey};
 use crate::keystore::{InstanceId, KeyStore};
+use crate::transport::Login;
+
+/// What `kubectl claworc rotate-keys` was asked for.
+#[derive(Debug, Clone)]
+pub struct RotateOptions {
+    pub name: String,
+    /// Also replace the host key.
+    pub host_key: bool,
+    /// For the login that proves the new key.
+    pub login: Login,
+}
 
 fn secret_text(s: &Secret, key: &str) -> Option<String> {
     s.data.as_ref()?.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok())
@@ -75,8 +85,8 @@ async fn patch_secret(api: &Api<Secret>, s: &Secret, entries: &[(&str, String)])
         .map_err(|e| Error::kube(e, format!("secret {name:?}")).context("updating the keys (re-run to finish)"))
 }
 
-pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
-    crate::objects::validate_name("instance name", &args.name)?;
+pub async fn rotate(ctx: &Ctx, args: &RotateOptions) -> Result<()> {
+    crate::input::validate_name("instance name", &args.name)?;
     let ks = KeyStore::open_default()?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
@@ -113,7 +123,7 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
     // 3. prove
     // A real SSH login with exactly the new key, retried while the kubelet syncs
     // the Secret volume.
-    crate::transport::prove_login(ctx, &args.name, &args.login, &new)
+    crate::session::prove_login(ctx, &args.name, &args.login, &new)
         .await
         .map_err(|e| e.context("the new key does not work yet (re-run to finish)"))?;
     // 4. remove the old key
@@ -171,7 +181,11 @@ pub async fn rotate(ctx: &Ctx, args: &RotateArgs) -> Result<()> {
         ks.remove_host_key(id)?;
         eprintln!("new host key {} pinned; the instance restarts to load it", keys::fingerprint(h.public_key()));
     }
-    println!("keys of {} rotated at {now} (client key {})", args.name, keys::fingerprint(new.public_key()));
+    crate::output::line(format_args!(
+        "keys of {} rotated at {now} (client key {})",
+        args.name,
+        keys::fingerprint(new.public_key())
+    ));
     Ok(())
 }
 

@@ -11,36 +11,36 @@
 //! `kubectl exec`); use `-- sh -c '…'` for pipes and other shell syntax.
 
 use std::io::IsTerminal;
+use std::os::fd::AsFd;
+use std::time::Duration;
 
-use clap::Args;
 use russh::ChannelMsg;
+use rustix::termios;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::transport::ConnectOptions;
-use crate::transport::{self, Connection};
+use crate::keys::PrivateKey;
+use crate::keystore::KeyStore;
+use crate::transport::{self, ConnectError, ConnectOptions, Connection, Credentials, Login};
 
-/// `kubectl claworc ssh` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct SshArgs {
-    /// Instance name.
+/// What `kubectl claworc ssh` was asked for.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
     pub name: String,
-    #[command(flatten)]
     pub ssh: ConnectOptions,
-    /// A command to run instead of a shell (after `--`); its exit status is ours.
-    #[arg(last = true, value_name = "CMD")]
+    /// A command to run instead of a shell; empty for a shell.
     pub command: Vec<String>,
 }
 
 /// `kubectl claworc ssh`: returns the exit code to exit with.
-pub async fn ssh(ctx: &Ctx, args: &SshArgs) -> Result<i32> {
+pub async fn ssh(ctx: &Ctx, args: &SshOptions) -> Result<i32> {
     let (_, conn) = transport::connect(ctx, &args.name, &args.ssh).await?;
     let command = (!args.command.is_empty()).then(|| command_line(&args.command));
     if command.is_none() && !stdin_is_tty() {
         eprintln!("ssh: stdin is not a terminal: running a shell without a PTY");
     }
-    let code = run(&conn, command.as_deref()).await?;
+    let code = interact(&conn, command.as_deref()).await?;
     conn.close().await;
     Ok(code)
 }
@@ -91,9 +91,12 @@ pub fn stdin_is_tty() -> bool {
 }
 
 /// Runs `command` (or an interactive shell when `None`) and returns the exit code.
-pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
-    let channel =
-        conn.handle.channel_open_session().await.map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
+pub async fn interact(conn: &Connection, command: Option<&str>) -> Result<i32> {
+    let channel = conn
+        .handle
+        .channel_open_session()
+        .await
+        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")).with_source(e))?;
     let interactive = command.is_none() && stdin_is_tty();
     let _raw = if interactive {
         let (cols, rows) = terminal_size().unwrap_or((80, 24));
@@ -101,7 +104,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         channel
             .request_pty(true, &term, cols, rows, 0, 0, &[])
             .await
-            .map_err(|e| Error::other(format!("ssh: requesting a terminal: {e}")))?;
+            .map_err(|e| Error::other(format!("ssh: requesting a terminal: {e}")).with_source(e))?;
         Some(RawMode::enter()?)
     } else {
         None
@@ -110,7 +113,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         Some(cmd) => channel.exec(true, cmd).await,
         None => channel.request_shell(true).await,
     }
-    .map_err(|e| Error::other(format!("ssh: starting the command: {e}")))?;
+    .map_err(|e| Error::other(format!("ssh: starting the command: {e}")).with_source(e))?;
 
     let (mut read, write) = channel.split();
     let write = std::sync::Arc::new(write);
@@ -137,7 +140,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
     if interactive {
         let write = write.clone();
         let mut winch = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-            .map_err(|e| Error::other(format!("SIGWINCH: {e}")))?;
+            .map_err(|e| Error::other(format!("SIGWINCH: {e}")).with_source(e))?;
         tokio::spawn(async move {
             while winch.recv().await.is_some() {
                 if let Some((cols, rows)) = terminal_size()
@@ -155,7 +158,7 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
         match msg {
             ChannelMsg::Close => break,
             ChannelMsg::Data { data } => {
-                stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")))?;
+                stdout.write_all(&data).await.map_err(|e| Error::other(format!("stdout: {e}")).with_source(e))?;
                 stdout.flush().await.ok();
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
@@ -184,9 +187,12 @@ pub async fn run(conn: &Connection, command: Option<&str>) -> Result<i32> {
 
 /// Runs `command` collecting stdout, for checks (`status`, `rotate-keys`).
 pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<u8>, Vec<u8>)> {
-    let mut channel =
-        conn.handle.channel_open_session().await.map_err(|e| Error::other(format!("ssh: opening a session: {e}")))?;
-    channel.exec(true, command).await.map_err(|e| Error::other(format!("ssh: exec: {e}")))?;
+    let mut channel = conn
+        .handle
+        .channel_open_session()
+        .await
+        .map_err(|e| Error::other(format!("ssh: opening a session: {e}")).with_source(e))?;
+    channel.exec(true, command).await.map_err(|e| Error::other(format!("ssh: exec: {e}")).with_source(e))?;
     channel.eof().await.ok();
     let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
     while let Some(msg) = channel.wait().await {
@@ -202,47 +208,116 @@ pub async fn exec_capture(conn: &Connection, command: &str) -> Result<(i32, Vec<
     Ok((code.unwrap_or(255), out, err))
 }
 
-/// The local terminal's size (columns, rows), if stdout or stdin is a terminal.
-pub fn terminal_size() -> Option<(u32, u32)> {
-    for fd in [libc::STDOUT_FILENO, libc::STDIN_FILENO] {
-        // SAFETY: TIOCGWINSZ writes a `winsize` into the struct we pass.
-        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
-            return Some((u32::from(ws.ws_col), u32::from(ws.ws_row)));
+/// How long [`prove_login`] keeps trying: the kubelet propagates a Secret
+/// update to the mounted volume only after a delay (a minute or more).
+pub const PROVE_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Logs in to `name` with exactly `key` and runs `true`, retrying on refusal
+/// until [`PROVE_TIMEOUT`] (the Secret may not have reached the pod yet). A
+/// refused host key fails at once.
+pub async fn prove_login(ctx: &Ctx, name: &str, login: &Login, key: &PrivateKey) -> Result<()> {
+    let store = KeyStore::open_default()?;
+    let creds = Credentials::new(login.user.clone(), key.clone());
+    let start = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let attempt = async {
+            let instance = transport::find_instance(&ctx.client, &ctx.namespace, name)
+                .await
+                .map_err(ConnectError::transport_from)?;
+            let conn = transport::connect_instance(ctx, &store, &instance, &creds, false).await?;
+            let (code, _, _) = exec_capture(&conn, "true").await.map_err(ConnectError::transport_from)?;
+            conn.close().await;
+            if code == 0 { Ok(()) } else { Err(ConnectError::transport(format!("`true` exited with {code}"))) }
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e @ ConnectError::HostKey(_)) => return Err(e.into()),
+            Err(e) if start.elapsed() >= PROVE_TIMEOUT => {
+                return Err(Error::other(format!(
+                    "no SSH login with the new key after {}s: {e}",
+                    PROVE_TIMEOUT.as_secs()
+                )));
+            }
+            Err(e) => {
+                if !said {
+                    eprintln!(
+                        "waiting for the instance to accept the new key (the kubelet updates Secret volumes with a delay): {e}"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
         }
     }
-    None
+}
+
+/// How long `status` waits for its SSH login.
+pub const SSH_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The live SSH check of `status`: connect, authenticate, run `true`.
+/// Returns (ok, detail).
+pub async fn ssh_check(ctx: &Ctx, name: &str, login: &Login) -> (bool, String) {
+    let start = std::time::Instant::now();
+    let opts = ConnectOptions { login: login.clone(), identity: None, repin: false };
+    let (_, conn) = match tokio::time::timeout(SSH_CHECK_TIMEOUT, transport::connect(ctx, name, &opts)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return (false, e.one_line()),
+        Err(_) => {
+            return (false, format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs()));
+        }
+    };
+    let connected = start.elapsed();
+    let t = std::time::Instant::now();
+    let result = exec_capture(&conn, "true").await;
+    let ran = t.elapsed();
+    conn.close().await;
+    match result {
+        Ok((0, _, _)) => (
+            true,
+            format!(
+                "logged in as {} ({} ms to connect and authenticate), `true` ran in {} ms; host key {}",
+                login.user,
+                connected.as_millis(),
+                ran.as_millis(),
+                crate::keys::fingerprint(&conn.host_key)
+            ),
+        ),
+        Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),
+        Err(e) => (false, e.one_line()),
+    }
+}
+
+/// The local terminal's size (columns, rows), if stdout or stdin is a terminal.
+pub fn terminal_size() -> Option<(u32, u32)> {
+    let size = |fd: std::os::fd::BorrowedFd<'_>| termios::tcgetwinsize(fd).ok().filter(|ws| ws.ws_col > 0);
+    let ws = size(std::io::stdout().as_fd()).or_else(|| size(std::io::stdin().as_fd()))?;
+    Some((u32::from(ws.ws_col), u32::from(ws.ws_row)))
 }
 
 /// The local terminal in raw mode; restored when dropped (also on error paths).
 pub struct RawMode {
-    saved: libc::termios,
+    saved: termios::Termios,
 }
 
 impl RawMode {
     pub fn enter() -> Result<Self> {
-        // SAFETY: plain termios calls on stdin with structs we own.
-        unsafe {
-            let mut saved: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(libc::STDIN_FILENO, &mut saved) != 0 {
-                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
-            }
-            let mut raw = saved;
-            libc::cfmakeraw(&mut raw);
-            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
-                return Err(Error::other(format!("terminal: {}", std::io::Error::last_os_error())));
-            }
-            Ok(RawMode { saved })
-        }
+        let stdin = std::io::stdin();
+        let fail = |e: rustix::io::Errno| {
+            let e = std::io::Error::from(e);
+            Error::other(format!("terminal: {e}")).with_source(e)
+        };
+        let saved = termios::tcgetattr(&stdin).map_err(fail)?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        termios::tcsetattr(&stdin, termios::OptionalActions::Now, &raw).map_err(fail)?;
+        Ok(RawMode { saved })
     }
 }
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        // SAFETY: restores the attributes saved in `enter`.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
-        }
+        let _ = termios::tcsetattr(std::io::stdin(), termios::OptionalActions::Now, &self.saved);
     }
 }
 

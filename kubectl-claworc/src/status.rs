@@ -13,12 +13,40 @@ use kube::Api;
 use kube::api::ListParams;
 use serde::Serialize;
 
-use crate::cli::{ListArgs, ListFormat, StatusArgs, format_duration};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::input::{format_duration, short_age};
 use crate::keys;
 use crate::keystore::{InstanceId, KeyStore};
-use crate::output;
+use crate::output::{self, Format};
+use crate::transport::Login;
+
+/// `-o` of `list`: JSON, YAML or a wide table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    Json,
+    Yaml,
+    Wide,
+}
+
+/// What `kubectl claworc list` was asked for.
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    pub output: Option<ListFormat>,
+    /// Warn about client keys older than this.
+    pub max_key_age: Duration,
+}
+
+/// What `kubectl claworc status` was asked for.
+#[derive(Debug, Clone)]
+pub struct StatusOptions {
+    pub name: String,
+    pub output: Option<Format>,
+    /// Warn about client keys older than this.
+    pub max_key_age: Duration,
+    /// For the SSH check.
+    pub login: Login,
+}
 
 /// What `status` and `list` report about one instance.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -175,20 +203,9 @@ pub fn build_report(
     }
 }
 
-/// `12d`, `5h`, `3m`, `10s`: the largest unit.
-pub fn short_age(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        s if s >= 86_400 => format!("{}d", s / 86_400),
-        s if s >= 3_600 => format!("{}h", s / 3_600),
-        s if s >= 60 => format!("{}m", s / 60),
-        s => format!("{s}s"),
-    }
-}
-
 /// The report of one instance, from the API and the local key store.
 pub async fn instance_report(ctx: &Ctx, name: &str, max_key_age: Duration) -> Result<InstanceReport> {
-    crate::objects::validate_name("instance name", name)?;
+    crate::input::validate_name("instance name", name)?;
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let what = format!("instance {name:?} in namespace {:?}", ctx.namespace);
     let d = deployments.get(name).await.map_err(|e| Error::kube(e, &what))?;
@@ -207,10 +224,10 @@ pub async fn instance_report(ctx: &Ctx, name: &str, max_key_age: Duration) -> Re
     Ok(build_report(&d, secret.as_ref(), ks.as_ref(), &ctx.cluster, max_key_age, Timestamp::now()))
 }
 
-pub async fn status(ctx: &Ctx, args: &StatusArgs) -> Result<()> {
+pub async fn status(ctx: &Ctx, args: &StatusOptions) -> Result<()> {
     let mut report = instance_report(ctx, &args.name, args.max_key_age).await?;
     // Live check: an SSH login through the API, running `true`.
-    let (ok, detail) = crate::transport::ssh_check(ctx, &args.name, &args.login).await;
+    let (ok, detail) = crate::session::ssh_check(ctx, &args.name, &args.login).await;
     report.checks.push(Check { name: "ssh".into(), ok, detail });
     match args.output {
         Some(f) => output::print(&report, f),
@@ -250,7 +267,7 @@ pub fn render_status(r: &InstanceReport) -> String {
     out
 }
 
-pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
+pub async fn list(ctx: &Ctx, args: &ListOptions) -> Result<()> {
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let selector = format!("{}={}", names::LABEL_SSH, names::SSH_ENABLED);
     let ds = deployments
@@ -271,8 +288,8 @@ pub async fn list(ctx: &Ctx, args: &ListArgs) -> Result<()> {
         reports.push(build_report(d, secret.as_ref(), ks.as_ref(), &ctx.cluster, args.max_key_age, now));
     }
     match args.output {
-        Some(ListFormat::Json) => output::print(&reports, crate::cli::Format::Json),
-        Some(ListFormat::Yaml) => output::print(&reports, crate::cli::Format::Yaml),
+        Some(ListFormat::Json) => output::print(&reports, Format::Json),
+        Some(ListFormat::Yaml) => output::print(&reports, Format::Yaml),
         wide => {
             if reports.is_empty() {
                 eprintln!("No instances in namespace {}.", ctx.namespace);

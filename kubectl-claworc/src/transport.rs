@@ -28,8 +28,8 @@ use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCerti
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use crate::context::Ctx;
-use crate::error::{Error, Result};
-use crate::hostkey::{self, Expectation, Refusal, Verdict};
+use crate::error::{Error, Kind, Result, Source};
+use crate::hostkey::{self, Decision, Expectation, HostKeyRefused};
 use crate::keystore::{InstanceId, KeyStore};
 
 /// How long the SSH handshake (key exchange and authentication) may take.
@@ -143,8 +143,10 @@ impl AsyncWrite for PortForwardStream {
     }
 }
 
-/// Opens `pods/portforward` to the instance's ssh port.
-pub async fn open_port_forward(client: &kube::Client, instance: &Instance) -> Result<PortForwardStream> {
+/// Opens `pods/portforward` to the instance's ssh port. The stream's own error (the
+/// kubelet's word on why it ended) is printed on stderr with `-v`.
+pub async fn open_port_forward(ctx: &Ctx, instance: &Instance) -> Result<PortForwardStream> {
+    let client = &ctx.client;
     let port = instance.settings.ssh_port;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &instance.namespace);
     let mut forwarder = pods
@@ -155,10 +157,10 @@ pub async fn open_port_forward(client: &kube::Client, instance: &Instance) -> Re
         .take_stream(port)
         .ok_or_else(|| Error::other(format!("port-forward to pod \"{}\": no stream for port {port}", instance.pod)))?;
     if let Some(errors) = forwarder.take_error(port) {
-        let pod = instance.pod.clone();
+        let (pod, ctx) = (instance.pod.clone(), ctx.clone());
         tokio::spawn(async move {
             if let Some(e) = errors.await {
-                tracing::debug!("port-forward to pod {pod} port {port}: {e}");
+                ctx.debug(format_args!("port-forward to pod {pod} port {port}: {e}"));
             }
         });
     }
@@ -183,11 +185,9 @@ impl Credentials {
 /// Environment variable with the default `--user` (e.g. for CI or tests).
 pub const ENV_SSH_USER: &str = "CLAWORC_SSH_USER";
 
-/// `--user`: the login name, the sidecar image's name of the run-as user.
-#[derive(Debug, Clone, clap::Args)]
+/// Who logs in: the sidecar image's name of the run-as user (`--user`).
+#[derive(Debug, Clone)]
 pub struct Login {
-    /// The login name: the sidecar image's name of the run-as user.
-    #[arg(long, value_name = "NAME", env = ENV_SSH_USER, default_value = claworc_contract::names::SSH_USER)]
     pub user: String,
 }
 
@@ -203,33 +203,48 @@ impl std::fmt::Debug for Credentials {
 pub enum ConnectError {
     /// The host key was refused: never retried.
     #[error("{0}")]
-    HostKey(Refusal),
+    HostKey(HostKeyRefused),
     /// The server refused our key.
     #[error(
         "the instance refused the client key for user \"{user}\" (wrong key, rotated key not yet propagated, or wrong --user)"
     )]
     Auth { user: String },
     /// The transport failed (port-forward, sshd down, protocol error, timeout).
-    #[error("ssh: {0}")]
-    Transport(String),
+    #[error("ssh: {message}")]
+    Transport {
+        message: String,
+        #[source]
+        source: Option<Source>,
+    },
+}
+
+impl ConnectError {
+    /// A transport failure described by `message` alone.
+    pub fn transport(message: impl Into<String>) -> Self {
+        ConnectError::Transport { message: message.into(), source: None }
+    }
+
+    /// A transport failure caused by `e`, which it keeps (the message is `e`'s).
+    pub fn transport_from(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ConnectError::Transport { message: e.to_string(), source: Some(Box::new(e)) }
+    }
 }
 
 impl From<ConnectError> for Error {
+    /// A refused host key is forbidden (exit 5); any other failure is exit 1.
     fn from(e: ConnectError) -> Self {
-        match e {
-            ConnectError::HostKey(r) => Error::Forbidden(r.to_string()),
-            other => Error::other(other.to_string()),
-        }
+        let kind = if matches!(e, ConnectError::HostKey(_)) { Kind::Forbidden } else { Kind::Other };
+        Error::new(kind, e.to_string()).with_source(e)
     }
 }
 
 /// An authenticated SSH connection.
 pub struct Connection {
-    pub handle: client::Handle<Client>,
+    pub handle: client::Handle<PinnedHostKey>,
     /// The host key the server presented.
     pub host_key: PublicKey,
-    /// The host-key verdict (pinned already, or to be pinned from the annotation).
-    pub verdict: Verdict,
+    /// The host-key decision (pinned already, or to be pinned from the annotation).
+    pub decision: Decision,
 }
 
 impl Connection {
@@ -243,13 +258,14 @@ impl Connection {
     }
 }
 
-/// The russh client handler: checks the host key, keeps the verdict.
-pub struct Client {
+/// The russh client handler: accepts only the host key the [`Expectation`] allows
+/// (the local pin, else the Deployment's fingerprint), and keeps the decision.
+pub struct PinnedHostKey {
     expect: Expectation,
-    outcome: Arc<Mutex<Option<(PublicKey, Verdict)>>>,
+    outcome: Arc<Mutex<Option<(PublicKey, Decision)>>>,
 }
 
-impl client::Handler for Client {
+impl client::Handler for PinnedHostKey {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
@@ -257,9 +273,9 @@ impl client::Handler for Client {
             return Ok(false);
         };
         let presented = crate::keys::fingerprint(key);
-        let verdict = hostkey::check(&self.expect, &presented);
-        let ok = !matches!(verdict, Verdict::Refused(_));
-        *self.outcome.lock().expect("host-key outcome") = Some((key.clone(), verdict));
+        let decision = hostkey::check(&self.expect, &presented);
+        let ok = !matches!(decision, Decision::Refused(_));
+        *self.outcome.lock().expect("host-key outcome") = Some((key.clone(), decision));
         Ok(ok)
     }
 }
@@ -297,49 +313,44 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let outcome = Arc::new(Mutex::new(None));
-    let handler = Client { expect, outcome: outcome.clone() };
+    let handler = PinnedHostKey { expect, outcome: outcome.clone() };
     let work = async move {
         // SSH reads a 4-byte length, then the packet: buffer the reads so that is not
         // two reads (syscalls, or duplex wake-ups) per packet. Writes pass straight through.
         let stream = tokio::io::BufReader::with_capacity(READ_BUFFER, stream);
         let connected = client::connect_stream(config(), stream, handler).await;
         let checked = outcome.lock().expect("host-key outcome").take();
-        let (mut handle, host_key, verdict) = match (connected, checked) {
-            (_, Some((_, Verdict::Refused(r)))) => return Err(ConnectError::HostKey(r)),
-            (Err(e), _) => return Err(ConnectError::Transport(e.to_string())),
+        let (mut handle, host_key, decision) = match (connected, checked) {
+            (_, Some((_, Decision::Refused(r)))) => return Err(ConnectError::HostKey(r)),
+            (Err(e), _) => return Err(ConnectError::transport_from(e)),
             (Ok(_), None) => {
-                return Err(ConnectError::Transport("the server presented no host key".into()));
+                return Err(ConnectError::transport("the server presented no host key"));
             }
-            (Ok(h), Some((key, verdict))) => (h, key, verdict),
+            (Ok(h), Some((key, decision))) => (h, key, decision),
         };
         for key in &creds.keys {
             let key = PrivateKeyWithHashAlg::new(key.clone(), None);
-            let auth = handle
-                .authenticate_publickey(creds.user.clone(), key)
-                .await
-                .map_err(|e| ConnectError::Transport(format!("authentication: {e}")))?;
+            let auth = handle.authenticate_publickey(creds.user.clone(), key).await.map_err(|e| {
+                ConnectError::Transport { message: format!("authentication: {e}"), source: Some(Box::new(e)) }
+            })?;
             if auth.success() {
-                return Ok(Connection { handle, host_key, verdict });
+                return Ok(Connection { handle, host_key, decision });
             }
         }
         Err(ConnectError::Auth { user: creds.user.clone() })
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, work)
         .await
-        .map_err(|_| ConnectError::Transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")))?
+        .map_err(|_| ConnectError::transport(format!("handshake timed out after {HANDSHAKE_TIMEOUT:?}")))?
 }
 
 /// Connection options of `ssh`, `tunnel` and `logs --file`.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
 pub struct ConnectOptions {
-    #[command(flatten)]
     pub login: Login,
     /// Log in with this private key file instead of the key store's (CI).
-    #[arg(short = 'i', long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Accept a changed host key if it matches the Deployment's
-    /// claworc.io/host-key-fingerprint, and pin it (after a deliberate rotation).
-    #[arg(long)]
+    /// Accept a changed host key that matches the Deployment's fingerprint, and pin it.
     pub repin: bool,
 }
 
@@ -388,14 +399,15 @@ pub async fn connect_instance(
     creds: &Credentials,
     repin: bool,
 ) -> std::result::Result<Connection, ConnectError> {
-    let expect = expectation(ctx, store, instance, repin).map_err(|e| ConnectError::Transport(e.to_string()))?;
-    let stream = open_port_forward(&ctx.client, instance).await.map_err(|e| ConnectError::Transport(e.to_string()))?;
+    let expect = expectation(ctx, store, instance, repin).map_err(ConnectError::transport_from)?;
+    let stream = open_port_forward(ctx, instance).await.map_err(ConnectError::transport_from)?;
     let conn = handshake(stream, creds, expect).await?;
-    if let Verdict::PinFromAnnotation { fingerprint, replaced } = &conn.verdict {
+    if let Decision::PinFromAnnotation { fingerprint, replaced } = &conn.decision {
         let id = instance_id(ctx, &instance.name);
-        store
-            .pin_host_key(&id, &conn.host_key)
-            .map_err(|e| ConnectError::Transport(format!("pinning the host key: {e}")))?;
+        store.pin_host_key(&id, &conn.host_key).map_err(|e| ConnectError::Transport {
+            message: format!("pinning the host key: {e}"),
+            source: Some(Box::new(e)),
+        })?;
         match replaced {
             Some(old) => eprintln!(
                 "re-pinned the host key of {} (--repin): {old} -> {fingerprint}, as the Deployment's \
@@ -421,88 +433,6 @@ pub async fn connect(ctx: &Ctx, name: &str, opts: &ConnectOptions) -> Result<(In
     let instance = find_instance(&ctx.client, &ctx.namespace, name).await?;
     let conn = connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
     Ok((instance, conn))
-}
-
-/// How long [`prove_login`] keeps trying: the kubelet propagates a Secret
-/// update to the mounted volume only after a delay (a minute or more).
-pub const PROVE_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// Logs in to `name` with exactly `key` and runs `true`, retrying on refusal
-/// until [`PROVE_TIMEOUT`] (the Secret may not have reached the pod yet). A
-/// refused host key fails at once.
-pub async fn prove_login(ctx: &Ctx, name: &str, login: &Login, key: &PrivateKey) -> Result<()> {
-    let store = KeyStore::open_default()?;
-    let creds = Credentials::new(login.user.clone(), key.clone());
-    let start = std::time::Instant::now();
-    let mut said = false;
-    loop {
-        let attempt = async {
-            let instance = find_instance(&ctx.client, &ctx.namespace, name)
-                .await
-                .map_err(|e| ConnectError::Transport(e.to_string()))?;
-            let conn = connect_instance(ctx, &store, &instance, &creds, false).await?;
-            let (code, _, _) = crate::session::exec_capture(&conn, "true")
-                .await
-                .map_err(|e| ConnectError::Transport(e.to_string()))?;
-            conn.close().await;
-            if code == 0 { Ok(()) } else { Err(ConnectError::Transport(format!("`true` exited with {code}"))) }
-        };
-        match attempt.await {
-            Ok(()) => return Ok(()),
-            Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
-            Err(e) if start.elapsed() >= PROVE_TIMEOUT => {
-                return Err(Error::other(format!(
-                    "no SSH login with the new key after {}s: {e}",
-                    PROVE_TIMEOUT.as_secs()
-                )));
-            }
-            Err(e) => {
-                if !said {
-                    eprintln!(
-                        "waiting for the instance to accept the new key (the kubelet updates Secret volumes with a delay): {e}"
-                    );
-                    said = true;
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    }
-}
-
-/// How long `status` waits for its SSH login.
-pub const SSH_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The live SSH check of `status`: connect, authenticate, run `true`.
-/// Returns (ok, detail).
-pub async fn ssh_check(ctx: &Ctx, name: &str, login: &Login) -> (bool, String) {
-    let start = std::time::Instant::now();
-    let opts = ConnectOptions { login: login.clone(), identity: None, repin: false };
-    let (_, conn) = match tokio::time::timeout(SSH_CHECK_TIMEOUT, connect(ctx, name, &opts)).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => return (false, e.one_line()),
-        Err(_) => {
-            return (false, format!("no SSH login within {}s", SSH_CHECK_TIMEOUT.as_secs()));
-        }
-    };
-    let connected = start.elapsed();
-    let t = std::time::Instant::now();
-    let result = crate::session::exec_capture(&conn, "true").await;
-    let ran = t.elapsed();
-    conn.close().await;
-    match result {
-        Ok((0, _, _)) => (
-            true,
-            format!(
-                "logged in as {} ({} ms to connect and authenticate), `true` ran in {} ms; host key {}",
-                login.user,
-                connected.as_millis(),
-                ran.as_millis(),
-                crate::keys::fingerprint(&conn.host_key)
-            ),
-        ),
-        Ok((code, _, err)) => (false, format!("`true` exited with {code}: {}", String::from_utf8_lossy(&err).trim())),
-        Err(e) => (false, e.one_line()),
-    }
 }
 
 #[cfg(test)]

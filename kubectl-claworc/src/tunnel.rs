@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
 use claworc_contract::annotations::FORWARD_PORTS;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -25,17 +24,12 @@ use crate::error::{Error, Result};
 use crate::keystore::KeyStore;
 use crate::transport::{self, ConnectError, ConnectOptions, Connection};
 
-/// `kubectl claworc tunnel` arguments.
-#[derive(Debug, Clone, Args)]
-pub struct TunnelArgs {
-    /// Instance name.
+/// What `kubectl claworc tunnel` was asked for.
+#[derive(Debug, Clone)]
+pub struct TunnelOptions {
     pub name: String,
-    /// A forward `[LOCAL:]REMOTE`: 127.0.0.1:LOCAL (0 or omitted: any free port) to
-    /// localhost:REMOTE in the instance. Repeatable. Default: every port of
-    /// claworc.io/forward-ports.
-    #[arg(short = 'L', long = "forward", value_name = "[LOCAL:]REMOTE", value_parser = parse_forward)]
+    /// The forwards; empty for every port of claworc.io/forward-ports.
     pub forwards: Vec<Forward>,
-    #[command(flatten)]
     pub ssh: ConnectOptions,
 }
 
@@ -70,7 +64,7 @@ pub fn backoff(failures: u32) -> Duration {
 pub const COPY_BUFFER: usize = 256 * 1024;
 
 /// Runs the tunnel until Ctrl-C.
-pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
+pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
     let store = KeyStore::open_default()?;
     let opts = &args.ssh;
     // Checked once up front (a missing key is a usage error), then re-read on every
@@ -97,9 +91,9 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
     for f in &forwards {
         let listener = TcpListener::bind(("127.0.0.1", f.local))
             .await
-            .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1:{}: {e}", f.local)))?;
-        let port = listener.local_addr().map_err(|e| Error::other(e.to_string()))?.port();
-        println!("Forwarding http://127.0.0.1:{port} -> {}:{}", args.name, f.remote);
+            .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1:{}: {e}", f.local)).with_source(e))?;
+        let port = listener.local_addr().map_err(|e| Error::other(e.to_string()).with_source(e))?.port();
+        crate::output::line(format_args!("Forwarding http://127.0.0.1:{port} -> {}:{}", args.name, f.remote));
         tokio::spawn(accept_loop(listener, f.remote, rx.clone(), allowed.clone()));
     }
 
@@ -110,9 +104,9 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
             let attempt = async {
                 let instance = transport::find_instance(&ctx.client, &ctx.namespace, &name)
                     .await
-                    .map_err(|e| ConnectError::Transport(e.to_string()))?;
+                    .map_err(ConnectError::transport_from)?;
                 let creds = transport::credentials(ctx, &store, &name, opts)
-                    .map_err(|e| ConnectError::Transport(e.one_line()))?;
+                    .map_err(|e| ConnectError::Transport { message: e.one_line(), source: Some(Box::new(e)) })?;
                 let conn = transport::connect_instance(ctx, &store, &instance, &creds, opts.repin).await?;
                 Ok::<_, ConnectError>((instance, conn))
             };
@@ -136,7 +130,7 @@ pub async fn run(ctx: &Ctx, args: &TunnelArgs) -> Result<()> {
                     eprintln!("tunnel: connection to {} lost; reconnecting in {}s", instance.id(), delay.as_secs());
                     tokio::time::sleep(delay).await;
                 }
-                Err(ConnectError::HostKey(r)) => return Err(Error::Forbidden(r.to_string())),
+                Err(e @ ConnectError::HostKey(_)) => return Err(e.into()),
                 Err(e) => {
                     let delay = backoff(failures);
                     failures = failures.saturating_add(1);

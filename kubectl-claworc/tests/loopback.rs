@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::Sshd;
-use kubectl_claworc::hostkey::{Expectation, RefusalReason, Verdict};
+use kubectl_claworc::hostkey::{Decision, Expectation, RefusedBecause};
 use kubectl_claworc::keys;
 use kubectl_claworc::session;
 use kubectl_claworc::transport::{self, ConnectError, Connection, Credentials};
@@ -50,7 +50,7 @@ async fn http_server(body: &'static str) -> u16 {
 async fn commands_run_as_the_run_as_user_and_exit_status_propagates() {
     let sshd = Sshd::start(&[3000]);
     let conn = connect(&sshd, pinned(&sshd)).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
-    assert_eq!(conn.verdict, Verdict::Pinned);
+    assert_eq!(conn.decision, Decision::Pinned);
     let (code, out, _) = session::exec_capture(&conn, &session::command_line(&["id", "-u"])).await.unwrap();
     assert_eq!((code, String::from_utf8_lossy(&out).trim()), (0, "1000"));
     let (code, _, _) = session::exec_capture(&conn, &session::command_line(&["sh", "-c", "exit 7"])).await.unwrap();
@@ -66,13 +66,13 @@ async fn the_annotation_is_accepted_without_a_pin_and_nothing_else_is() {
     let fp = sshd.host_fingerprint();
     let by_annotation = Expectation { instance: "t/b".into(), pin: None, annotation: Some(fp.clone()), repin: false };
     let conn = connect(&sshd, by_annotation).await.unwrap();
-    assert_eq!(conn.verdict, Verdict::PinFromAnnotation { fingerprint: fp.clone(), replaced: None });
+    assert_eq!(conn.decision, Decision::PinFromAnnotation { fingerprint: fp.clone(), replaced: None });
     assert_eq!(keys::fingerprint(&conn.host_key), fp);
 
     // No pin, no annotation: refused (no trust on first use).
     let nothing = Expectation { instance: "t/b".into(), ..Default::default() };
     match connect(&sshd, nothing).await {
-        Err(ConnectError::HostKey(r)) => assert_eq!(r.reason, RefusalReason::NothingToCheck),
+        Err(ConnectError::HostKey(r)) => assert_eq!(r.reason, RefusedBecause::NothingToCheck),
         other => panic!("expected a refusal, got {:?}", other.err()),
     }
 }
@@ -84,7 +84,7 @@ async fn a_changed_host_key_is_refused() {
     let stale_pin = Expectation { instance: "t/b".into(), pin: Some(other.clone()), annotation: None, repin: false };
     match connect(&sshd, stale_pin).await {
         Err(ConnectError::HostKey(r)) => {
-            assert!(matches!(r.reason, RefusalReason::PinMismatch { .. }));
+            assert!(matches!(r.reason, RefusedBecause::PinMismatch { .. }));
             assert!(r.to_string().contains("rotate-keys NAME --host-key"), "{r}");
         }
         other => panic!("expected a refusal, got {:?}", other.err()),

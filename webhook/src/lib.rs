@@ -5,8 +5,9 @@
 //!   sidecar, security contexts, `known_hosts` and labels (pure).
 //! - [`validate`]: a Deployment → denials and warnings (pure).
 //! - [`review`]: AdmissionReview requests → responses for `/mutate` and `/validate` (pure).
-//! - [`server`]: the HTTPS server: routes, TLS with certificates re-read on change,
-//!   body limit, health and readiness.
+//! - [`server`]: the HTTPS server: routes, body limit, health and readiness.
+//! - [`wire`]: the AdmissionReview wire format (parsing, and the patch as base64).
+//! - [`tls`]: the rustls provider and the serving certificate re-read on change.
 //! - [`metrics`]: request counts and latency histograms in Prometheus text.
 //! - [`certs`]: `gen-certs`, a CA and a serving certificate for the webhook Service.
 
@@ -15,4 +16,6 @@ pub mod inject;
 pub mod metrics;
 pub mod review;
 pub mod server;
+pub mod tls;
 pub mod validate;
+pub mod wire;

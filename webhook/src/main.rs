@@ -141,8 +141,8 @@ fn gen_certs(service: String, namespace: String, out: PathBuf, ips: Vec<IpAddr>)
 /// The first Deployment in a YAML/JSON stream: its name and annotations.
 fn deployment_annotations(text: &str) -> Result<(Option<String>, BTreeMap<String, String>)> {
     use serde::Deserialize;
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(doc).context("parsing the manifest")?;
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = serde_yaml_ng::Value::deserialize(doc).context("parsing the manifest")?;
         if value.get("kind").and_then(|k| k.as_str()) != Some("Deployment") {
             continue;
         }

@@ -1,5 +1,6 @@
-//! The HTTPS server: routes, TLS with certificates re-read on change, body
-//! limit, health, readiness and metrics.
+//! The HTTPS server: routes, body limit, connection limits, health, readiness and
+//! metrics. The wire format is in [`crate::wire`], TLS and certificate reload in
+//! [`crate::tls`].
 //!
 //! Request path: TLS (rustls, TLS 1.2/1.3) → hyper (HTTP/1.1 or h2) → axum
 //! [`router`] → [`admit`]: read the body (at most [`BODY_LIMIT`]), parse the
@@ -8,7 +9,7 @@
 //! write one log line.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,12 +27,16 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioTimer;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::AdmissionRequest;
 use tokio::task::JoinHandle;
 
 use crate::inject::Config;
 use crate::metrics::{Endpoint, Metrics, Outcome};
 use crate::review;
+pub use crate::tls::install_crypto_provider;
+use crate::tls::watch_certificates;
+use crate::wire::operation;
+pub use crate::wire::{parse_review, review_json};
 
 /// Largest request body accepted; larger ones are answered 413.
 pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
@@ -48,10 +53,6 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTIONS: usize = 512;
 /// How often the certificate files are checked for changes.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
-
-/// The `apiVersion` and `kind` the webhook answers.
-const API_VERSION: &str = "admission.k8s.io/v1";
-const KIND: &str = "AdmissionReview";
 
 /// State shared by the handlers.
 #[derive(Clone, Debug)]
@@ -177,59 +178,6 @@ async fn read_body(body: Body, content_length: Option<u64>) -> Result<Bytes, Ref
     })
 }
 
-/// Parses an `admission.k8s.io/v1` AdmissionReview carrying a Deployment.
-pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<Deployment>, String> {
-    match serde_json::from_slice::<AdmissionReview<Deployment>>(body) {
-        Ok(review) => {
-            check_types(Some(&review.types.api_version), Some(&review.types.kind))?;
-            let request: AdmissionRequest<Deployment> =
-                review.try_into().map_err(|_| "the AdmissionReview has no \"request\"".to_string())?;
-            if request.uid.is_empty() {
-                return Err("request.uid is empty".into());
-            }
-            Ok(request)
-        }
-        Err(e) => {
-            // A wrong apiVersion or kind deserves that answer rather than a
-            // complaint about some field of another schema.
-            #[derive(serde::Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Types {
-                api_version: Option<String>,
-                kind: Option<String>,
-            }
-            if let Ok(types) = serde_json::from_slice::<Types>(body) {
-                check_types(types.api_version.as_deref(), types.kind.as_deref())?;
-            }
-            Err(describe_json_error(&e))
-        }
-    }
-}
-
-fn check_types(api_version: Option<&str>, kind: Option<&str>) -> Result<(), String> {
-    if api_version == Some(API_VERSION) && kind == Some(KIND) {
-        return Ok(());
-    }
-    Err(format!(
-        "expected apiVersion {API_VERSION:?} and kind {KIND:?}, got apiVersion {:?} and kind {:?}",
-        api_version.unwrap_or(""),
-        kind.unwrap_or("")
-    ))
-}
-
-fn describe_json_error(e: &serde_json::Error) -> String {
-    format!("malformed AdmissionReview: {e}")
-}
-
-fn operation(op: &Operation) -> &'static str {
-    match op {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
-    }
-}
-
 /// Who an admission request is about, for its log line.
 #[derive(Default)]
 struct Subject<'a> {
@@ -319,29 +267,6 @@ fn answer(
     Ok((outcome, body, reason))
 }
 
-/// `response.into_review()` as JSON, with the patch base64-encoded as the
-/// apiserver requires (Go `[]byte`). kube-core serializes `Vec<u8>` as an array
-/// of numbers, which the apiserver refuses (kube-rs/kube#1781).
-pub fn review_json(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8>> {
-    #[derive(serde::Serialize)]
-    struct Review<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'a str,
-        kind: &'a str,
-        response: Answer<'a>,
-    }
-    #[derive(serde::Serialize)]
-    struct Answer<'a> {
-        #[serde(flatten)]
-        response: &'a AdmissionResponse,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch: Option<k8s_openapi::ByteString>,
-    }
-    let patch = response.patch.take().map(k8s_openapi::ByteString);
-    let (api_version, kind) = (&response.types.api_version, &response.types.kind);
-    serde_json::to_vec(&Review { api_version, kind, response: Answer { response: &response, patch } })
-}
-
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -387,12 +312,6 @@ impl ServeOptions {
             max_connections: MAX_CONNECTIONS,
         }
     }
-}
-
-/// Makes ring the process's rustls provider (TLS 1.2 and 1.3 only, the
-/// rustls defaults). Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// A running server.
@@ -518,86 +437,9 @@ where
     }
 }
 
-/// What identifies a version of a file: modification time, size and inode.
-type Stamp = Option<(std::time::SystemTime, u64, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
-}
-
-/// Polls the certificate and key; when either changed, reloads the pair. A
-/// pair that does not load (missing, half-written, key not matching) is
-/// logged and the current one kept; it is tried again when a file changes.
-async fn watch_certificates(tls: RustlsConfig, cert: PathBuf, key: PathBuf, every: Duration, state: AppState) {
-    let mut seen = (stamp(&cert), stamp(&key));
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let now = (stamp(&cert), stamp(&key));
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        match tls.reload_from_pem_file(&cert, &key).await {
-            Ok(()) => {
-                state.metrics().record_reload(true);
-                tracing::info!(cert = %cert.display(), "reloaded the serving certificate");
-            }
-            Err(e) => {
-                state.metrics().record_reload(false);
-                tracing::warn!(cert = %cert.display(), error = %e, "the new certificate or key does not load; keeping the current one");
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn refuses_wrong_kinds_and_missing_parts() {
-        assert!(parse_review(b"{").unwrap_err().contains("malformed"));
-        assert!(parse_review(br#"{"apiVersion":"v1","kind":"Pod"}"#).unwrap_err().contains("expected apiVersion"));
-        assert!(
-            parse_review(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#)
-                .unwrap_err()
-                .contains("expected apiVersion")
-        );
-        assert!(
-            parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#)
-                .unwrap_err()
-                .contains("no \"request\"")
-        );
-        assert!(parse_review(b"[]").is_err());
-        assert!(parse_review(b"null").is_err());
-    }
-
-    #[test]
-    fn encodes_the_patch_in_base64() {
-        let review: AdmissionReview<Deployment> = serde_json::from_value(serde_json::json!({
-            "apiVersion": API_VERSION, "kind": KIND,
-            "request": {
-                "uid": "u1",
-                "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-                "operation": "CREATE", "userInfo": {}, "object": null, "oldObject": null
-            }
-        }))
-        .unwrap();
-        let req: AdmissionRequest<Deployment> = review.try_into().unwrap();
-        let patch: json_patch::Patch =
-            serde_json::from_value(serde_json::json!([{"op": "add", "path": "/a", "value": 1}])).unwrap();
-        let res = AdmissionResponse::from(&req).with_patch(patch).unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&review_json(res).unwrap()).unwrap();
-        assert_eq!(json["response"]["patch"], "W3sib3AiOiJhZGQiLCJwYXRoIjoiL2EiLCJ2YWx1ZSI6MX1d");
-        assert_eq!(json["response"]["patchType"], "JSONPatch");
-        assert_eq!(json["response"]["uid"], "u1");
-        assert_eq!(json["apiVersion"], API_VERSION);
-    }
 
     #[test]
     fn truncates_on_char_boundaries() {

@@ -46,27 +46,64 @@ use kube::config::Cluster;
 use kube::{Api, ResourceExt};
 use serde::Serialize;
 
-use crate::cli::{
-    TenantCommand, TenantCreateArgs, TenantDeleteArgs, TenantKubeconfigArgs, TenantListArgs, TenantUpdateArgs,
-};
 use crate::context::Ctx;
 use crate::error::{Error, Result, is_conflict, is_not_found};
-use crate::objects::validate_name;
-use crate::output;
+use crate::input::validate_name;
+use crate::output::{self, Format};
 use objects::{Action, Quota, QuotaChange, TENANT_SA};
 use tokens::TokenRecord;
 
 /// Field manager of the plugin's server-side applies.
 const FIELD_MANAGER: &str = "kubectl-claworc";
 
-pub async fn run(ctx: &Ctx, cmd: TenantCommand) -> Result<()> {
-    match cmd {
-        TenantCommand::Create(a) => create(ctx, &a).await,
-        TenantCommand::Update(a) => update(ctx, &a).await,
-        TenantCommand::Kubeconfig(a) => issue_kubeconfig(ctx, &a).await,
-        TenantCommand::List(a) => list(ctx, &a).await,
-        TenantCommand::Delete(a) => delete(ctx, &a).await,
-    }
+/// What `kubectl claworc tenant create` was asked for.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub name: String,
+    /// Lifetime of the token in the kubeconfig.
+    pub ttl: Duration,
+    /// Where to write the kubeconfig; `None` for `<NAME>.kubeconfig`.
+    pub output: Option<PathBuf>,
+    pub cpu: String,
+    pub memory: String,
+    pub pods: u32,
+    pub storage: String,
+}
+
+/// What `kubectl claworc tenant update` was asked for: `None` leaves a limit as it is.
+#[derive(Debug, Clone)]
+pub struct UpdateOptions {
+    pub name: String,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub pods: Option<u32>,
+    pub storage: Option<String>,
+}
+
+/// What `kubectl claworc tenant kubeconfig` was asked for.
+#[derive(Debug, Clone)]
+pub struct KubeconfigOptions {
+    pub name: String,
+    pub ttl: Duration,
+    /// Revoke every earlier token.
+    pub rotate: bool,
+    pub output: Option<PathBuf>,
+}
+
+/// What `kubectl claworc tenant list` was asked for.
+#[derive(Debug, Clone)]
+pub struct ListOptions {
+    pub output: Option<Format>,
+    /// Warn about tokens that expire within this time.
+    pub warn_before: Duration,
+}
+
+/// What `kubectl claworc tenant delete` was asked for.
+#[derive(Debug, Clone)]
+pub struct DeleteOptions {
+    pub name: String,
+    /// Do not ask for confirmation.
+    pub yes: bool,
 }
 
 fn ttl_seconds(ttl: Duration) -> Result<i64> {
@@ -81,7 +118,7 @@ fn ttl_seconds(ttl: Duration) -> Result<i64> {
 /// `--cpu`, `--memory`, `--storage`: a Kubernetes quantity such as 4, 500m, 8Gi.
 fn check_quantity(flag: &str, v: &str) -> Result<()> {
     let millis = v.strip_suffix('m').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-    if crate::objects::is_quantity(v) || millis {
+    if crate::input::is_quantity(v) || millis {
         Ok(())
     } else {
         Err(Error::invalid(format!("{flag} {v:?} is not a quantity such as 4, 500m, 8Gi")))
@@ -103,7 +140,7 @@ fn check_change(change: &QuotaChange) -> Result<()> {
 fn output_path(name: &str, output: &Option<PathBuf>) -> Result<PathBuf> {
     let path = output.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.kubeconfig")));
     if path.exists() && !is_tenant_kubeconfig(&path, name) {
-        return Err(Error::AlreadyExists(format!(
+        return Err(Error::already_exists(format!(
             "--output {}: the file exists and is not a kubeconfig of tenant {name}: pick another file or remove it",
             path.display()
         )));
@@ -240,7 +277,7 @@ async fn record(ctx: &Ctx, in_namespace: &str, tenant: &str, action: Action, wha
     }
 }
 
-pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
+pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
     validate_name("tenant name", &args.name)?;
     let ttl = ttl_seconds(args.ttl)?;
     let quota =
@@ -251,7 +288,7 @@ pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
     let name = &args.name;
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     if namespaces.get_opt(name).await.map_err(|e| Error::kube(e, format!("namespace {name:?}")))?.is_some() {
-        return Err(Error::AlreadyExists(format!(
+        return Err(Error::already_exists(format!(
             "namespace {name:?} already exists: for a new kubeconfig of an existing tenant use `kubectl claworc tenant kubeconfig {name}`"
         )));
     }
@@ -289,11 +326,11 @@ pub async fn create(ctx: &Ctx, args: &TenantCreateArgs) -> Result<()> {
                 ),
             )
             .await;
-            println!(
+            output::line(format_args!(
                 "tenant {name} created; kubeconfig written to {} (token expires {})",
                 out.display(),
                 issued.expires
-            );
+            ));
             Ok(())
         }
         Err(e) => {
@@ -329,7 +366,7 @@ async fn issue_token(ctx: &Ctx, tenant: &str, ttl: i64) -> Result<(String, Token
     if granted + 60 < ttl {
         eprintln!(
             "warning: the API server shortened the token lifetime to {} (its --service-account-max-token-expiration)",
-            crate::cli::format_duration(Duration::from_secs(granted.max(0) as u64))
+            crate::input::format_duration(Duration::from_secs(granted.max(0) as u64))
         );
     }
     let issued = TokenRecord { issued: now.to_string(), expires: expires.to_string() };
@@ -364,7 +401,8 @@ async fn record_token(ctx: &Ctx, tenant: &str, issued: &TokenRecord) -> Result<(
 }
 
 fn write_kubeconfig(path: &Path, kubeconfig: &kube::config::Kubeconfig) -> Result<()> {
-    let text = serde_yaml::to_string(kubeconfig).map_err(|e| Error::other(format!("kubeconfig: {e}")))?;
+    let text =
+        serde_yaml_ng::to_string(kubeconfig).map_err(|e| Error::other(format!("kubeconfig: {e}")).with_source(e))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(e, parent))?;
     }
@@ -384,7 +422,7 @@ async fn tenant_namespace(ctx: &Ctx, name: &str) -> Result<Namespace> {
     Ok(ns)
 }
 
-pub async fn update(ctx: &Ctx, args: &TenantUpdateArgs) -> Result<()> {
+pub async fn update(ctx: &Ctx, args: &UpdateOptions) -> Result<()> {
     let name = &args.name;
     let change = QuotaChange {
         cpu: args.cpu.clone(),
@@ -429,7 +467,7 @@ pub async fn update(ctx: &Ctx, args: &TenantUpdateArgs) -> Result<()> {
     install_guards(ctx).await?;
 
     if done.is_empty() {
-        println!("tenant {name}: nothing to change");
+        output::line(format_args!("tenant {name}: nothing to change"));
         return Ok(());
     }
     let summary = format!("tenant {name} updated: {}", done.join("; "));
@@ -452,11 +490,11 @@ pub async fn update(ctx: &Ctx, args: &TenantUpdateArgs) -> Result<()> {
              until it does, the old quota is enforced"
         );
     }
-    println!("{summary}");
+    output::line(&summary);
     Ok(())
 }
 
-pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<()> {
+pub async fn issue_kubeconfig(ctx: &Ctx, args: &KubeconfigOptions) -> Result<()> {
     let ttl = ttl_seconds(args.ttl)?;
     tenant_namespace(ctx, &args.name).await?;
     let cluster = tenant_cluster(ctx)?;
@@ -492,12 +530,12 @@ pub async fn issue_kubeconfig(ctx: &Ctx, args: &TenantKubeconfigArgs) -> Result<
         (Action::IssueKubeconfig, format!("a kubeconfig token for tenant {name} issued; it expires {}", issued.expires))
     };
     record(ctx, name, name, action, &what).await;
-    println!(
+    output::line(format_args!(
         "kubeconfig for tenant {name} written to {} (token expires {}){}",
         out.display(),
         issued.expires,
         if args.rotate { "; earlier tokens stop working within about 10s (the API server's token cache)" } else { "" }
-    );
+    ));
     Ok(())
 }
 
@@ -514,11 +552,11 @@ pub struct TenantRow {
 
 fn age(now: Timestamp, then: &str) -> String {
     then.parse::<Timestamp>()
-        .map(|t| crate::status::short_age(Duration::from_secs((now.as_second() - t.as_second()).unsigned_abs())))
+        .map(|t| crate::input::short_age(Duration::from_secs((now.as_second() - t.as_second()).unsigned_abs())))
         .unwrap_or_else(|_| "-".into())
 }
 
-pub async fn list(ctx: &Ctx, args: &TenantListArgs) -> Result<()> {
+pub async fn list(ctx: &Ctx, args: &ListOptions) -> Result<()> {
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
     let list = namespaces
         .list(&ListParams::default().labels(names::LABEL_TENANT))
@@ -655,7 +693,7 @@ async fn contents(ctx: &Ctx, tenant: &str) -> Result<Contents> {
     })
 }
 
-pub async fn delete(ctx: &Ctx, args: &TenantDeleteArgs) -> Result<()> {
+pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
     let name = &args.name;
     tenant_namespace(ctx, name).await?;
     let summary = delete_summary(name, &contents(ctx, name).await?);
@@ -669,7 +707,10 @@ pub async fn delete(ctx: &Ctx, args: &TenantDeleteArgs) -> Result<()> {
         eprint!("Type the tenant name to confirm: ");
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer).map_err(|e| Error::other(format!("reading the answer: {e}")))?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut answer)
+            .map_err(|e| Error::other(format!("reading the answer: {e}")).with_source(e))?;
         if answer.trim() != name {
             return Err(Error::invalid("not confirmed: nothing was deleted"));
         }
@@ -684,7 +725,7 @@ pub async fn delete(ctx: &Ctx, args: &TenantDeleteArgs) -> Result<()> {
     // The tenant's namespace goes away with its events: this one goes where events
     // about cluster-scoped objects go.
     record(ctx, "default", name, Action::Delete, &format!("tenant {name} deleted")).await;
-    println!("tenant {name} deleted (namespace {name} is terminating)");
+    output::line(format_args!("tenant {name} deleted (namespace {name} is terminating)"));
     Ok(())
 }
 

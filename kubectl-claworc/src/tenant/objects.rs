@@ -200,7 +200,7 @@ pub fn claworc_policies(tenant: &str) -> Vec<NetworkPolicy> {
         .iter()
         .map(|yaml| {
             // The files are compiled in and parsed by a unit test.
-            let mut np: NetworkPolicy = serde_yaml::from_str(yaml).expect("manifests/network holds NetworkPolicies");
+            let mut np: NetworkPolicy = serde_yaml_ng::from_str(yaml).expect("manifests/network holds NetworkPolicies");
             np.metadata.namespace = Some(tenant.to_string());
             np.metadata.labels.get_or_insert_with(Default::default).extend(labels(tenant));
             np
@@ -787,8 +787,8 @@ mod tests {
             ..Default::default()
         };
         let kc = kubeconfig("team-a", cluster.clone(), "tok");
-        let y = serde_yaml::to_string(&kc).unwrap();
-        let v: serde_json::Value = serde_yaml::from_str(&y).unwrap();
+        let y = serde_yaml_ng::to_string(&kc).unwrap();
+        let v: serde_json::Value = serde_yaml_ng::from_str(&y).unwrap();
         assert_eq!(v["clusters"][0]["cluster"]["server"], "https://127.0.0.1:6443");
         assert_eq!(v["clusters"][0]["cluster"]["certificate-authority-data"], "Q0E=");
         assert_eq!(v["clusters"][0]["cluster"]["tls-server-name"], "kubernetes");

@@ -63,7 +63,7 @@ pub fn warnings(tenant: &str, records: &[TokenRecord], now: Timestamp, warn_befo
                 format!(
                     "tenant {tenant}: a kubeconfig token (issued {}) expires in {} ({}): {renew} and replace it where it is used",
                     r.issued,
-                    crate::status::short_age(Duration::from_secs(left.max(0) as u64)),
+                    crate::input::short_age(Duration::from_secs(left.max(0) as u64)),
                     r.expires
                 )
             })
