@@ -117,7 +117,7 @@ pub fn remove(d: &Deployment) -> PodTemplateSpec {
     let selected = d.spec.selector.match_labels.as_ref();
     let kept = |k: &String, v: &String| {
         let selector_needs = selected.is_some_and(|s| s.get(k) == Some(v)) && k != LABEL_SSH && k != LABEL_EGRESS;
-        selector_needs || !k.starts_with(PREFIX) && !(k == LABEL_MANAGED_BY && v == MANAGED_BY)
+        selector_needs || !(k.starts_with(PREFIX) || k == LABEL_MANAGED_BY && v == MANAGED_BY)
     };
     if let Some(meta) = &mut template.metadata {
         if let Some(labels) = &mut meta.labels {

@@ -621,7 +621,8 @@ mod tests {
     #[test]
     fn validate_is_a_full_recheck() {
         let c0 = "/spec/template/spec/containers/0";
-        let cases: Vec<(&str, Box<dyn FnOnce(&mut serde_json::Value)>)> = vec![
+        type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "containers[\"work\"].securityContext.allowPrivilegeEscalation",
                 Box::new(move |v| {
