@@ -784,6 +784,11 @@ mod tests {
             certificate_authority_data: Some("Q0E=".into()),
             tls_server_name: Some("kubernetes".into()),
             proxy_url: Some("socks5://127.0.0.1:1080".into()),
+            disable_compression: Some(true),
+            extensions: Some(vec![kube::config::NamedExtension {
+                name: "example.com/cluster-info".into(),
+                extension: serde_json::json!({"region": "eu-1"}),
+            }]),
             ..Default::default()
         };
         let kc = kubeconfig("team-a", cluster.clone(), "tok");
@@ -793,6 +798,9 @@ mod tests {
         assert_eq!(v["clusters"][0]["cluster"]["certificate-authority-data"], "Q0E=");
         assert_eq!(v["clusters"][0]["cluster"]["tls-server-name"], "kubernetes");
         assert_eq!(v["clusters"][0]["cluster"]["proxy-url"], "socks5://127.0.0.1:1080");
+        assert_eq!(v["clusters"][0]["cluster"]["disable-compression"], true);
+        assert_eq!(v["clusters"][0]["cluster"]["extensions"][0]["name"], "example.com/cluster-info");
+        assert_eq!(v["clusters"][0]["cluster"]["extensions"][0]["extension"]["region"], "eu-1");
         assert_eq!(v["users"][0]["user"]["token"], "tok");
         assert_eq!(v["contexts"][0]["context"]["namespace"], "team-a");
         assert_eq!(v["current-context"], "claworc-team-a");
