@@ -136,6 +136,8 @@ fn runs_ssh_tunnels_and_rotates_keys(box_: &Instance) {
     eprintln!("create --wait to first login on the real node: {:.1}s", start.elapsed().as_secs_f64());
     assert!(out.success(), "first login after create --wait: {}", out.stderr);
     assert_eq!(out.stdout.trim(), "1000");
+    let out = box_.run(&["ssh", "box", "--", "id", "-un"], None);
+    assert_eq!(out.stdout.trim(), names::SSH_USER, "the session has a login name: {}", out.stderr);
 
     let pod = box_.pod();
     assert_eq!(pod["spec"]["nodeName"], "real-node", "the pod runs on the real node");

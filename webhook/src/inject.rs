@@ -34,18 +34,20 @@ impl Default for Config {
     }
 }
 
-/// The sidecar's command: give an arbitrary UID a passwd entry (nss_wrapper),
-/// write the rendered config to the in-memory run directory and exec sshd,
-/// logging to stderr.
+/// The sidecar's command: write the rendered config to the in-memory run
+/// directory, give an arbitrary UID a passwd entry (nss_wrapper, for sshd and,
+/// through `SetEnv`, for its sessions) and exec sshd, logging to stderr.
 pub fn sidecar_script() -> String {
     format!(
         r#"set -eu
 umask 077
+printf '%s\n' "${ENV_SSHD_CONFIG}" > {RUN_DIR}/sshd_config
 if ! getent passwd "$(id -u)" >/dev/null 2>&1; then
   echo "{SSH_USER}:x:$(id -u):$(id -g):claworc:{RUN_DIR}:/bin/sh" > {RUN_DIR}/passwd
   export LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD={RUN_DIR}/passwd NSS_WRAPPER_GROUP=/etc/group
+  # sshd clears the environment of sessions: give them the same passwd entry.
+  echo "SetEnv LD_PRELOAD=$LD_PRELOAD NSS_WRAPPER_PASSWD=$NSS_WRAPPER_PASSWD NSS_WRAPPER_GROUP=$NSS_WRAPPER_GROUP" >> {RUN_DIR}/sshd_config
 fi
-printf '%s\n' "${ENV_SSHD_CONFIG}" > {RUN_DIR}/sshd_config
 exec /usr/sbin/sshd -D -e -f {RUN_DIR}/sshd_config"#
     )
 }
