@@ -384,3 +384,15 @@ pub fn http_server(body: String) -> u16 {
     });
     port
 }
+
+/// `GET /` over HTTP/1.0 to 127.0.0.1:`port` (e.g. through a tunnel); the whole
+/// reply, or `None` if the connection fails.
+pub fn http_get(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}

@@ -3,14 +3,13 @@
 //! sshd/Dockerfile, is the sshd the plugin logs into; the kubelet delivers the
 //! Secret and runs the readiness probe. No sshd is started by the test.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use claworc_contract::names;
-use claworc_e2e::{Cluster, KillOnDrop, Output, TestNamespace, plugin_bin, run, unique_name, wait_for};
+use claworc_e2e::{Cluster, KillOnDrop, Output, TestNamespace, http_get, plugin_bin, run, unique_name, wait_for};
 
 /// The workload image tests/cluster/images built and tests/cluster/up imported.
 fn workload_image() -> String {
@@ -92,15 +91,6 @@ impl Drop for Instance {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.home);
     }
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply).ok()?;
-    Some(reply)
 }
 
 fn xdg_home() -> PathBuf {

@@ -9,7 +9,7 @@
 //! "volume" (with a delay, as the kubelet has).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use claworc_contract::names;
 use claworc_e2e::{
-    Cluster, KillOnDrop, Output, TestNamespace, http_server, plugin_bin, run, secret_data, unique_name, wait_for,
+    Cluster, KillOnDrop, Output, TestNamespace, http_get, http_server, plugin_bin, run, secret_data, unique_name,
+    wait_for,
 };
 use serde_json::Value;
 
@@ -40,15 +41,6 @@ fn free_port() -> u16 {
 
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut reply = String::new();
-    conn.read_to_string(&mut reply).ok()?;
-    Some(reply)
 }
 
 /// The pids of every descendant of `pid`.
