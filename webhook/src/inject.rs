@@ -240,24 +240,17 @@ pub fn claworc_volumes(s: &Settings) -> Vec<Volume> {
         }),
         ..Default::default()
     });
-    volumes.push(Volume {
-        name: VOLUME_RUN.into(),
+    let in_memory = |name: &str, size: &str| Volume {
+        name: name.into(),
         empty_dir: Some(EmptyDirVolumeSource {
             medium: Some("Memory".into()),
-            size_limit: Some(Quantity("1Mi".into())),
+            size_limit: Some(Quantity(size.into())),
             ..Default::default()
         }),
         ..Default::default()
-    });
-    volumes.push(Volume {
-        name: VOLUME_NO_TOKEN.into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: Some("Memory".into()),
-            size_limit: Some(Quantity("1Ki".into())),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    };
+    volumes.push(in_memory(VOLUME_RUN, "1Mi"));
+    volumes.push(in_memory(VOLUME_NO_TOKEN, "1Ki"));
     volumes.push(Volume {
         name: VOLUME_KNOWN_HOSTS.into(),
         downward_api: Some(DownwardAPIVolumeSource {

@@ -52,10 +52,9 @@ pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResp
         Subject::OptingOut(d) => return patch_template(req, res, d, inject::remove(d)),
         Subject::OptedIn(d) => d,
     };
-    let refused = validate::before_injection(d).denials;
-    let settings = match inject::settings(d) {
-        Ok(s) if refused.is_empty() => s,
-        _ => return res.deny(join(refused)),
+    let settings = match validate::before_injection(d) {
+        Ok(s) => s,
+        Err(refused) => return res.deny(join(refused)),
     };
     let injected = inject::inject_template(d, &settings, cfg);
     patch_template(req, res, d, injected)

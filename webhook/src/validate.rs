@@ -124,14 +124,18 @@ pub const RULES: &[Rule] = &[
 /// rule, then a full re-check that the pod template is what injection makes.
 /// Deployments that did not opt in pass untouched (see [`opted_out`]).
 pub fn validate(d: &Deployment, cfg: &Config) -> Verdict {
-    check(d, Some(cfg))
+    check(d, Some(cfg)).0
 }
 
 /// What mutation refuses before it injects: every rule but the re-check.
 /// Injection would otherwise overwrite what the user asked for (e.g.
-/// `allowPrivilegeEscalation: true`) instead of refusing it.
-pub fn before_injection(d: &Deployment) -> Verdict {
-    check(d, None)
+/// `allowPrivilegeEscalation: true`) instead of refusing it. On success, the
+/// settings injection needs (parsed once).
+pub fn before_injection(d: &Deployment) -> Result<Settings, Vec<String>> {
+    match check(d, None) {
+        (v, Some(s)) if v.denials.is_empty() => Ok(s),
+        (v, _) => Err(v.denials),
+    }
 }
 
 /// For a Deployment that is not opted in: the claworc markers its template
@@ -150,14 +154,15 @@ pub fn opted_out(d: &Deployment) -> Verdict {
     v
 }
 
-fn check(d: &Deployment, recheck: Option<&Config>) -> Verdict {
+/// The verdict, and the settings when the annotations could be read.
+fn check(d: &Deployment, recheck: Option<&Config>) -> (Verdict, Option<Settings>) {
     let mut v = Verdict::default();
     if !opted_in(d) {
-        return v;
+        return (v, None);
     }
     if d.metadata.name.as_deref().unwrap_or_default().is_empty() {
         v.denials.push("metadata.name: missing; a claworc instance needs a fixed name (its pods' instance label, its Secret <name>-ssh and its NetworkPolicies use it), so generateName alone is not supported; set metadata.name".into());
-        return v;
+        return (v, None);
     }
     let settings = match inject::settings(d) {
         Ok(s) => Some(s),
@@ -191,7 +196,7 @@ fn check(d: &Deployment, recheck: Option<&Config>) -> Verdict {
         }
         warn(d, s, &mut v);
     }
-    v
+    (v, settings)
 }
 
 fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
@@ -714,7 +719,7 @@ mod tests {
         denied(&pod("fsGroup", json!(0)), "securityContext.fsGroup: 0", "non-zero GID");
         denied(&pod("supplementalGroups", json!([5, 0])), "supplementalGroups: 0", "remove it");
         let ok = pod("sysctls", json!([{"name": "net.ipv4.tcp_syncookies", "value": "1"}]));
-        assert!(before_injection(&ok).denials.is_empty(), "{:?}", before_injection(&ok).denials);
+        assert!(before_injection(&ok).is_ok(), "{:?}", before_injection(&ok).err());
         let container = |key: &str, value: serde_json::Value| {
             edited(|v| v.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap()[key] = value)
         };
@@ -771,7 +776,7 @@ mod tests {
             v["metadata"]["generateName"] = json!("box-");
         });
         denied(&d, "metadata.name: missing", "set metadata.name");
-        assert_eq!(before_injection(&d).denials.len(), 1);
+        assert_eq!(before_injection(&d).unwrap_err().len(), 1);
     }
 
     #[test]
