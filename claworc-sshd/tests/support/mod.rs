@@ -136,27 +136,23 @@ impl Sshd {
         std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let bin = server_binary();
         let bin = bin.as_str();
+        // setpriv's arguments: the server as the pod's UID/GID, no groups.
+        let as_run_as = [
+            format!("--reuid={RUN_AS}"),
+            format!("--regid={RUN_AS}"),
+            "--clear-groups".to_string(),
+            "--".to_string(),
+            bin.to_string(),
+        ];
         let mut cmd = if opts.no_shell {
             assert!(is_root(), "hiding the shells needs a mount namespace: run this test as root");
             let mut c = Command::new("unshare");
             c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", HIDE_SHELLS, "sh", "setpriv"]);
-            c.args([
-                format!("--reuid={RUN_AS}"),
-                format!("--regid={RUN_AS}"),
-                "--clear-groups".to_string(),
-                "--".to_string(),
-                bin.to_string(),
-            ]);
+            c.args(as_run_as);
             c
         } else if is_root() {
             let mut c = Command::new("setpriv");
-            c.args([
-                format!("--reuid={RUN_AS}"),
-                format!("--regid={RUN_AS}"),
-                "--clear-groups".to_string(),
-                "--".to_string(),
-                bin.to_string(),
-            ]);
+            c.args(as_run_as);
             c
         } else {
             Command::new(bin)
