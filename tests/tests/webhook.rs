@@ -59,12 +59,13 @@ fn apply_stores_the_injection_and_reapplying_changes_nothing() {
     assert_eq!(template["spec"]["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
     assert!(template["metadata"]["annotations"]["claworc.io/injected"].is_string());
 
-    let version = stored["metadata"]["resourceVersion"].clone();
-    let generation = stored["metadata"]["generation"].clone();
+    // The deployment controller writes status (and so the resourceVersion) on its own schedule:
+    // what reapplying must leave alone is the spec and its generation.
     let again = ns.apply(&manifest);
     assert!(again.expect_ok("second kubectl apply").contains("unchanged"), "{}", again.stdout);
     let after = get(&ns, "box");
-    assert_eq!((&after["metadata"]["resourceVersion"], &after["metadata"]["generation"]), (&version, &generation));
+    assert_eq!(after["metadata"]["generation"], stored["metadata"]["generation"]);
+    assert_eq!(after["spec"], stored["spec"]);
 }
 
 #[test]
