@@ -219,7 +219,8 @@ fn with_the_webhook_down_opted_in_deployments_are_refused_and_others_admitted() 
     let name = unique_name("claworc-down");
     config["metadata"] = json!({"name": name});
     for hook in config["webhooks"].as_array_mut().unwrap() {
-        hook["clientConfig"] = json!({"url": "https://127.0.0.1:1/mutate", "caBundle": hook["clientConfig"]["caBundle"]});
+        hook["clientConfig"] =
+            json!({"url": "https://127.0.0.1:1/mutate", "caBundle": hook["clientConfig"]["caBundle"]});
         hook["namespaceSelector"] = json!({"matchLabels": {"kubernetes.io/metadata.name": ns.name()}});
         assert_eq!(hook["failurePolicy"], "Fail");
     }
