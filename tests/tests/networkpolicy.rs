@@ -2,10 +2,9 @@
 //! this kernel; tests/cluster/node-up). First proves enforcement is on (a
 //! default-deny blocks what was reachable), then checks the policies claworc ships
 //! (`tenant create` applies manifests/network): no ingress to an instance from
-//! other pods, and the "restricted" egress profile blocks private addresses.
-//! Not checked: the metadata addresses (169.254.169.254, 100.100.100.200) — in this
-//! network namespace nothing routes there, so a drop could not be told from "no
-//! route"; they are in the same `except` list as the private ranges checked here.
+//! other pods, the "restricted" egress profile blocks private addresses, and each
+//! egress profile against the metadata addresses and an "internet" address that
+//! the test creates outside the cluster, in a network namespace of its own.
 //!
 //! A connection is "refused" when nothing listens (the kernel answers RST: errno
 //! 111) and "dropped" when a policy eats it (no answer within 3 s: errno 11), so
