@@ -47,6 +47,20 @@ fn restricted_pod(name: &str, labels: serde_json::Value, command: &[&str]) -> St
     .to_string()
 }
 
+/// A web server on 0.0.0.0:8080, Ready only once it listens (python takes a
+/// moment to start, longer on a loaded machine).
+fn web_server_pod(name: &str, labels: serde_json::Value) -> String {
+    let mut pod: serde_json::Value = serde_json::from_str(&restricted_pod(
+        name,
+        labels,
+        &["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
+    ))
+    .unwrap();
+    pod["spec"]["containers"][0]["readinessProbe"] =
+        serde_json::json!({"tcpSocket": {"port": 8080}, "periodSeconds": 1});
+    pod.to_string()
+}
+
 /// From a new pod in `ns`: connect to host:port; "0" (open), "111" (refused) or "11" (dropped).
 fn connect_from_pod(ns: &TestNamespace, host: &str, port: u16) -> String {
     let name = unique_name("prober");
@@ -76,11 +90,7 @@ fn network_policies_are_enforced_on_the_real_node() {
     // 1. Enforcement is on: a server reachable from another pod, then not under a default-deny.
     let ns = TestNamespace::with_labels("np", &[("pod-security.kubernetes.io/enforce", "restricted")]);
     use_real_node(ns.name());
-    let server = restricted_pod(
-        "server",
-        serde_json::json!({"app": "server"}),
-        &["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
-    );
+    let server = web_server_pod("server", serde_json::json!({"app": "server"}));
     ns.apply(&server).expect_ok("server pod");
     ns.kubectl(&["wait", "--for=condition=Ready", "pod/server", "--timeout=60s"]).expect_ok("server Ready");
     let ip = pod_ip(ns.name(), "app=server");
@@ -130,11 +140,7 @@ fn network_policies_are_enforced_on_the_real_node() {
     // Egress profile "restricted" (the default): private addresses are blocked, e.g.
     // a web server in another pod (10.88.0.0/16), which answers without the policy.
     // (Not the node's own addresses: traffic to the node itself is not filtered.)
-    let open = restricted_pod(
-        "open-server",
-        serde_json::json!({"app": "open"}),
-        &["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
-    );
+    let open = web_server_pod("open-server", serde_json::json!({"app": "open"}));
     ns.apply(&open).expect_ok("open-server pod");
     ns.kubectl(&["wait", "--for=condition=Ready", "pod/open-server", "--timeout=60s"]).expect_ok("open-server Ready");
     let open_ip = pod_ip(ns.name(), "app=open");
@@ -221,11 +227,7 @@ fn egress_profiles_and_the_metadata_addresses_as_documented() {
     // server pod (a private address: the pod network).
     let plain = TestNamespace::with_labels("np-plain", &[("pod-security.kubernetes.io/enforce", "restricted")]);
     use_real_node(plain.name());
-    let server = restricted_pod(
-        "server",
-        serde_json::json!({"app": "server"}),
-        &["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
-    );
+    let server = web_server_pod("server", serde_json::json!({"app": "server"}));
     plain.apply(&server).expect_ok("server pod");
 
     // One instance per profile, each in a tenant namespace of its own (`tenant create`
