@@ -313,3 +313,15 @@ fn egress_profiles_and_the_metadata_addresses_as_documented() {
     drop(outside);
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// The webhook's own NetworkPolicy (manifests/networkpolicy.yaml), on the pods
+/// tests/cluster/webhook-up deployed: its https port answers another pod, any
+/// other port is dropped (without the policy nothing listening means refused).
+#[test]
+fn the_webhook_pods_are_reached_on_their_https_port_only() {
+    let ns = TestNamespace::with_labels("np-webhook", &[("pod-security.kubernetes.io/enforce", "restricted")]);
+    use_real_node(ns.name());
+    let ip = pod_ip(claworc_contract::names::WEBHOOK_NAMESPACE, "app.kubernetes.io/name=claworc-webhook");
+    assert_eq!(connect_from_pod(&ns, &ip, 8443), OPEN, "the webhook's https port");
+    assert_eq!(connect_from_pod(&ns, &ip, 8444), DROPPED, "another port of the webhook's pod");
+}
