@@ -19,11 +19,6 @@ use claworc_webhook::server::{AppState, ServeOptions, Server};
 use common::Client;
 use serde_json::Value;
 
-/// The allocator the shipped binary uses (webhook/src/main.rs); it serves every
-/// scenario of this process, the floor and the kube-rs example included.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const TARGET_RATIO: f64 = 0.5;
 const TARGET_P99: Duration = Duration::from_millis(2);
 

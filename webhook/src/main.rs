@@ -70,12 +70,6 @@ enum Command {
     },
 }
 
-/// mimalloc: a review allocates and frees a few thousand small objects, and
-/// the allocator's share of a request's CPU time was a quarter with glibc's
-/// (docs/architecture.md, Benchmark).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
