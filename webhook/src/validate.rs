@@ -494,7 +494,7 @@ macro_rules! not_a_struct {
     };
 }
 
-impl<'a> serde::Serializer for &'a mut FieldNames {
+impl serde::Serializer for &mut FieldNames {
     type Ok = ();
     type Error = NotAStruct;
     type SerializeSeq = serde::ser::Impossible<(), NotAStruct>;
@@ -513,11 +513,7 @@ impl<'a> serde::Serializer for &'a mut FieldNames {
         Err(NotAStruct)
     }
 
-    fn serialize_newtype_struct<T: ?Sized + serde::Serialize>(
-        self,
-        _: &'static str,
-        _: &T,
-    ) -> Result<(), NotAStruct> {
+    fn serialize_newtype_struct<T: ?Sized + serde::Serialize>(self, _: &'static str, _: &T) -> Result<(), NotAStruct> {
         Err(NotAStruct)
     }
 

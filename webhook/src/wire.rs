@@ -5,9 +5,9 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::core::TypeMeta;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 #[cfg(test)]
 use kube::core::admission::AdmissionReview;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 /// The `apiVersion` and `kind` the webhook answers.
 const API_VERSION: &str = "admission.k8s.io/v1";
@@ -157,5 +157,39 @@ mod tests {
         assert_eq!(json["response"]["patchType"], "JSONPatch");
         assert_eq!(json["response"]["uid"], "u1");
         assert_eq!(json["apiVersion"], API_VERSION);
+    }
+
+    /// The base64 text is spliced into the serialized review: every length (with
+    /// and without padding), with warnings and without a patch, the answer is
+    /// JSON and the patch decodes to the bytes given.
+    #[test]
+    fn the_spliced_patch_decodes_to_the_bytes_given() {
+        use base64::Engine as _;
+        let review: AdmissionReview<Deployment> = serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": KIND,
+            "request": {
+                "uid": "u\"2", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+                "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+                "operation": "CREATE", "userInfo": {}, "object": null, "oldObject": null
+            }
+        }))
+        .unwrap();
+        let req: AdmissionRequest<Deployment> = review.try_into().unwrap();
+        for len in [0, 1, 2, 3, 4, 5, 300] {
+            let value = "é\"\n".repeat(len);
+            let patch: json_patch::Patch =
+                serde_json::from_value(serde_json::json!([{"op": "add", "path": "/a", "value": value}])).unwrap();
+            let mut res = AdmissionResponse::from(&req).with_patch(patch).unwrap();
+            res.warnings = Some(vec!["careful \"here\"".into()]);
+            let sent = res.patch.clone().unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&review_json(res).unwrap()).unwrap();
+            let text = json["response"]["patch"].as_str().unwrap();
+            assert_eq!(base64::engine::general_purpose::STANDARD.decode(text).unwrap(), sent, "{len}");
+            assert_eq!(json["response"]["warnings"][0], "careful \"here\"");
+            assert_eq!(json["response"]["uid"], "u\"2");
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&review_json(AdmissionResponse::from(&req).deny("no")).unwrap()).unwrap();
+        assert!(json["response"].get("patch").is_none() && json["response"]["allowed"] == false, "{json}");
     }
 }
