@@ -12,13 +12,22 @@ pub const HOSTS: &[(&str, &str)] =
 pub fn lines_for(names: &[String]) -> String {
     let mut out = String::new();
     for name in names {
-        let Some((_, host)) = HOSTS.iter().find(|(n, _)| n == name) else { continue };
-        for line in PINNED.lines().filter(|l| l.split_whitespace().next() == Some(host)) {
-            out.push_str(line);
-            out.push('\n');
+        if let Some(i) = HOSTS.iter().position(|(n, _)| n == name) {
+            out.push_str(&pinned_lines()[i]);
         }
     }
     out
+}
+
+/// Each of [`HOSTS`]' lines of [`PINNED`], picked out once (every injection asks).
+fn pinned_lines() -> &'static [String; HOSTS.len()] {
+    static LINES: std::sync::OnceLock<[String; HOSTS.len()]> = std::sync::OnceLock::new();
+    LINES.get_or_init(|| {
+        std::array::from_fn(|i| {
+            let host = HOSTS[i].1;
+            PINNED.lines().filter(|l| l.split_whitespace().next() == Some(host)).map(|l| format!("{l}\n")).collect()
+        })
+    })
 }
 
 #[cfg(test)]

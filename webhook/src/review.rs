@@ -80,8 +80,10 @@ fn patch_template(
     }
     let replace = [Replace { op: "replace", path: "/spec/template", value: &template }];
     // kube-core keeps `patchType` private: `with_patch` sets it, then the bytes are ours.
-    match (serde_json::to_vec(&replace), res.with_patch(json_patch::Patch(Vec::new()))) {
-        (Ok(patch), Ok(mut res)) => {
+    // Sized for an injected template, so that the buffer does not grow step by step.
+    let mut patch = Vec::with_capacity(8 * 1024);
+    match (serde_json::to_writer(&mut patch, &replace), res.with_patch(json_patch::Patch(Vec::new()))) {
+        (Ok(()), Ok(mut res)) => {
             res.patch = Some(patch);
             res
         }

@@ -208,16 +208,14 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
         }
     }
     for vol in pod.volumes.iter().flatten() {
-        let at = format!("spec.template.spec.volumes[{:?}]", vol.name);
-        if let Value::Object(fields) = to_value(vol) {
-            for kind in fields.keys().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(&k.as_str())) {
-                let fix = if kind == "hostPath" {
-                    "host paths are not allowed; use a PersistentVolumeClaim or an emptyDir"
-                } else {
-                    "this volume type is not allowed under Pod Security \"restricted\"; use a PersistentVolumeClaim (backed by any storage class), a csi volume, an emptyDir, a configMap or a secret"
-                };
-                v.denials.push(format!("{at}.{kind}: {fix}"));
-            }
+        let at = format_args!("spec.template.spec.volumes[{:?}]", vol.name);
+        for kind in field_names(vol).into_iter().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(k)) {
+            let fix = if kind == "hostPath" {
+                "host paths are not allowed; use a PersistentVolumeClaim or an emptyDir"
+            } else {
+                "this volume type is not allowed under Pod Security \"restricted\"; use a PersistentVolumeClaim (backed by any storage class), a csi volume, an emptyDir, a configMap or a secret"
+            };
+            v.denials.push(format!("{at}.{kind}: {fix}"));
         }
         if vol.name.starts_with(VOLUME_PREFIX) && !inject::VOLUMES.contains(&vol.name.as_str()) {
             v.denials.push(format!(
@@ -305,7 +303,7 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
 }
 
 fn check_mount(at: &str, volume: &str, path: &str, v: &mut Verdict) {
-    let at = format!("{at}.volumeMounts[{path:?}]");
+    let at = format_args!("{at}.volumeMounts[{path:?}]");
     if inject::SIDECAR_VOLUMES.contains(&volume) {
         v.denials.push(format!("{at}: the volume {volume} belongs to the claworc-sshd sidecar; remove this mount"));
     }
@@ -321,7 +319,7 @@ fn check_mount(at: &str, volume: &str, path: &str, v: &mut Verdict) {
     }
 }
 
-fn check_selinux(at: &str, options: Option<&SELinuxOptions>, v: &mut Verdict) {
+fn check_selinux(at: impl std::fmt::Display, options: Option<&SELinuxOptions>, v: &mut Verdict) {
     let Some(se) = options else { return };
     if let Some(t) = se.type_.as_deref().filter(|t| !t.is_empty() && !ALLOWED_SELINUX_TYPES.contains(t)) {
         v.denials.push(format!(
@@ -371,7 +369,7 @@ fn check_container(at: &str, sc: &SecurityContext, v: &mut Verdict) {
             "{at}.securityContext.appArmorProfile.type: Unconfined is not allowed; use RuntimeDefault or remove it"
         ));
     }
-    check_selinux(&format!("{at}.securityContext"), sc.se_linux_options.as_ref(), v);
+    check_selinux(format_args!("{at}.securityContext"), sc.se_linux_options.as_ref(), v);
     if let Some(pm) = sc.proc_mount.as_deref().filter(|pm| *pm != "Default") {
         v.denials.push(format!("{at}.securityContext.procMount: {pm} is not allowed; remove it (Default)"));
     }
@@ -443,6 +441,117 @@ fn set_sidecar_release_fields(template: &mut Value, fields: BTreeMap<&'static st
         } else {
             sidecar.insert(field.to_string(), value);
         }
+    }
+}
+
+/// The JSON names of the fields `value` writes at its top level, without
+/// writing their values: for a Volume, `name` and its source types, whatever
+/// they are (a type added to Kubernetes is seen, and refused, as it comes).
+/// Cheaper than `to_value`, which builds the whole tree.
+fn field_names<T: serde::Serialize>(value: &T) -> Vec<&'static str> {
+    let mut names = FieldNames(Vec::new());
+    let _ = value.serialize(&mut names);
+    names.0
+}
+
+struct FieldNames(Vec<&'static str>);
+
+/// Anything but a struct: [`FieldNames`] has nothing to say about it.
+#[derive(Debug)]
+struct NotAStruct;
+
+impl std::fmt::Display for NotAStruct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not a struct")
+    }
+}
+
+impl std::error::Error for NotAStruct {}
+
+impl serde::ser::Error for NotAStruct {
+    fn custom<T: std::fmt::Display>(_: T) -> Self {
+        NotAStruct
+    }
+}
+
+impl serde::ser::SerializeStruct for &mut FieldNames {
+    type Ok = ();
+    type Error = NotAStruct;
+
+    fn serialize_field<T: ?Sized + serde::Serialize>(&mut self, key: &'static str, _: &T) -> Result<(), NotAStruct> {
+        self.0.push(key);
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), NotAStruct> {
+        Ok(())
+    }
+}
+
+macro_rules! not_a_struct {
+    ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
+        $(fn $method(self, $(_: $arg),*) -> Result<$ok, NotAStruct> { Err(NotAStruct) })*
+    };
+}
+
+impl serde::Serializer for &mut FieldNames {
+    type Ok = ();
+    type Error = NotAStruct;
+    type SerializeSeq = serde::ser::Impossible<(), NotAStruct>;
+    type SerializeTuple = serde::ser::Impossible<(), NotAStruct>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), NotAStruct>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), NotAStruct>;
+    type SerializeMap = serde::ser::Impossible<(), NotAStruct>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = serde::ser::Impossible<(), NotAStruct>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, NotAStruct> {
+        Ok(self)
+    }
+
+    fn serialize_some<T: ?Sized + serde::Serialize>(self, _: &T) -> Result<(), NotAStruct> {
+        Err(NotAStruct)
+    }
+
+    fn serialize_newtype_struct<T: ?Sized + serde::Serialize>(self, _: &'static str, _: &T) -> Result<(), NotAStruct> {
+        Err(NotAStruct)
+    }
+
+    fn serialize_newtype_variant<T: ?Sized + serde::Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<(), NotAStruct> {
+        Err(NotAStruct)
+    }
+
+    not_a_struct! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> ();
+        serialize_i16(i16) -> ();
+        serialize_i32(i32) -> ();
+        serialize_i64(i64) -> ();
+        serialize_u8(u8) -> ();
+        serialize_u16(u16) -> ();
+        serialize_u32(u32) -> ();
+        serialize_u64(u64) -> ();
+        serialize_f32(f32) -> ();
+        serialize_f64(f64) -> ();
+        serialize_char(char) -> ();
+        serialize_str(&str) -> ();
+        serialize_bytes(&[u8]) -> ();
+        serialize_none() -> ();
+        serialize_unit() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Self::SerializeSeq;
+        serialize_tuple(usize) -> Self::SerializeTuple;
+        serialize_tuple_struct(&'static str, usize) -> Self::SerializeTupleStruct;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Self::SerializeTupleVariant;
+        serialize_map(Option<usize>) -> Self::SerializeMap;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Self::SerializeStructVariant;
     }
 }
 
