@@ -279,7 +279,17 @@ fn opting_out_removes_every_claworc_marker() {
         d["metadata"].as_object_mut().unwrap().remove(key);
     }
     d.as_object_mut().unwrap().remove("status");
-    ns.kubectl_with_stdin(&["replace", "-f", "-"], Some(&d.to_string())).expect_ok("kubectl replace without the label");
+    // The deployment controller writes status concurrently; kubectl replace may then
+    // answer Conflict, as it would to a person, who would run it again.
+    let mut replaced = ns.kubectl_with_stdin(&["replace", "-f", "-"], Some(&d.to_string()));
+    for _ in 0..5 {
+        if !replaced.stderr.contains("the object has been modified") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        replaced = ns.kubectl_with_stdin(&["replace", "-f", "-"], Some(&d.to_string()));
+    }
+    replaced.expect_ok("kubectl replace without the label");
     let stored = get(&ns, "box");
     assert!(sidecar(&stored).is_none(), "the sidecar stayed: {stored:#}");
     let template = &stored["spec"]["template"];
