@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use claworc_contract::names::*;
 use claworc_contract::claworc_sshd_config::SshdConfig;
+use claworc_contract::names::*;
 use claworc_contract::{Settings, VERSION, known_hosts};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
@@ -408,7 +408,11 @@ fn resources(requests: (&str, &str), limits: (&str, &str)) -> ResourceRequiremen
     let quantities = |(cpu, mem): (&str, &str)| {
         BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(mem.into()))])
     };
-    ResourceRequirements { requests: Some(quantities(requests)), limits: Some(quantities(limits)), ..Default::default() }
+    ResourceRequirements {
+        requests: Some(quantities(requests)),
+        limits: Some(quantities(limits)),
+        ..Default::default()
+    }
 }
 
 /// The delivery init container: the claworc sidecar image (the static binary
@@ -443,7 +447,12 @@ pub fn sidecar(s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) -
             read_only: Some(true),
             ..Default::default()
         },
-        VolumeMount { name: VOLUME_RUN.into(), mount_path: RUN_DIR.into(), read_only: Some(true), ..Default::default() },
+        VolumeMount {
+            name: VOLUME_RUN.into(),
+            mount_path: RUN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
         // An SSH user must not act as the pod's ServiceAccount: the
         // ServiceAccount admission plugin adds no token where a mount exists.
         VolumeMount {
@@ -488,9 +497,7 @@ pub fn sidecar(s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) -
         // would dial the pod IP, where claworc-sshd does not listen). The probe
         // is the delivered binary itself: the workload's image may have no tools.
         readiness_probe: Some(Probe {
-            exec: Some(ExecAction {
-                command: Some(vec![SSHD_BINARY.into(), "probe".into(), s.ssh_port.to_string()]),
-            }),
+            exec: Some(ExecAction { command: Some(vec![SSHD_BINARY.into(), "probe".into(), s.ssh_port.to_string()]) }),
             period_seconds: Some(3),
             timeout_seconds: Some(3),
             success_threshold: Some(1),
@@ -596,7 +603,11 @@ pub(crate) mod tests {
         let d = injected(&deployment(json!({})));
         let init = pod(&d).init_containers.as_ref().unwrap();
         let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["claworc-sshd-install", "claworc-sshd"], "the installer runs to completion before the sidecar");
+        assert_eq!(
+            names,
+            ["claworc-sshd-install", "claworc-sshd"],
+            "the installer runs to completion before the sidecar"
+        );
         let installer = &init[0];
         assert_eq!(installer.image.as_deref(), Some(SIDECAR_IMAGE));
         assert_eq!(installer.restart_policy, None, "a plain init container");
@@ -617,7 +628,10 @@ pub(crate) mod tests {
         let probe = sidecar_of(&d).readiness_probe.as_ref().unwrap();
         let cmd = probe.exec.as_ref().unwrap().command.as_ref().unwrap();
         assert_eq!(cmd.join(" "), "/run/claworc/claworc-sshd probe 2022", "no tool of the workload image");
-        assert!(probe.tcp_socket.is_none() && probe.http_get.is_none(), "claworc-sshd listens on the pod's 127.0.0.1 only");
+        assert!(
+            probe.tcp_socket.is_none() && probe.http_get.is_none(),
+            "claworc-sshd listens on the pod's 127.0.0.1 only"
+        );
     }
 
     #[test]
@@ -711,11 +725,8 @@ pub(crate) mod tests {
                 {"name": "g", "mountPath": "/usr/local/share/data"}, {"name": "h", "mountPath": "/dev/shm"}
             ])
         });
-        let shared: Vec<&str> = mounts_of(sidecar_of(&d))
-            .into_iter()
-            .filter(|m| !m.0.starts_with("claworc-"))
-            .map(|m| m.1)
-            .collect();
+        let shared: Vec<&str> =
+            mounts_of(sidecar_of(&d)).into_iter().filter(|m| !m.0.starts_with("claworc-")).map(|m| m.1).collect();
         assert_eq!(shared, ["/etc/app", "/run/app", "/usr/local/share/data"]);
     }
 

@@ -643,7 +643,11 @@ mod tests {
         );
         denied(
             &edited(|v| {
-                v.pointer_mut("/spec/template/spec/initContainers/1/env").unwrap().as_array_mut().unwrap().push(json!({"name": "LD_PRELOAD", "value": "/tmp/x.so"}))
+                v.pointer_mut("/spec/template/spec/initContainers/1/env")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "LD_PRELOAD", "value": "/tmp/x.so"}))
             }),
             "initContainers[\"claworc-sshd\"].env",
             "not what claworc's mutation makes",
