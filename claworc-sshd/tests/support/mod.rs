@@ -329,7 +329,7 @@ impl Drop for Sshd {
 }
 
 /// The binary under test: this build's, or `$CLAWORC_SSHD_BIN` (e.g. the
-/// static release binary: `CLAWORC_SSHD_BIN=$(claworc-sshd/build-static) cargo test -p claworc-sshd`).
+/// static release binary: `CLAWORC_SSHD_BIN=$(release/build-static claworc-sshd) cargo test -p claworc-sshd`).
 pub fn server_binary() -> String {
     std::env::var("CLAWORC_SSHD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_claworc-sshd").to_string())
 }
