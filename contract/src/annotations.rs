@@ -35,7 +35,11 @@ pub const ALL: &[Annotation] = &[
         default: "<name>-ssh",
         meaning: "Secret with `authorized_keys`, `ssh_host_ed25519_key`, `ssh_host_ed25519_key.pub`",
     },
-    Annotation { key: SSH_PORT, default: "2222", meaning: "port claworc-sshd listens on, on the pod's 127.0.0.1 (1024–65535)" },
+    Annotation {
+        key: SSH_PORT,
+        default: "2222",
+        meaning: "port claworc-sshd listens on, on the pod's 127.0.0.1 (1024–65535)",
+    },
     Annotation {
         key: FORWARD_PORTS,
         default: "3000,8080",
