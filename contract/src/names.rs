@@ -33,7 +33,7 @@ pub const SIDECAR: &str = "claworc-sshd";
 pub const INSTALLER: &str = "claworc-sshd-install";
 /// Default image holding the static `claworc-sshd` binary (and nothing else) at
 /// [`IMAGE_BINARY`]; the webhook's `--sidecar-image` overrides it.
-pub const SIDECAR_IMAGE: &str = "ghcr.io/claworc/sshd:0.1.0";
+pub const SIDECAR_IMAGE: &str = "ghcr.io/claworc/sshd:0.2.0";
 /// Where the binary lies in [`SIDECAR_IMAGE`].
 pub const IMAGE_BINARY: &str = "/claworc-sshd";
 
