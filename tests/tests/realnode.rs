@@ -404,3 +404,104 @@ fn from_another_pod_the_ssh_port_does_not_answer(box_: &Instance, pod_ip: &str) 
     assert!(log.contains("10.99.0.1 10250 open"), "the prober reaches the node: {log}");
     assert!(log.contains(&format!("{pod_ip} 2222 closed")), "the ssh port from another pod: {log}");
 }
+
+/// Drives `ARGV` on a fresh PTY of 24x80 (python3's pty module; Debian's python3,
+/// tests/install-packages), runs `stty size` in the remote shell, resizes the PTY
+/// to 40x132 (the kernel sends SIGWINCH to the plugin), runs `stty size` again
+/// until the remote side follows, then `exit 3`. Prints "sizes ok" when both
+/// sizes were seen; exits with the session's status.
+const PTY_DRIVER: &str = r#"
+import fcntl, os, pty, select, struct, sys, termios, time
+def winsize(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+pid, fd = pty.fork()
+if pid == 0:
+    winsize(0, 24, 80)
+    os.execvp(sys.argv[1], sys.argv[1:])
+out = b''
+def read_for(seconds, until):
+    global out
+    end = time.time() + seconds
+    while until not in out and time.time() < end:
+        r, _, _ = select.select([fd], [], [], max(0, end - time.time()))
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b''
+            if not chunk:
+                break
+            out += chunk
+    return until in out
+def ask(size, tries):
+    for _ in range(tries):
+        os.write(fd, b'stty size\n')
+        if read_for(1, size):
+            return True
+    return False
+ok = ask(b'\n24 80', 30)
+winsize(fd, 40, 132)
+ok = ok and ask(b'\n40 132', 10)
+os.write(fd, b'exit 3\n')
+read_for(10, b'\0never')
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors='replace').replace('\r', ''))
+print('sizes ok' if ok else 'sizes NOT seen')
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+#[test]
+fn a_terminal_follows_window_size_changes_on_the_real_node() {
+    let box_ = Instance::admin();
+    box_.ok(&["create", "box", "--image", &workload_image(), "--wait", "--timeout", "3m"]);
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", PTY_DRIVER]).arg(plugin_bin()).args(["-n", box_.ns.name(), "ssh", "box"]);
+    for (k, v) in box_.command().get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = run(cmd, None);
+    assert!(
+        out.stdout.contains("sizes ok"),
+        "the remote terminal did not show 24x80, then 40x132 after the resize (python3 missing? run tests/install-packages): {out:?}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+/// The instance's host key replaced (as an interceptor would present another):
+/// the pod restarts with it, and the plugin refuses the connection, with or
+/// without --repin (the new key is not the one the Deployment's annotation pins).
+#[test]
+fn a_changed_host_key_is_refused_on_the_real_node() {
+    let box_ = Instance::admin();
+    box_.ok(&["create", "box", "--image", &workload_image(), "--wait", "--timeout", "3m"]);
+    box_.ok(&["ssh", "box", "--", "true"]); // pins the host key
+
+    let intruder = box_.home.join("intruder");
+    let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&intruder).status();
+    assert!(status.expect("ssh-keygen (openssh-client, tests/install-packages)").success());
+    let mut keys = serde_json::Map::new();
+    keys.insert(names::SECRET_HOST_KEY.into(), std::fs::read_to_string(&intruder).unwrap().into());
+    let public = std::fs::read_to_string(intruder.with_extension("pub")).unwrap();
+    keys.insert(names::SECRET_HOST_KEY_PUB.into(), public.into());
+    let data = serde_json::json!({"stringData": keys});
+    let secret = names::default_secret_name("box");
+    box_.ns
+        .kubectl(&["patch", "secret", &secret, "--type=merge", "-p", &data.to_string()])
+        .expect_ok("swap the host key");
+    // sshd reads its host key at start: a new pod, with the key the kubelet delivers.
+    let selector = format!("{}=box", names::LABEL_INSTANCE);
+    box_.ns.kubectl(&["delete", "pod", "-l", &selector, "--wait=false"]).expect_ok("delete the pod");
+    box_.ns.kubectl(&["rollout", "status", "deployment/box", "--timeout=3m"]).expect_ok("the new pod");
+
+    let out = wait_for("the changed host key to be refused", Duration::from_secs(90), || {
+        let out = box_.run(&["ssh", "box", "--", "true"], None);
+        out.stderr.contains("host key").then_some(out)
+    });
+    assert_eq!(out.status.code(), Some(5), "{}", out.stderr);
+    assert!(out.stderr.contains("rotate-keys NAME --host-key"), "{}", out.stderr);
+    let out = box_.run(&["ssh", "box", "--repin", "--", "true"], None);
+    assert_eq!(out.status.code(), Some(5), "--repin must be refused too: {}", out.stderr);
+    assert!(out.stderr.contains("host key"), "{}", out.stderr);
+}

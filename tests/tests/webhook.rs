@@ -1,16 +1,19 @@
-//! The webhook end to end: real kube-apiserver, real kubectl, the webhook
-//! process started by `tests/run` (tests/cluster/webhook-up) and registered with
-//! the configurations rendered from manifests/overlays/local.
+//! The webhook end to end: real kube-apiserver, real kubectl, the webhook as
+//! users deploy it (`kubectl apply -k manifests/` + certs/bootstrap, by
+//! tests/cluster/webhook-up), running on the real node from its image.
 
 use std::time::Duration;
 
 use claworc_e2e::{Cluster, TestNamespace, unique_name, wait_for};
 use serde_json::{Value, json};
 
+/// What the webhook's pods logged (all replicas), as `kubectl logs` shows it.
 fn webhook_log() -> String {
-    let path = std::env::var("CLAWORC_WEBHOOK_LOG")
-        .expect("CLAWORC_WEBHOOK_LOG is not set: run the tests with `tests/run`, which starts the webhook (tests/cluster/webhook-up)");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read the webhook log {path}: {e}"))
+    let selector = "app.kubernetes.io/name=claworc-webhook";
+    let out = Cluster::get().kubectl(&["logs", "-n", "claworc-system", "-l", selector, "--tail=-1", "--prefix"]);
+    out.expect_ok("kubectl logs of the webhook (deployed by tests/cluster/webhook-up)");
+    assert!(!out.stdout.is_empty(), "the webhook's pods logged nothing: {}", out.stderr);
+    out.stdout
 }
 
 /// A plain opted-in Deployment, as a person writes it.
@@ -210,13 +213,14 @@ fn pod_security_restricted_admits_injected_pods_and_refuses_privileged_ones() {
 fn with_the_webhook_down_opted_in_deployments_are_refused_and_others_admitted() {
     let ns = TestNamespace::new("wh-down");
     // Our configuration, pointed at a port where nothing listens and limited to
-    // this namespace: stopping the shared webhook process would break the tests
-    // that run in parallel.
+    // this namespace: stopping the shared webhook would break the tests that run
+    // in parallel.
     let mut config = Cluster::get().kubectl(&["get", "mutatingwebhookconfiguration", "claworc", "-o", "json"]).json();
     let name = unique_name("claworc-down");
     config["metadata"] = json!({"name": name});
     for hook in config["webhooks"].as_array_mut().unwrap() {
-        hook["clientConfig"]["url"] = json!("https://127.0.0.1:1/mutate");
+        hook["clientConfig"] =
+            json!({"url": "https://127.0.0.1:1/mutate", "caBundle": hook["clientConfig"]["caBundle"]});
         hook["namespaceSelector"] = json!({"matchLabels": {"kubernetes.io/metadata.name": ns.name()}});
         assert_eq!(hook["failurePolicy"], "Fail");
     }
