@@ -2,7 +2,7 @@
 //! what the process environment adds, and the algorithm lists offered.
 //!
 //! The server has no passwd entry to read: `$HOME` comes from the environment
-//! (the webhook sets it) and falls back to `/`; the shell is `$SHELL` if it
+//! (the webhook sets it; made, mode 0700, when it does not exist) and falls back to `/`; the shell is `$SHELL` if it
 //! exists, else `/bin/sh` if it exists, else none (see [`crate::exec`]).
 
 use std::borrow::Cow;
@@ -50,9 +50,10 @@ pub struct Config {
 impl Config {
     /// `sshd` completed from this process's environment.
     pub fn from_process(sshd: SshdConfig) -> Self {
+        // A home inside a volume may not exist yet (a fresh volume): make it, 0700.
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
-            .filter(|h| h.is_absolute() && h.is_dir())
+            .filter(|h| h.is_absolute() && (h.is_dir() || make_home(h)))
             .unwrap_or_else(|| PathBuf::from("/"));
         let shell = std::env::var_os("SHELL")
             .map(PathBuf::from)
@@ -94,6 +95,11 @@ impl Config {
             ..Default::default()
         }
     }
+}
+
+fn make_home(home: &Path) -> bool {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(home).is_ok()
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -13,6 +13,8 @@
 //! - [`pty`]: running it on a pseudo-terminal, with window-size changes.
 //! - [`sftp`]: the SFTP subsystem over the filesystem, with the process's permissions.
 //! - [`forward`]: local forwarding (`direct-tcpip`) to the allowed localhost ports.
+//! - [`install`]: `claworc-sshd install DEST`, the binary copying itself (the delivery init container).
+//! - [`probe`]: `claworc-sshd probe PORT`, the readiness probe (an SSH version line on 127.0.0.1).
 //! - [`audit`]: the JSON audit lines on stderr.
 //! - [`error`]: the crate's error type.
 
@@ -22,7 +24,9 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod forward;
+pub mod install;
 pub mod limits;
+pub mod probe;
 pub mod pty;
 pub mod server;
 pub mod session;

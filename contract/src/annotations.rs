@@ -35,14 +35,26 @@ pub const ALL: &[Annotation] = &[
         default: "<name>-ssh",
         meaning: "Secret with `authorized_keys`, `ssh_host_ed25519_key`, `ssh_host_ed25519_key.pub`",
     },
-    Annotation { key: SSH_PORT, default: "2222", meaning: "port sshd listens on inside the pod (1024–65535)" },
+    Annotation {
+        key: SSH_PORT,
+        default: "2222",
+        meaning: "port claworc-sshd listens on, on the pod's 127.0.0.1 (1024–65535)",
+    },
     Annotation {
         key: FORWARD_PORTS,
         default: "3000,8080",
         meaning: "the only `localhost` ports SSH local forwarding may reach (VNC, gateway)",
     },
-    Annotation { key: RUN_AS_USER, default: "1000", meaning: "UID for sshd and default for the pod" },
-    Annotation { key: RUN_AS_GROUP, default: "1000", meaning: "GID for sshd and default for the pod" },
+    Annotation {
+        key: RUN_AS_USER,
+        default: "1000",
+        meaning: "default UID of the pod, so of claworc-sshd and its sessions (the target container's own runAsUser wins)",
+    },
+    Annotation {
+        key: RUN_AS_GROUP,
+        default: "1000",
+        meaning: "default GID of the pod, so of claworc-sshd and its sessions (the target container's own runAsGroup wins)",
+    },
     Annotation {
         key: KNOWN_HOSTS,
         default: "github,gitlab,bitbucket",
@@ -62,7 +74,7 @@ pub const ALL: &[Annotation] = &[
     Annotation {
         key: TARGET_CONTAINER,
         default: "first container",
-        meaning: "the workload container whose volumes the sidecar shares",
+        meaning: "the workload container whose image, volumes and environment SSH sessions run in",
     },
     Annotation {
         key: HOST_KEY_FINGERPRINT,

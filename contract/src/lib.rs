@@ -6,8 +6,10 @@
 //! - [`names`]: labels, annotation keys, container, volume, Secret-key and path names.
 //! - [`annotations`]: the table of `claworc.io/*` annotations with defaults and meanings.
 //! - [`settings`]: a Deployment's annotations parsed into typed, validated [`Settings`].
-//! - [`sshd_config`]: the hardened OpenSSH server config rendered from [`Settings`] (today's sidecar).
-//! - [`claworc_sshd_config`]: the config of `claworc-sshd`, the russh server that replaces it.
+//! - [`claworc_sshd_config`]: the configuration of `claworc-sshd`, the SSH server injected into
+//!   every instance, rendered from [`Settings`] and parsed back by the server. (Until 0.1.0 the
+//!   sidecar ran OpenSSH with an `sshd_config` rendered here; claworc-sshd replaced it so that
+//!   sessions run in the workload's own image, see docs/claworc-sshd.md.)
 //! - [`known_hosts`]: the pinned host keys of the large git hosts.
 
 pub mod annotations;
@@ -17,7 +19,6 @@ pub mod instance;
 pub mod known_hosts;
 pub mod names;
 pub mod settings;
-pub mod sshd_config;
 
 pub use settings::{AnnotationError, Settings, StrictHostKeyChecking};
 

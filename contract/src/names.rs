@@ -25,10 +25,17 @@ pub const ANNOTATION_INJECTED: &str = "claworc.io/injected";
 /// projected into every container through a downward API volume.
 pub const ANNOTATION_KNOWN_HOSTS_DATA: &str = "claworc.io/known-hosts-data";
 
-/// Name of the injected sshd sidecar (a native sidecar init container).
+/// Name of the injected SSH sidecar (a native sidecar init container). It runs
+/// `claworc-sshd` in the target container's image.
 pub const SIDECAR: &str = "claworc-sshd";
-/// Default image of the sidecar; the webhook's `--sidecar-image` overrides it.
-pub const SIDECAR_IMAGE: &str = "ghcr.io/claworc/sshd:0.1.0";
+/// Name of the init container that delivers the `claworc-sshd` binary from
+/// [`SIDECAR_IMAGE`] into the [`VOLUME_RUN`] volume, before the sidecar starts.
+pub const INSTALLER: &str = "claworc-sshd-install";
+/// Default image holding the static `claworc-sshd` binary (and nothing else) at
+/// [`IMAGE_BINARY`]; the webhook's `--sidecar-image` overrides it.
+pub const SIDECAR_IMAGE: &str = "ghcr.io/claworc/sshd:0.2.0";
+/// Where the binary lies in [`SIDECAR_IMAGE`].
+pub const IMAGE_BINARY: &str = "/claworc-sshd";
 
 /// Keys of the instance Secret.
 pub const SECRET_AUTHORIZED_KEYS: &str = "authorized_keys";
@@ -41,7 +48,10 @@ pub const CONFIGMAP_KNOWN_HOSTS: &str = "known_hosts";
 pub const VOLUME_PREFIX: &str = "claworc-";
 /// Volumes added to the pod.
 pub const VOLUME_KEYS: &str = "claworc-ssh-keys";
+/// The delivered binary (an emptyDir the installer writes, read-only in the sidecar).
 pub const VOLUME_RUN: &str = "claworc-run";
+/// The SSH user's home when the target container has no home volume (an emptyDir).
+pub const VOLUME_HOME: &str = "claworc-home";
 /// An empty read-only directory over the ServiceAccount token path in the sidecar.
 pub const VOLUME_NO_TOKEN: &str = "claworc-no-token";
 pub const VOLUME_KNOWN_HOSTS: &str = "claworc-known-hosts";
@@ -49,21 +59,28 @@ pub const VOLUME_KNOWN_HOSTS_USER: &str = "claworc-known-hosts-user";
 
 /// Where the Secret is mounted in the sidecar (read-only).
 pub const KEYS_DIR: &str = "/etc/claworc/ssh";
-/// Writable in-memory directory of the sidecar (rendered config, pid-less runtime state).
+/// Where [`VOLUME_RUN`] is mounted (read-only in the sidecar): the delivered binary.
 pub const RUN_DIR: &str = "/run/claworc";
+/// The delivered `claworc-sshd` binary, the sidecar's command.
+pub const SSHD_BINARY: &str = "/run/claworc/claworc-sshd";
+/// `$HOME` of SSH sessions when the target container has no home volume:
+/// where [`VOLUME_HOME`] is mounted.
+pub const HOME_DIR: &str = "/home/claworc";
+/// The name of a volume that is the instance's home (`kubectl claworc create --volume home=PATH:SIZE`).
+pub const HOME_VOLUME: &str = "home";
 /// Where the kubelet mounts a pod's ServiceAccount token; the sidecar gets an
 /// empty directory there instead.
 pub const SERVICE_ACCOUNT_TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 /// Where `known_hosts` is mounted in every container.
 pub const KNOWN_HOSTS_PATH: &str = "/etc/ssh/ssh_known_hosts";
-/// Environment variable carrying the rendered sshd config into the sidecar.
+/// Environment variable carrying the rendered claworc-sshd config into the sidecar.
 pub const ENV_SSHD_CONFIG: &str = "CLAWORC_SSHD_CONFIG";
 /// Where the user ConfigMap's `known_hosts` is mounted: OpenSSH's second default
 /// global known-hosts file, so plain `ssh` and git read both without options.
 pub const KNOWN_HOSTS2_PATH: &str = "/etc/ssh/ssh_known_hosts2";
 /// Environment variable set in every container so outbound git checks host keys.
 pub const ENV_GIT_SSH_COMMAND: &str = "GIT_SSH_COMMAND";
-/// The login name of the sidecar's user, whatever its UID.
+/// The login name claworc-sshd accepts, whatever the UID it runs as.
 pub const SSH_USER: &str = "claworc";
 
 /// The port name of the sidecar's ssh port.

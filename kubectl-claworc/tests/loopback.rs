@@ -1,4 +1,4 @@
-//! The SSH client against a real OpenSSH sshd configured as the sidecar is, over
+//! The SSH client against the real claworc-sshd configured as the sidecar is, over
 //! a plain loopback TCP stream (the transport the Kubernetes port-forward API
 //! carries in production; tests/tests/ssh.rs covers that path end to end).
 

@@ -278,18 +278,27 @@ pub fn secret_data(ns: &str, name: &str) -> Option<std::collections::BTreeMap<St
 /// Path of the `kubectl-claworc` binary, built (offline) once per test process.
 pub fn plugin_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--offline", "--quiet", "-p", "kubectl-claworc"])
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cargo build -p kubectl-claworc failed");
-        target.join("debug").join("kubectl-claworc")
-    })
+    BIN.get_or_init(|| cargo_build_bin("kubectl-claworc"))
+}
+
+/// The `claworc-sshd` binary (debug build), built on first use.
+pub fn sshd_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| cargo_build_bin("claworc-sshd"))
+}
+
+/// `cargo build -p PACKAGE` of the workspace; the path of its binary of the same name.
+fn cargo_build_bin(package: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--offline", "--quiet", "-p", package])
+        .current_dir(&root)
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build -p {package} failed");
+    target.join("debug").join(package)
 }
 
 /// A plugin user: its own key store (XDG_CONFIG_HOME) and optionally a kubeconfig.

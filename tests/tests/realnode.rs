@@ -1,7 +1,10 @@
 //! An instance on the real node of the local cluster (containerd + kubelet,
-//! tests/cluster/node-up): the webhook's injected sidecar, built from
-//! sshd/Dockerfile, is the sshd the plugin logs into; the kubelet delivers the
-//! Secret and runs the readiness probe. No sshd is started by the test.
+//! tests/cluster/node-up): the webhook's injected sidecar runs `claworc-sshd`,
+//! delivered from the sidecar image (sshd/Dockerfile: the static binary and
+//! nothing else) by the injected init container, in the **workload's image**
+//! (tests/images/workload/Dockerfile); it is the server the plugin logs into;
+//! the kubelet delivers the Secret and runs the readiness probe. No SSH server
+//! is started by the test.
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -9,7 +12,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use claworc_contract::names;
-use claworc_e2e::{Cluster, KillOnDrop, Output, TestNamespace, http_get, plugin_bin, run, unique_name, wait_for};
+use claworc_e2e::{
+    Cluster, KillOnDrop, Output, TestNamespace, http_get, plugin_bin, run, secret_data, unique_name, wait_for,
+};
 
 /// The workload image tests/cluster/images built and tests/cluster/up imported.
 fn workload_image() -> String {
@@ -126,8 +131,10 @@ fn runs_ssh_tunnels_and_rotates_keys(box_: &Instance) {
     eprintln!("create --wait to first login on the real node: {:.1}s", start.elapsed().as_secs_f64());
     assert!(out.success(), "first login after create --wait: {}", out.stderr);
     assert_eq!(out.stdout.trim(), "1000");
-    let out = box_.run(&["ssh", "box", "--", "id", "-un"], None);
-    assert_eq!(out.stdout.trim(), names::SSH_USER, "the session has a login name: {}", out.stderr);
+    // The login name, whatever passwd the workload's image has (it has no entry for 1000).
+    let out = box_.run(&["ssh", "box", "--", "sh", "-c", "echo $USER $LOGNAME"], None);
+    assert_eq!(out.stdout.trim(), format!("{0} {0}", names::SSH_USER), "the session has a login name: {}", out.stderr);
+    sessions_run_in_the_workload_image(box_);
 
     let pod = box_.pod();
     assert_eq!(pod["spec"]["nodeName"], "real-node", "the pod runs on the real node");
@@ -159,7 +166,17 @@ fn runs_ssh_tunnels_and_rotates_keys(box_: &Instance) {
     let out = box_.run(&["ssh", "box", "--", "touch", "/claworc-was-here"], None);
     assert!(!out.success() && out.stderr.contains("Read-only file system"), "/ is read-only: {out:?}");
 
-    // sshd listens on the pod's loopback only: from the node, the pod IP's ssh port is closed.
+    // claworc-sshd listens on the pod's loopback only: the pod's listening sockets on
+    // the ssh port (the network namespace all its containers share) ...
+    let tcp = box_.ok(&["ssh", "box", "--", "cat", "/proc/net/tcp", "/proc/net/tcp6"]);
+    let listening: Vec<&str> = tcp
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 3 && f[3] == "0A" && f[1].ends_with(":08AE"))
+        .map(|f| f[1])
+        .collect();
+    assert_eq!(listening, ["0100007F:08AE"], "listening on 2222: 127.0.0.1 only:\n{tcp}");
+    // ... and from the node, the pod IP's ssh port is closed.
     let pod_ip = pod["status"]["podIP"].as_str().expect("pod IP").to_string();
     let err = TcpStream::connect_timeout(&format!("{pod_ip}:2222").parse().unwrap(), Duration::from_secs(3));
     assert!(err.is_err(), "{pod_ip}:2222 answers from outside the pod");
@@ -269,11 +286,91 @@ fn runs_ssh_tunnels_and_rotates_keys(box_: &Instance) {
     let check = status.lines().find(|l| l.starts_with("Check ssh:")).map(|l| l.split_whitespace().collect::<Vec<_>>());
     assert_eq!(check.as_ref().map(|c| c.get(2).copied()), Some(Some("ok")), "{status}");
 
+    if box_.kubeconfig.is_none() {
+        sftp_reads_what_the_workload_wrote(box_, &key_dir.join("id_ed25519"));
+    }
+
     box_.ok(&["delete", "box"]);
     wait_for("the instance's pod to go", Duration::from_secs(60), || {
         let out = box_.ns.kubectl(&["get", "pods", "-l", &format!("{}=box", names::LABEL_INSTANCE), "-o", "name"]);
         (out.success() && out.stdout.trim().is_empty()).then_some(())
     });
+}
+
+/// The session's tools are the workload image's (git and make are in
+/// tests/images/workload/Dockerfile; the sidecar image is the static binary
+/// alone), and the SSH user has a writable home.
+fn sessions_run_in_the_workload_image(box_: &Instance) {
+    let pod = box_.pod();
+    let init = pod["spec"]["initContainers"].as_array().cloned().unwrap_or_default();
+    let image = |name: &str| init.iter().find(|c| c["name"] == name).map(|c| c["image"].clone());
+    assert_eq!(image(names::SIDECAR), Some(workload_image().into()), "the sidecar runs the workload's image");
+    assert_eq!(image(names::INSTALLER), Some(names::SIDECAR_IMAGE.into()), "the binary comes from the sidecar image");
+    let dockerfile = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sshd/Dockerfile")).unwrap();
+    let instructions: Vec<&str> =
+        dockerfile.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    assert!(
+        instructions.contains(&"FROM scratch")
+            && instructions.iter().filter(|l| l.starts_with("COPY ") || l.starts_with("RUN ")).count() == 1,
+        "the sidecar image must hold the binary alone: {instructions:?}"
+    );
+
+    for (tool, says) in [("make", "GNU Make"), ("git", "git version")] {
+        let out = box_.run(&["ssh", "box", "--", tool, "--version"], None);
+        assert!(out.success() && out.stdout.contains(says), "{tool} from the workload image: {out:?}");
+    }
+    let out = box_.run(
+        &["ssh", "box", "--", "sh", "-c", "cd && pwd && echo kept > .claworc-test && cat .claworc-test && echo $HOME"],
+        None,
+    );
+    assert_eq!(out.stdout, format!("{0}\nkept\n{0}\n", names::HOME_DIR), "a writable $HOME: {}", out.stderr);
+}
+
+/// The workload writes a file to a volume of its own; OpenSSH's `sftp`, through
+/// `kubectl port-forward` to the pod's ssh port and pinned to the Secret's host
+/// key, reads it from the sidecar. The volume comes with an edit of the
+/// Deployment, which the webhook re-injects (the sidecar gets the new mount).
+fn sftp_reads_what_the_workload_wrote(box_: &Instance, key: &Path) {
+    let patch = serde_json::json!([
+        {"op": "add", "path": "/spec/template/spec/volumes/-", "value": {"name": "work", "emptyDir": {}}},
+        {"op": "add", "path": "/spec/template/spec/containers/0/volumeMounts/-", "value": {"name": "work", "mountPath": "/data"}},
+        {"op": "add", "path": "/spec/template/spec/containers/0/command", "value": ["sh", "-c",
+            "echo written by the workload > /data/from-workload.txt && exec python3 -m http.server 8080 --bind 127.0.0.1 --directory /srv/www"]},
+    ]);
+    box_.ns.kubectl(&["patch", "deployment", "box", "--type", "json", "-p", &patch.to_string()]).expect_ok("patch");
+    box_.ns.kubectl(&["rollout", "status", "deployment/box", "--timeout", "180s"]).expect_ok("rollout");
+    let pod = wait_for("one running pod after the rollout", Duration::from_secs(60), || {
+        let out = box_.ns.kubectl(&["get", "pods", "-l", &format!("{}=box", names::LABEL_INSTANCE), "-o", "json"]);
+        let pods = out.json()["items"].as_array().cloned().unwrap_or_default();
+        (pods.len() == 1 && pods[0]["metadata"]["deletionTimestamp"].is_null()).then(|| pods[0].clone())
+    });
+    let pod_name = pod["metadata"]["name"].as_str().unwrap().to_string();
+
+    let host_key = secret_data(box_.ns.name(), &names::default_secret_name("box")).expect("the instance Secret");
+    let mut forward = Cluster::get().command(Cluster::get().kubectl_path());
+    forward.args(["-n", box_.ns.name(), "port-forward", &format!("pod/{pod_name}"), ":2222"]);
+    forward.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut forward = KillOnDrop(forward.spawn().expect("kubectl port-forward"));
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(forward.0.stdout.take().unwrap()));
+    let line = lines.next().expect("kubectl port-forward prints its port").unwrap();
+    let port: u16 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+
+    let known_hosts = box_.home.join("sftp_known_hosts");
+    std::fs::write(&known_hosts, format!("[127.0.0.1]:{port} {}", host_key[names::SECRET_HOST_KEY_PUB])).unwrap();
+    let local = box_.home.join("from-workload.txt");
+    let batch = format!("ls /data\nget /data/from-workload.txt {}\n", local.display());
+    let mut sftp = Command::new("sftp");
+    sftp.args(["-F", "/dev/null", "-b", "-", "-P", &port.to_string(), "-i"]).arg(key);
+    sftp.args(["-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes", "-o"]);
+    sftp.arg(format!("UserKnownHostsFile={}", known_hosts.display())).arg(format!("{}@127.0.0.1", names::SSH_USER));
+    let out = run(sftp, Some(&batch));
+    assert!(out.success(), "sftp (apt-get install openssh-client): {out:?}");
+    assert_eq!(std::fs::read_to_string(&local).unwrap(), "written by the workload\n");
+    drop(forward);
 }
 
 /// A second pod on the real node connects to the instance's pod IP: the ssh port

@@ -1,10 +1,11 @@
 //! `kubectl claworc ssh|tunnel|logs|rotate-keys|status` end to end, through the
 //! real kube-apiserver: the plugin finds the pod, opens `pods/portforward` to
 //! the sshd port, and kwok (standing in for the kubelet) connects that stream
-//! to a real OpenSSH sshd this test starts on loopback, running as the non-root
-//! uid 1000 user with exactly the config the webhook injected (the pod's
-//! sidecar `CLAWORC_SSHD_CONFIG`, only the key paths and the listen port
-//! changed) and the Secret's keys owned root:1000 mode 0440 as the pod has them.
+//! to the real `claworc-sshd` this test starts on loopback, running as the
+//! non-root uid 1000 user with exactly the config the webhook injected (the
+//! pod's sidecar `CLAWORC_SSHD_CONFIG`, only the keys directory and the listen
+//! port changed) and the Secret's keys owned root:1000 mode 0440 as the pod has
+//! them. (tests/tests/realnode.rs runs the injected pod itself on a real node.)
 //! A thread plays the kubelet's part of copying Secret updates into the
 //! "volume" (with a delay, as the kubelet has).
 
@@ -20,20 +21,12 @@ use std::time::{Duration, Instant};
 
 use claworc_contract::names;
 use claworc_e2e::{
-    Cluster, KillOnDrop, Output, TestNamespace, http_get, http_server, plugin_bin, run, secret_data, unique_name,
-    wait_for,
+    Cluster, KillOnDrop, Output, TestNamespace, http_get, http_server, plugin_bin, run, secret_data, sshd_bin,
+    unique_name, wait_for,
 };
 use serde_json::Value;
 
 const RUN_AS: u32 = 1000;
-
-/// The passwd name of uid 1000, the sidecar's run-as user here.
-fn user_1000() -> String {
-    let out = Command::new("getent").args(["passwd", &RUN_AS.to_string()]).output().expect("getent");
-    let name = String::from_utf8_lossy(&out.stdout).split(':').next().unwrap_or("").trim().to_string();
-    assert!(!name.is_empty(), "no user of uid {RUN_AS} on this machine (getent passwd {RUN_AS})");
-    name
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -101,11 +94,12 @@ impl Sshd {
     }
 
     fn start(&mut self) {
-        let sshd = ["/usr/sbin/sshd", "-D", "-e", "-f"];
+        let bin = sshd_bin().to_str().unwrap().to_string();
+        let sshd = [bin.as_str(), "--config"];
         let config = self.dir.join("sshd_config");
         let mut cmd = if is_root() {
             // As in a pod: a private /dev/pts with the container runtime's options
-            // (gid=5, mode 0620), so sshd as a non-root user can hand out PTYs.
+            // (gid=5, mode 0620), so the server as a non-root user can hand out PTYs.
             let mut c = Command::new("unshare");
             c.args(["--mount", "--propagation", "private", "sh", "-c"]).arg(
                 "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts \
@@ -120,8 +114,8 @@ impl Sshd {
             c
         };
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("sshd.log")).unwrap();
-        cmd.arg(config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        self.child = Some(cmd.spawn().expect("/usr/sbin/sshd"));
+        cmd.arg(config).env("HOME", std::env::temp_dir()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("claworc-sshd"));
         let start = Instant::now();
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -242,10 +236,10 @@ impl Fixture {
             .to_string();
         let pod_port: u16 = config
             .lines()
-            .find_map(|l| l.strip_prefix("Port "))
+            .find_map(|l| l.strip_prefix("port "))
             .and_then(|p| p.trim().parse().ok())
-            .expect("Port in the sshd config");
-        assert!(config.contains(&format!("PermitOpen localhost:{forward_port}")), "{config}");
+            .expect("port in the claworc-sshd config");
+        assert!(config.lines().any(|l| l == format!("forward-ports {forward_port}")), "{config}");
 
         // Exactly that config; only the key directory and the listen port differ.
         let dir = std::env::temp_dir().join(unique_name("claworc-ssh-sshd"));
@@ -255,7 +249,7 @@ impl Fixture {
         }
         let config = config
             .replace(names::KEYS_DIR, dir.join("keys").to_str().unwrap())
-            .replace(&format!("Port {pod_port}\n"), &format!("Port {}\n", fx.sshd.port));
+            .replace(&format!("port {pod_port}\n"), &format!("port {}\n", fx.sshd.port));
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         fx.sshd.dir = dir;
         let secret = names::default_secret_name("box");
@@ -299,7 +293,7 @@ impl Fixture {
 
     fn command(&self) -> Command {
         let mut cmd = Cluster::get().command(plugin_bin());
-        cmd.env("XDG_CONFIG_HOME", &self.home).env("CLAWORC_SSH_USER", user_1000());
+        cmd.env("XDG_CONFIG_HOME", &self.home);
         if let Some(kubeconfig) = &self.kubeconfig {
             cmd.env("KUBECONFIG", kubeconfig);
         }
@@ -655,7 +649,7 @@ fn a_host_key_rotation_repins_here_and_needs_repin_elsewhere() {
     assert!(copied.success());
     let run_elsewhere = |args: &[&str]| {
         let mut cmd = Cluster::get().command(plugin_bin());
-        cmd.env("XDG_CONFIG_HOME", &elsewhere).env("CLAWORC_SSH_USER", user_1000()).args(["-n", &n]).args(args);
+        cmd.env("XDG_CONFIG_HOME", &elsewhere).args(["-n", &n]).args(args);
         run(cmd, None)
     };
 

@@ -55,7 +55,7 @@ fn apply_stores_the_injection_and_reapplying_changes_nothing() {
     let config = sshd["env"].as_array().unwrap().iter().find(|e| e["name"] == "CLAWORC_SSHD_CONFIG").unwrap()["value"]
         .as_str()
         .unwrap();
-    assert!(config.contains("PermitOpen localhost:5900 127.0.0.1:5900"), "{config}");
+    assert!(config.lines().any(|l| l == "forward-ports 5900"), "{config}");
     let template = &stored["spec"]["template"];
     assert_eq!(template["metadata"]["labels"]["claworc.io/instance"], "box");
     assert_eq!(template["metadata"]["labels"]["claworc.io/egress"], "restricted");
@@ -249,10 +249,10 @@ fn scale_restart_and_edits_of_the_sidecar() {
     ns.kubectl(&["rollout", "restart", "deployment", "box"]).expect_ok("rollout restart");
     assert_eq!(sidecar(&get(&ns, "box")), Some(&canonical));
 
-    let alter = r#"[{"op": "replace", "path": "/spec/template/spec/initContainers/0/image", "value": "evil:1"}]"#;
+    let alter = r#"[{"op": "replace", "path": "/spec/template/spec/initContainers/1/image", "value": "evil:1"}]"#;
     ns.kubectl(&["patch", "deployment", "box", "--type=json", "-p", alter]).expect_ok("patch the sidecar's image");
     assert_eq!(sidecar(&get(&ns, "box")), Some(&canonical), "the edit of the sidecar was stored");
-    let remove = r#"[{"op": "remove", "path": "/spec/template/spec/initContainers/0"}]"#;
+    let remove = r#"[{"op": "remove", "path": "/spec/template/spec/initContainers/1"}]"#;
     ns.kubectl(&["patch", "deployment", "box", "--type=json", "-p", remove]).expect_ok("patch out the sidecar");
     assert_eq!(sidecar(&get(&ns, "box")), Some(&canonical), "the sidecar was removed");
     let privileged =
@@ -274,7 +274,7 @@ fn opting_out_removes_every_claworc_marker() {
     let sc = d.pointer_mut("/spec/template/spec/containers/0/securityContext").unwrap();
     sc["privileged"] = json!(true);
     sc.as_object_mut().unwrap().remove("allowPrivilegeEscalation");
-    d.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("evil:1");
+    d.pointer_mut("/spec/template/spec/initContainers/1").unwrap()["image"] = json!("evil:1");
     for key in ["resourceVersion", "uid", "generation", "creationTimestamp", "managedFields"] {
         d["metadata"].as_object_mut().unwrap().remove(key);
     }

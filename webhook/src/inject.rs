@@ -5,23 +5,31 @@
 //! Every field that kube-apiserver would default is written out, so that a
 //! stored, defaulted object compares equal to a freshly injected one.
 //! [`remove`] is the inverse for opting out: it takes every claworc marker away.
+//!
+//! The SSH server runs in the workload's own environment: the sidecar
+//! `claworc-sshd` runs the **target container's image** with its volume
+//! mounts, working directory and environment, and the static `claworc-sshd`
+//! binary, which the init container `claworc-sshd-install` copies from the
+//! claworc sidecar image (that binary and nothing else) into an emptyDir first.
 
 use std::collections::BTreeMap;
 
+use claworc_contract::claworc_sshd_config::SshdConfig;
 use claworc_contract::names::*;
-use claworc_contract::{Settings, VERSION, known_hosts, sshd_config};
+use claworc_contract::{Settings, VERSION, known_hosts};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
-    EmptyDirVolumeSource, EnvVar, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    EmptyDirVolumeSource, EnvVar, ExecAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 /// What the webhook process was configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Image of the `claworc-sshd` sidecar.
+    /// Image holding the static `claworc-sshd` binary (the delivery init container's).
     pub sidecar_image: String,
     /// The version written to `claworc.io/injected` (this program's; tests
     /// set another to play an adjacent release).
@@ -34,24 +42,6 @@ impl Default for Config {
     }
 }
 
-/// The sidecar's command: write the rendered config to the in-memory run
-/// directory, give an arbitrary UID a passwd entry (nss_wrapper, for sshd and,
-/// through `SetEnv`, for its sessions) and exec sshd, logging to stderr.
-pub fn sidecar_script() -> String {
-    format!(
-        r#"set -eu
-umask 077
-printf '%s\n' "${ENV_SSHD_CONFIG}" > {RUN_DIR}/sshd_config
-if ! getent passwd "$(id -u)" >/dev/null 2>&1; then
-  echo "{SSH_USER}:x:$(id -u):$(id -g):claworc:{RUN_DIR}:/bin/sh" > {RUN_DIR}/passwd
-  export LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD={RUN_DIR}/passwd NSS_WRAPPER_GROUP=/etc/group
-  # sshd clears the environment of sessions: give them the same passwd entry.
-  echo "SetEnv LD_PRELOAD=$LD_PRELOAD NSS_WRAPPER_PASSWD=$NSS_WRAPPER_PASSWD NSS_WRAPPER_GROUP=$NSS_WRAPPER_GROUP" >> {RUN_DIR}/sshd_config
-fi
-exec /usr/sbin/sshd -D -e -f {RUN_DIR}/sshd_config"#
-    )
-}
-
 /// The Deployment's annotations parsed into settings.
 pub fn settings(d: &Deployment) -> Result<Settings, Vec<claworc_contract::AnnotationError>> {
     let empty = BTreeMap::new();
@@ -59,7 +49,7 @@ pub fn settings(d: &Deployment) -> Result<Settings, Vec<claworc_contract::Annota
     Settings::from_annotations(d.metadata.name.as_deref().unwrap_or_default(), annotations)
 }
 
-/// Index of the container whose volumes the sidecar shares.
+/// Index of the container whose image, volumes and environment the sidecar shares.
 pub fn target_index(spec: &PodSpec, settings: &Settings) -> Option<usize> {
     match &settings.target_container {
         Some(name) => spec.containers.iter().position(|c| &c.name == name),
@@ -94,18 +84,23 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
     set_volumes(spec, settings);
 
     let init = spec.init_containers.get_or_insert_with(Vec::new);
-    init.retain(|c| c.name != SIDECAR);
-    spec.containers.retain(|c| c.name != SIDECAR);
+    init.retain(|c| !is_claworc_container(&c.name));
+    spec.containers.retain(|c| !is_claworc_container(&c.name));
     for c in spec.containers.iter_mut().chain(init.iter_mut()) {
         harden_container(c);
         set_known_hosts(c, settings);
     }
-    let sidecar = sidecar(settings, cfg, shared_mounts(spec, settings));
-    spec.init_containers.get_or_insert_with(Vec::new).insert(0, sidecar);
+    let target = target_index(spec, settings).map(|i| spec.containers[i].clone()).unwrap_or_default();
+    let home = home(&target);
+    set_home_volume(spec, &home);
+    let ids = session_ids(spec, &target, settings);
+    let init = spec.init_containers.get_or_insert_with(Vec::new);
+    init.insert(0, installer(cfg, ids));
+    init.insert(1, sidecar(settings, &target, &home, ids));
     template
 }
 
-/// The pod template of `d` with every claworc marker removed: the sidecar,
+/// The pod template of `d` with every claworc marker removed: the sidecar and its installer,
 /// the `claworc-*` volumes and their mounts, the `claworc.io/*` labels and
 /// annotations, `app.kubernetes.io/managed-by: claworc` and `GIT_SSH_COMMAND`.
 /// What opting out leaves is the user's own Deployment; the security contexts
@@ -130,9 +125,9 @@ pub fn remove(d: &Deployment) -> PodTemplateSpec {
         }
     }
     let Some(spec) = &mut template.spec else { return template };
-    spec.containers.retain(|c| c.name != SIDECAR);
+    spec.containers.retain(|c| !is_claworc_container(&c.name));
     if let Some(init) = &mut spec.init_containers {
-        init.retain(|c| c.name != SIDECAR);
+        init.retain(|c| !is_claworc_container(&c.name));
     }
     if let Some(volumes) = &mut spec.volumes {
         volumes.retain(|v| !v.name.starts_with(VOLUME_PREFIX));
@@ -148,9 +143,9 @@ pub fn remove(d: &Deployment) -> PodTemplateSpec {
     template
 }
 
-/// The volume mounts of the container whose volumes the sidecar shares.
-pub fn shared_mounts<'a>(spec: &'a PodSpec, settings: &Settings) -> &'a [VolumeMount] {
-    target_index(spec, settings).and_then(|i| spec.containers[i].volume_mounts.as_deref()).unwrap_or_default()
+/// Whether `name` is one of the containers claworc injects.
+pub fn is_claworc_container(name: &str) -> bool {
+    name == SIDECAR || name == INSTALLER
 }
 
 fn harden_pod(spec: &mut PodSpec, s: &Settings) {
@@ -178,19 +173,20 @@ fn runtime_default() -> SeccompProfile {
     SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }
 }
 
-/// Names of the volumes injection adds.
-pub const VOLUMES: [&str; 5] = [VOLUME_KEYS, VOLUME_RUN, VOLUME_NO_TOKEN, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER];
+/// Names of the volumes injection adds (or may add), so re-injection replaces them.
+pub const VOLUMES: [&str; 6] =
+    [VOLUME_KEYS, VOLUME_RUN, VOLUME_NO_TOKEN, VOLUME_HOME, VOLUME_KNOWN_HOSTS, VOLUME_KNOWN_HOSTS_USER];
 
-/// The volumes only the sidecar may mount (host key, run directory, the
-/// empty directory hiding the ServiceAccount token).
-pub const SIDECAR_VOLUMES: [&str; 3] = [VOLUME_KEYS, VOLUME_RUN, VOLUME_NO_TOKEN];
+/// The volumes only the sidecar may mount (host key, the delivered binary, the
+/// empty directory hiding the ServiceAccount token, the SSH user's own home).
+pub const SIDECAR_VOLUMES: [&str; 4] = [VOLUME_KEYS, VOLUME_RUN, VOLUME_NO_TOKEN, VOLUME_HOME];
 
-/// Paths the sidecar never takes from the workload's mounts: its own
-/// directories, and where its binaries, libraries and configuration live.
-/// A mount at or under one of these (or at `/`) is not shared with it.
-pub const SIDECAR_OWN_PATHS: &[&str] = &[
-    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/run", "/var/run", "/proc", "/sys", "/dev",
-];
+/// The sidecar's own mount paths that no shared mount may contain, cover or
+/// lie in: the keys, the delivered binary, the no-token directory.
+pub const SIDECAR_OWN_PATHS: [&str; 3] = [KEYS_DIR, RUN_DIR, SERVICE_ACCOUNT_TOKEN_DIR];
+
+/// Kernel filesystems the runtime mounts; no volume is shared there.
+const KERNEL_PATHS: [&str; 3] = ["/proc", "/sys", "/dev"];
 
 /// A mount path with `.` and repeated or trailing slashes removed, or `None`
 /// when it is relative or climbs with `..`.
@@ -214,12 +210,95 @@ pub fn is_under(path: &str, dir: &str) -> bool {
     path == dir || path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// Whether the sidecar may share the workload's mount at `path`.
-fn shareable(path: &str) -> bool {
-    clean_path(path).is_some_and(|p| p != "/" && !SIDECAR_OWN_PATHS.iter().any(|own| is_under(&p, own)))
+/// Whether the sidecar may share the target's mount at `path`: not `/`, not in a
+/// kernel filesystem, and neither at, under nor above one of the sidecar's own
+/// paths (a volume at `/etc` or `/run` would hold the directories its keys and
+/// binary are mounted on, which the workload could replace with symlinks).
+pub fn shareable(path: &str) -> bool {
+    clean_path(path).is_some_and(|p| {
+        p != "/"
+            && !KERNEL_PATHS.iter().any(|k| is_under(&p, k))
+            && !SIDECAR_OWN_PATHS.iter().any(|own| is_under(&p, own) || is_under(own, &p))
+    })
 }
 
-/// Adds (or rewrites) the claworc volumes.
+/// The target's mounts the sidecar shares (claworc's own are added separately).
+pub fn shared_mounts(target: &Container) -> impl Iterator<Item = &VolumeMount> {
+    target.volume_mounts.iter().flatten().filter(|m| !m.name.starts_with(VOLUME_PREFIX) && shareable(&m.mount_path))
+}
+
+/// Where SSH sessions live: `$HOME`, and whether it needs a volume of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Home {
+    /// In one of the target's shared volumes: it persists with the instance.
+    InVolume(String),
+    /// [`HOME_DIR`] on the `claworc-home` emptyDir (lost with the pod).
+    EmptyDir,
+}
+
+impl Home {
+    pub fn path(&self) -> &str {
+        match self {
+            Home::InVolume(p) => p,
+            Home::EmptyDir => HOME_DIR,
+        }
+    }
+}
+
+/// The instance's home: the target's `HOME` when a shared volume holds it, else
+/// the mount of a volume named `home` (`kubectl claworc create --volume
+/// home=PATH:SIZE`), else [`HOME_DIR`] when a shared volume holds it, else an
+/// emptyDir at [`HOME_DIR`].
+pub fn home(target: &Container) -> Home {
+    let shared: Vec<String> = shared_mounts(target).filter_map(|m| clean_path(&m.mount_path)).collect();
+    let in_volume = |p: &str| shared.iter().any(|m| is_under(p, m));
+    let env_home = target.env.iter().flatten().find(|e| e.name == "HOME" && e.value_from.is_none());
+    if let Some(h) = env_home.and_then(|e| e.value.as_deref()).and_then(clean_path).filter(|h| in_volume(h)) {
+        return Home::InVolume(h);
+    }
+    if let Some(m) = shared_mounts(target).find(|m| m.name == HOME_VOLUME && m.sub_path.is_none()) {
+        return Home::InVolume(clean_path(&m.mount_path).unwrap_or_default());
+    }
+    if in_volume(HOME_DIR) { Home::InVolume(HOME_DIR.into()) } else { Home::EmptyDir }
+}
+
+/// The `claworc-home` volume exists exactly when the home needs it.
+fn set_home_volume(spec: &mut PodSpec, home: &Home) {
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    volumes.retain(|v| v.name != VOLUME_HOME);
+    if *home == Home::EmptyDir {
+        volumes.push(empty_dir(VOLUME_HOME, None, HOME_SIZE));
+    }
+}
+
+/// Size limit of the emptyDir home: room for a clone, a build, caches.
+pub const HOME_SIZE: &str = "2Gi";
+/// Size limit of the emptyDir the binary is delivered into (it is about 6 MiB).
+pub const RUN_SIZE: &str = "64Mi";
+
+fn empty_dir(name: &str, medium: Option<&str>, size: &str) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(Into::into),
+            size_limit: Some(Quantity(size.into())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The UID and GID sessions run as: the target container's, else the pod's
+/// (which [`harden_pod`] always sets), so files are shared with the workload.
+fn session_ids(spec: &PodSpec, target: &Container, s: &Settings) -> (i64, i64) {
+    let pod = spec.security_context.as_ref();
+    let container = target.security_context.as_ref();
+    let uid = container.and_then(|c| c.run_as_user).or(pod.and_then(|p| p.run_as_user)).unwrap_or(s.run_as_user);
+    let gid = container.and_then(|c| c.run_as_group).or(pod.and_then(|p| p.run_as_group)).unwrap_or(s.run_as_group);
+    (uid, gid)
+}
+
+/// Adds (or rewrites) the claworc volumes ([`set_home_volume`] adds the home).
 fn set_volumes(spec: &mut PodSpec, s: &Settings) {
     let volumes = spec.volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| !VOLUMES.contains(&v.name.as_str()));
@@ -233,24 +312,14 @@ pub fn claworc_volumes(s: &Settings) -> Vec<Volume> {
         name: VOLUME_KEYS.into(),
         secret: Some(SecretVolumeSource {
             secret_name: Some(s.ssh_secret.clone()),
-            // root:fsGroup 0440: sshd, running as the fsGroup member, can read;
-            // OpenSSH accepts a host key that the sshd user does not own.
+            // root:fsGroup 0440: claworc-sshd, running as a fsGroup member, can read.
             default_mode: Some(0o440),
             ..Default::default()
         }),
         ..Default::default()
     });
-    let in_memory = |name: &str, size: &str| Volume {
-        name: name.into(),
-        empty_dir: Some(EmptyDirVolumeSource {
-            medium: Some("Memory".into()),
-            size_limit: Some(Quantity(size.into())),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    volumes.push(in_memory(VOLUME_RUN, "1Mi"));
-    volumes.push(in_memory(VOLUME_NO_TOKEN, "1Ki"));
+    volumes.push(empty_dir(VOLUME_RUN, None, RUN_SIZE));
+    volumes.push(empty_dir(VOLUME_NO_TOKEN, Some("Memory"), "1Ki"));
     volumes.push(Volume {
         name: VOLUME_KNOWN_HOSTS.into(),
         downward_api: Some(DownwardAPIVolumeSource {
@@ -316,8 +385,61 @@ pub fn git_ssh_command(s: &Settings) -> String {
     format!("ssh -o StrictHostKeyChecking={} -o BatchMode=yes", s.strict_host_key_checking.as_str())
 }
 
-/// The canonical `claworc-sshd` sidecar for these settings.
-pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container {
+/// Variables claworc sets in the sidecar: the target's values are replaced.
+pub const SIDECAR_ENV: [&str; 3] = [ENV_SSHD_CONFIG, ENV_GIT_SSH_COMMAND, "HOME"];
+
+/// The security context of both injected containers: the session UID/GID,
+/// nothing writable in the image, no capabilities, no privilege gain.
+fn locked_down((uid, gid): (i64, i64)) -> SecurityContext {
+    SecurityContext {
+        run_as_user: Some(uid),
+        run_as_group: Some(gid),
+        run_as_non_root: Some(true),
+        read_only_root_filesystem: Some(true),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+        seccomp_profile: Some(runtime_default()),
+        ..Default::default()
+    }
+}
+
+fn resources(requests: (&str, &str), limits: (&str, &str)) -> ResourceRequirements {
+    let quantities = |(cpu, mem): (&str, &str)| {
+        BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(mem.into()))])
+    };
+    ResourceRequirements {
+        requests: Some(quantities(requests)),
+        limits: Some(quantities(limits)),
+        ..Default::default()
+    }
+}
+
+/// The delivery init container: the claworc sidecar image (the static binary
+/// and nothing else) copies `claworc-sshd` into the `claworc-run` emptyDir.
+pub fn installer(cfg: &Config, ids: (i64, i64)) -> Container {
+    Container {
+        name: INSTALLER.into(),
+        image: Some(cfg.sidecar_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec![IMAGE_BINARY.into(), "install".into(), SSHD_BINARY.into()]),
+        resources: Some(resources(("10m", "16Mi"), ("200m", "64Mi"))),
+        security_context: Some(locked_down(ids)),
+        volume_mounts: Some(vec![VolumeMount {
+            name: VOLUME_RUN.into(),
+            mount_path: RUN_DIR.into(),
+            ..Default::default()
+        }]),
+        termination_message_path: Some("/dev/termination-log".into()),
+        termination_message_policy: Some("File".into()),
+        ..Default::default()
+    }
+}
+
+/// The canonical `claworc-sshd` sidecar: the delivered binary, run in the
+/// `target` container's image, working directory and environment, with its
+/// volume mounts (those [`shareable`]) and claworc's own.
+pub fn sidecar(s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) -> Container {
     let mut mounts = vec![
         VolumeMount {
             name: VOLUME_KEYS.into(),
@@ -325,7 +447,12 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
             read_only: Some(true),
             ..Default::default()
         },
-        VolumeMount { name: VOLUME_RUN.into(), mount_path: RUN_DIR.into(), ..Default::default() },
+        VolumeMount {
+            name: VOLUME_RUN.into(),
+            mount_path: RUN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        },
         // An SSH user must not act as the pod's ServiceAccount: the
         // ServiceAccount admission plugin adds no token where a mount exists.
         VolumeMount {
@@ -335,60 +462,42 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
             ..Default::default()
         },
     ];
-    mounts.extend(shared.iter().filter(|m| !m.name.starts_with(VOLUME_PREFIX) && shareable(&m.mount_path)).cloned());
+    mounts.extend(shared_mounts(target).cloned());
+    if *home == Home::EmptyDir {
+        mounts.push(VolumeMount { name: VOLUME_HOME.into(), mount_path: HOME_DIR.into(), ..Default::default() });
+    }
     mounts.extend(known_hosts_mounts(s));
-    let quantities = |cpu: &str, mem: &str| {
-        BTreeMap::from([("cpu".to_string(), Quantity(cpu.into())), ("memory".to_string(), Quantity(mem.into()))])
-    };
+    let mut env: Vec<EnvVar> =
+        target.env.iter().flatten().filter(|e| !SIDECAR_ENV.contains(&e.name.as_str())).cloned().collect();
+    let var = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+    env.push(var(ENV_SSHD_CONFIG, SshdConfig::from_settings(s).render()));
+    env.push(var(ENV_GIT_SSH_COMMAND, git_ssh_command(s)));
+    env.push(var("HOME", home.path().to_string()));
     Container {
         name: SIDECAR.into(),
-        image: Some(cfg.sidecar_image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
+        image: target.image.clone(),
+        image_pull_policy: Some(target.image_pull_policy.clone().unwrap_or_else(|| default_pull_policy(target))),
         restart_policy: Some("Always".into()),
-        command: Some(vec!["/bin/sh".into(), "-c".into(), sidecar_script()]),
-        env: Some(vec![
-            EnvVar {
-                name: ENV_SSHD_CONFIG.into(),
-                value: Some(sshd_config::render(s, sshd_config::Paths::POD)),
-                ..Default::default()
-            },
-            EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git_ssh_command(s)), ..Default::default() },
-        ]),
+        command: Some(vec![SSHD_BINARY.into()]),
+        working_dir: target.working_dir.clone(),
+        env: Some(env),
+        env_from: target.env_from.clone(),
         ports: Some(vec![ContainerPort {
             name: Some(SSH_PORT_NAME.into()),
             container_port: s.ssh_port.into(),
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        resources: Some(ResourceRequirements {
-            requests: Some(quantities("10m", "16Mi")),
-            limits: Some(quantities("500m", "128Mi")),
-            ..Default::default()
-        }),
-        security_context: Some(SecurityContext {
-            run_as_user: Some(s.run_as_user),
-            run_as_group: Some(s.run_as_group),
-            run_as_non_root: Some(true),
-            read_only_root_filesystem: Some(true),
-            allow_privilege_escalation: Some(false),
-            privileged: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
-            seccomp_profile: Some(runtime_default()),
-            ..Default::default()
-        }),
+        // Sessions are a person's work (a build, a clone): room for it, yet
+        // bounded so a session cannot take the workload's node share.
+        resources: Some(resources(("10m", "32Mi"), ("2", "2Gi"))),
+        security_context: Some(locked_down(ids)),
         volume_mounts: Some(mounts),
-        // Ready only when sshd answers SSH on the pod's loopback (a tcpSocket
-        // probe would dial the pod IP, where sshd does not listen): ssh-keyscan
-        // (openssh-client, a dependency of openssh-server) exits 0 only once it
-        // has read a host key. So `Available` means "you can log in now".
-        readiness_probe: Some(k8s_openapi::api::core::v1::Probe {
-            exec: Some(k8s_openapi::api::core::v1::ExecAction {
-                command: Some(
-                    ["ssh-keyscan", "-T", "2", "-t", "ed25519", "-p", &s.ssh_port.to_string(), "127.0.0.1"]
-                        .map(String::from)
-                        .to_vec(),
-                ),
-            }),
+        // Ready only when SSH answers on the pod's loopback (a tcpSocket probe
+        // would dial the pod IP, where claworc-sshd does not listen). The probe
+        // is the delivered binary itself: the workload's image may have no tools.
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction { command: Some(vec![SSHD_BINARY.into(), "probe".into(), s.ssh_port.to_string()]) }),
             period_seconds: Some(3),
             timeout_seconds: Some(3),
             success_threshold: Some(1),
@@ -399,6 +508,15 @@ pub fn sidecar(s: &Settings, cfg: &Config, shared: &[VolumeMount]) -> Container 
         termination_message_policy: Some("File".into()),
         ..Default::default()
     }
+}
+
+/// What kube-apiserver defaults `imagePullPolicy` to: `Always` for `:latest`
+/// or no tag, else `IfNotPresent` (a digest counts as a tag).
+fn default_pull_policy(c: &Container) -> String {
+    let image = c.image.as_deref().unwrap_or_default();
+    let name = image.rsplit('/').next().unwrap_or_default();
+    let tagged = image.contains('@') || name.split_once(':').is_some_and(|(_, tag)| tag != "latest");
+    if tagged { "IfNotPresent" } else { "Always" }.into()
 }
 
 #[cfg(test)]
@@ -439,31 +557,69 @@ pub(crate) mod tests {
     }
 
     fn sidecar_of(d: &Deployment) -> &Container {
-        &pod(d).init_containers.as_ref().unwrap()[0]
+        pod(d).init_containers.iter().flatten().find(|c| c.name == SIDECAR).unwrap()
+    }
+
+    fn mounts_of(c: &Container) -> Vec<(&str, &str, bool)> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only == Some(true)))
+            .collect()
+    }
+
+    fn env_of(c: &Container) -> BTreeMap<&str, &str> {
+        c.env.iter().flatten().map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or_default())).collect()
     }
 
     #[test]
-    fn adds_a_native_sshd_sidecar_configured_from_the_annotations() {
+    fn adds_a_native_sidecar_running_claworc_sshd_in_the_workload_image() {
         let d = injected(&deployment(json!({"claworc.io/ssh-port": "2022", "claworc.io/forward-ports": "5900"})));
         let c = sidecar_of(&d);
         assert_eq!(c.name, "claworc-sshd");
         assert_eq!(c.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(c.image.as_deref(), Some("busybox:1.36"), "the target container's image");
+        assert_eq!(c.command.as_deref(), Some(&["/run/claworc/claworc-sshd".to_string()][..]));
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 2022);
-        let config = c.env.as_ref().unwrap().iter().find(|e| e.name == ENV_SSHD_CONFIG).unwrap().value.clone().unwrap();
-        assert!(
-            config.contains("\nPort 2022\n") && config.contains("PermitOpen localhost:5900 127.0.0.1:5900\n"),
-            "{config}"
-        );
+        let config = env_of(c)[ENV_SSHD_CONFIG];
+        assert!(config.contains("\nport 2022\n") && config.contains("\nforward-ports 5900\n"), "{config}");
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(
-            (sc.run_as_user, sc.run_as_group, sc.read_only_root_filesystem),
-            (Some(1000), Some(1000), Some(true))
+            (sc.run_as_user, sc.run_as_group, sc.read_only_root_filesystem, sc.allow_privilege_escalation),
+            (Some(1000), Some(1000), Some(true), Some(false))
         );
-        let mounts: Vec<(&str, &str)> =
-            c.volume_mounts.iter().flatten().map(|m| (m.name.as_str(), m.mount_path.as_str())).collect();
-        assert!(mounts.contains(&("claworc-ssh-keys", "/etc/claworc/ssh")), "{mounts:?}");
-        assert!(mounts.contains(&("home", "/home/claworc")), "shares the first container's volumes: {mounts:?}");
-        assert!(!mounts.contains(&("cache", "/cache")), "{mounts:?}");
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let mounts = mounts_of(c);
+        assert!(mounts.contains(&("claworc-ssh-keys", "/etc/claworc/ssh", true)), "{mounts:?}");
+        assert!(mounts.contains(&("claworc-run", "/run/claworc", true)), "the binary, read-only: {mounts:?}");
+        assert!(mounts.contains(&("claworc-no-token", SERVICE_ACCOUNT_TOKEN_DIR, true)), "{mounts:?}");
+        assert!(mounts.contains(&("home", "/home/claworc", false)), "shares the first container's volumes: {mounts:?}");
+        assert!(!mounts.iter().any(|m| m.0 == "cache"), "{mounts:?}");
+    }
+
+    #[test]
+    fn an_init_container_delivers_the_binary_from_the_sidecar_image_first() {
+        let d = injected(&deployment(json!({})));
+        let init = pod(&d).init_containers.as_ref().unwrap();
+        let names: Vec<&str> = init.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["claworc-sshd-install", "claworc-sshd"],
+            "the installer runs to completion before the sidecar"
+        );
+        let installer = &init[0];
+        assert_eq!(installer.image.as_deref(), Some(SIDECAR_IMAGE));
+        assert_eq!(installer.restart_policy, None, "a plain init container");
+        let command = installer.command.clone().unwrap();
+        assert_eq!(command, ["/claworc-sshd", "install", "/run/claworc/claworc-sshd"], "the image has no shell");
+        assert_eq!(mounts_of(installer), [("claworc-run", "/run/claworc", false)]);
+        assert_eq!(sidecar_of(&d).command.as_ref().unwrap()[0], command[2], "the sidecar runs what was installed");
+        let sc = installer.security_context.as_ref().unwrap();
+        assert_eq!((sc.read_only_root_filesystem, sc.run_as_user), (Some(true), Some(1000)));
+        let run = pod(&d).volumes.iter().flatten().find(|v| v.name == VOLUME_RUN).unwrap();
+        let empty = run.empty_dir.as_ref().unwrap();
+        assert_eq!((empty.medium.as_deref(), empty.size_limit.as_ref().map(|q| q.0.as_str())), (None, Some("64Mi")));
     }
 
     #[test]
@@ -471,15 +627,107 @@ pub(crate) mod tests {
         let d = injected(&deployment(json!({"claworc.io/ssh-port": "2022"})));
         let probe = sidecar_of(&d).readiness_probe.as_ref().unwrap();
         let cmd = probe.exec.as_ref().unwrap().command.as_ref().unwrap();
-        assert_eq!(cmd.join(" "), "ssh-keyscan -T 2 -t ed25519 -p 2022 127.0.0.1");
-        assert!(probe.tcp_socket.is_none() && probe.http_get.is_none(), "sshd listens on the pod's 127.0.0.1 only");
+        assert_eq!(cmd.join(" "), "/run/claworc/claworc-sshd probe 2022", "no tool of the workload image");
+        assert!(
+            probe.tcp_socket.is_none() && probe.http_get.is_none(),
+            "claworc-sshd listens on the pod's 127.0.0.1 only"
+        );
     }
 
     #[test]
-    fn target_container_picks_the_volumes_to_share() {
+    fn target_container_picks_the_image_and_volumes_to_share() {
         let d = injected(&deployment(json!({"claworc.io/target-container": "gateway"})));
-        let mounts: Vec<&str> = sidecar_of(&d).volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
-        assert!(mounts.contains(&"/cache") && !mounts.contains(&"/home/claworc"), "{mounts:?}");
+        let c = sidecar_of(&d);
+        assert_eq!(c.image.as_deref(), Some("nginx:1.27"));
+        let mounts: Vec<&str> = c.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
+        assert!(mounts.contains(&"/cache"), "{mounts:?}");
+        assert!(c.volume_mounts.iter().flatten().all(|m| m.name != "home"), "not the first container's: {mounts:?}");
+    }
+
+    /// The target container with `edit` applied to its JSON.
+    fn with_target(edit: impl FnOnce(&mut serde_json::Value)) -> Deployment {
+        let mut v = serde_json::to_value(deployment(json!({}))).unwrap();
+        edit(v.pointer_mut("/spec/template/spec/containers/0").unwrap());
+        injected(&serde_json::from_value(v).unwrap())
+    }
+
+    #[test]
+    fn the_sidecar_has_the_targets_environment_and_working_directory_but_claworcs_variables() {
+        let d = with_target(|c| {
+            c["workingDir"] = json!("/srv/app");
+            c["env"] = json!([
+                {"name": "DATABASE_URL", "value": "postgres://db/app"},
+                {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "app", "key": "token"}}},
+                {"name": "HOME", "value": "/root"},
+                {"name": "CLAWORC_SSHD_CONFIG", "value": "port 22"}
+            ]);
+            c["envFrom"] = json!([{"configMapRef": {"name": "app-config"}}]);
+            c["imagePullPolicy"] = json!("Always");
+        });
+        let c = sidecar_of(&d);
+        assert_eq!(c.working_dir.as_deref(), Some("/srv/app"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert_eq!(c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap().name, "app-config");
+        let env = env_of(c);
+        assert_eq!(env["DATABASE_URL"], "postgres://db/app");
+        let token = c.env.iter().flatten().find(|e| e.name == "TOKEN").unwrap();
+        assert_eq!(token.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "token");
+        assert_eq!(env["HOME"], "/home/claworc", "claworc sets HOME (the home volume), not the target's /root");
+        assert!(env[ENV_SSHD_CONFIG].contains("port 2222\n"), "the target cannot configure the server");
+        let names: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        for once in SIDECAR_ENV {
+            assert_eq!(names.iter().filter(|n| **n == once).count(), 1, "{once}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn home_is_the_instances_home_volume_else_an_emptydir_a_person_can_work_in() {
+        // The volume named home (kubectl claworc create --volume home=/home/agent:10Gi).
+        let d = with_target(|c| c["volumeMounts"] = json!([{"name": "home", "mountPath": "/home/agent"}]));
+        assert_eq!(env_of(sidecar_of(&d))["HOME"], "/home/agent");
+        assert!(pod(&d).volumes.iter().flatten().all(|v| v.name != VOLUME_HOME), "no second home");
+        // The target's HOME, inside a shared volume.
+        let d = with_target(|c| {
+            c["volumeMounts"] = json!([{"name": "home", "mountPath": "/data"}]);
+            c["env"] = json!([{"name": "HOME", "value": "/data/me"}]);
+        });
+        assert_eq!(env_of(sidecar_of(&d))["HOME"], "/data/me");
+        // No volume: an emptyDir of its own, with room to work.
+        let d = injected(&deployment(json!({"claworc.io/target-container": "gateway"})));
+        let c = sidecar_of(&d);
+        assert_eq!(env_of(c)["HOME"], HOME_DIR);
+        assert!(mounts_of(c).contains(&("claworc-home", HOME_DIR, false)), "{:?}", mounts_of(c));
+        let home = pod(&d).volumes.iter().flatten().find(|v| v.name == VOLUME_HOME).unwrap();
+        let size = home.empty_dir.as_ref().unwrap().size_limit.as_ref().unwrap();
+        assert_eq!(size.0, "2Gi");
+        let workload = &pod(&d).containers[1];
+        assert!(workload.volume_mounts.iter().flatten().all(|m| m.name != VOLUME_HOME), "the SSH user's own");
+    }
+
+    #[test]
+    fn sessions_run_as_the_workloads_uid_and_gid() {
+        let mut v = serde_json::to_value(deployment(json!({}))).unwrap();
+        v["spec"]["template"]["spec"]["securityContext"] = json!({"runAsUser": 4242, "runAsGroup": 4343});
+        let d = injected(&serde_json::from_value(v).unwrap());
+        let sc = sidecar_of(&d).security_context.clone().unwrap();
+        assert_eq!((sc.run_as_user, sc.run_as_group), (Some(4242), Some(4343)));
+        let d = with_target(|c| c["securityContext"] = json!({"runAsUser": 5000}));
+        assert_eq!(sidecar_of(&d).security_context.as_ref().unwrap().run_as_user, Some(5000));
+    }
+
+    #[test]
+    fn mounts_around_the_sidecars_own_paths_are_not_shared() {
+        let d = with_target(|c| {
+            c["volumeMounts"] = json!([
+                {"name": "a", "mountPath": "/etc"}, {"name": "b", "mountPath": "/run"},
+                {"name": "c", "mountPath": "/var/run"}, {"name": "d", "mountPath": "/var"},
+                {"name": "e", "mountPath": "/etc/app"}, {"name": "f", "mountPath": "/run/app"},
+                {"name": "g", "mountPath": "/usr/local/share/data"}, {"name": "h", "mountPath": "/dev/shm"}
+            ])
+        });
+        let shared: Vec<&str> =
+            mounts_of(sidecar_of(&d)).into_iter().filter(|m| !m.0.starts_with("claworc-")).map(|m| m.1).collect();
+        assert_eq!(shared, ["/etc/app", "/run/app", "/usr/local/share/data"]);
     }
 
     #[test]
@@ -506,7 +754,8 @@ pub(crate) mod tests {
             json!({"claworc.io/known-hosts": "github", "claworc.io/known-hosts-configmap": "extra-hosts"}),
         ));
         let p = pod(&d);
-        for c in p.containers.iter().chain(p.init_containers.iter().flatten()) {
+        // Every container a workload or a session runs in (the installer only copies a file).
+        for c in p.containers.iter().chain(p.init_containers.iter().flatten().filter(|c| c.name != INSTALLER)) {
             let paths: Vec<&str> = c.volume_mounts.iter().flatten().map(|m| m.mount_path.as_str()).collect();
             assert!(paths.contains(&KNOWN_HOSTS_PATH) && paths.contains(&KNOWN_HOSTS2_PATH), "{}: {paths:?}", c.name);
             let git = c.env.iter().flatten().find(|e| e.name == "GIT_SSH_COMMAND").unwrap();
@@ -547,9 +796,12 @@ pub(crate) mod tests {
         let mut d = injected(&deployment(json!({})));
         let init = d.spec.template.spec.as_mut().unwrap().init_containers.as_mut().unwrap();
         init[0].image = Some("evil:latest".into());
-        init[0].security_context.as_mut().unwrap().privileged = Some(true);
+        init[1].image = Some("evil:latest".into());
+        init[1].security_context.as_mut().unwrap().privileged = Some(true);
+        init[1].env.as_mut().unwrap().push(EnvVar { name: "LD_PRELOAD".into(), ..Default::default() });
         let again = injected(&d);
-        assert_eq!(sidecar_of(&again).image.as_deref(), Some(SIDECAR_IMAGE));
+        assert_eq!(sidecar_of(&again).image.as_deref(), Some("busybox:1.36"));
+        assert_eq!(pod(&again).init_containers.as_ref().unwrap()[0].image.as_deref(), Some(SIDECAR_IMAGE));
         assert_eq!(again, injected(&deployment(json!({}))));
     }
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use claworc_contract::Settings;
-use claworc_contract::sshd_config::{self, Paths};
+use claworc_contract::claworc_sshd_config::SshdConfig;
 use claworc_webhook::certs;
 use claworc_webhook::inject::Config;
 use claworc_webhook::server::{ServeOptions, Server};
@@ -34,14 +34,14 @@ enum Command {
         /// PEM private key; re-read when it changes.
         #[arg(long, env = "CLAWORC_TLS_KEY")]
         tls_key: PathBuf,
-        /// Image of the injected claworc-sshd sidecar.
+        /// Image holding the static claworc-sshd binary, delivered into every instance's pod.
         #[arg(long, env = "CLAWORC_SIDECAR_IMAGE", default_value = claworc_contract::names::SIDECAR_IMAGE)]
         sidecar_image: String,
         /// Seconds to keep serving, unready, after SIGTERM before closing the listener.
         #[arg(long, env = "CLAWORC_SHUTDOWN_DELAY", default_value_t = 5)]
         shutdown_delay: u64,
     },
-    /// Print the sshd_config the sidecar would get for a Deployment's annotations.
+    /// Print the claworc-sshd configuration the sidecar would get for a Deployment's annotations.
     RenderSshdConfig {
         /// A Deployment manifest (YAML or JSON, may hold several documents; `-` for stdin).
         #[arg(short = 'f', long = "filename")]
@@ -192,7 +192,7 @@ fn render_sshd_config(file: Option<PathBuf>, pairs: &[String], name: Option<Stri
     let name = name.or(file_name).unwrap_or_else(|| "instance".to_string());
     match Settings::from_annotations(&name, &annotations) {
         Ok(settings) => {
-            print!("{}", sshd_config::render(&settings, Paths::POD));
+            print!("{}", SshdConfig::from_settings(&settings).render());
             ExitCode::SUCCESS
         }
         Err(errors) => {

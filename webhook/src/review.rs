@@ -168,7 +168,10 @@ mod tests {
         let stored = apply(&update(Some(&old), &new)).expect("opting out is patched");
         assert!(!claworc_contract::instance::has_markers(&stored.spec.template), "{stored:#?}");
         let pod = stored.spec.template.spec.as_ref().unwrap();
-        assert!(pod.init_containers.iter().flatten().all(|c| c.name != "claworc-sshd"));
+        assert!(
+            pod.init_containers.iter().flatten().all(|c| !c.name.starts_with("claworc-sshd")),
+            "sidecar and installer"
+        );
         assert!(pod.volumes.iter().flatten().all(|v| !v.name.starts_with("claworc-")));
         assert_eq!(pod.host_network, Some(true), "what remains is the user's own Deployment");
         assert_eq!(

@@ -47,7 +47,8 @@ pub const ALLOWED_SELINUX_TYPES: &[&str] =
 /// Prefix of the pod-template annotations that set a container's AppArmor profile.
 const APPARMOR_ANNOTATION: &str = "container.apparmor.security.beta.kubernetes.io/";
 
-/// Directories that belong to the sidecar: no other container mounts there.
+/// Directories that belong to the sidecar (its keys, its delivered binary): no
+/// other container mounts there.
 const CLAWORC_DIRS: [&str; 2] = ["/etc/claworc", RUN_DIR];
 
 /// The outcome of validating one Deployment.
@@ -106,13 +107,16 @@ pub const RULES: &[Rule] = &[
     Rule { field: "containers[*].ports[*].hostPort", refuses: "any host port" },
     Rule {
         field: "containers[*].volumeMounts[*]",
-        refuses: "the sidecar's volumes (claworc-ssh-keys, claworc-run, claworc-no-token); a path at or under /etc/claworc or /run/claworc; a path with ..",
+        refuses: "the sidecar's volumes (claworc-ssh-keys, claworc-run, claworc-no-token, claworc-home); a path at or under /etc/claworc or /run/claworc; a path with ..",
     },
     Rule {
         field: "metadata.annotations[\"claworc.io/target-container\"]",
         refuses: "a name that is not one of spec.template.spec.containers",
     },
-    Rule { field: "spec.template.spec.containers", refuses: "an empty list; a container named claworc-sshd" },
+    Rule {
+        field: "spec.template.spec.containers",
+        refuses: "an empty list; a container named claworc-sshd or claworc-sshd-install",
+    },
     Rule {
         field: "spec.template",
         refuses: "anything that differs from what claworc's mutation makes (a missing or altered sidecar, hardening, label or known_hosts)",
@@ -291,10 +295,10 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
         if let Some(sc) = sc {
             check_container(&at, sc, v);
         }
-        if name == SIDECAR && kind != "initContainers" {
-            v.denials.push(format!("{at}: the name {SIDECAR} is reserved for claworc's sidecar; rename the container"));
+        if inject::is_claworc_container(name) && kind != "initContainers" {
+            v.denials.push(format!("{at}: the name {name} is reserved for claworc's sidecar; rename the container"));
         }
-        if name != SIDECAR {
+        if !inject::is_claworc_container(name) {
             for m in mounts.iter().flatten() {
                 check_mount(&at, &m.name, &m.mount_path, v);
             }
@@ -312,7 +316,7 @@ fn check_mount(at: &str, volume: &str, path: &str, v: &mut Verdict) {
             .denials
             .push(format!("{at}: the mount path must be absolute and must not contain \"..\"; write it plainly")),
         Some(p) if CLAWORC_DIRS.iter().any(|dir| inject::is_under(&p, dir)) => v.denials.push(format!(
-            "{at}: {} belong to the claworc-sshd sidecar (its keys and run directory); mount the volume elsewhere",
+            "{at}: {} belong to the claworc-sshd sidecar (its keys and its binary); mount the volume elsewhere",
             CLAWORC_DIRS.join(" and ")
         )),
         Some(_) => {}
@@ -382,11 +386,13 @@ fn check_container(at: &str, sc: &SecurityContext, v: &mut Verdict) {
 ///
 /// Across a rolling upgrade of the webhook, the template may have been made
 /// by an adjacent release (its `claworc.io/injected` names another version).
-/// A release may change only the sidecar's image, command, arguments,
-/// environment, resources and probes; so for another version's template those
-/// are compared after being set to this release's, and everything else (every
-/// other container, the volumes, mounts, security contexts, labels and
-/// known_hosts) must still be exactly what this release makes.
+/// A release may change only the installer's image, command, arguments and
+/// resources and the sidecar's command, arguments, environment, resources and
+/// probes ([`RELEASE_FIELDS`]); so for another version's template those are
+/// compared after being set to this release's, and everything else (every
+/// other container, the sidecar's image, which is the target's, the volumes,
+/// mounts, security contexts, labels and known_hosts) must still be exactly
+/// what this release makes.
 fn recheck_template(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict) {
     let want = inject::inject_template(d, s, cfg);
     if want == d.spec.template {
@@ -403,8 +409,10 @@ fn recheck_template(d: &Deployment, s: &Settings, cfg: &Config, v: &mut Verdict)
     let want = to_value(&want);
     let stored_version = injected_version(&d.spec.template);
     if stored_version.is_some_and(|version| version != cfg.version) {
-        let mine = sidecar_release_fields(&want);
-        set_sidecar_release_fields(&mut have, mine);
+        for (container, fields) in RELEASE_FIELDS {
+            let mine = release_fields(&want, container, fields);
+            set_release_fields(&mut have, container, mine);
+        }
         if let Some(a) = have.pointer_mut("/metadata/annotations") {
             a[ANNOTATION_INJECTED] = Value::String(cfg.version.clone());
         }
@@ -424,22 +432,29 @@ fn injected_version(t: &PodTemplateSpec) -> Option<&str> {
     t.metadata.as_ref()?.annotations.as_ref()?.get(ANNOTATION_INJECTED).map(String::as_str)
 }
 
-/// The sidecar fields a release may change.
-const RELEASE_FIELDS: [&str; 7] = ["image", "command", "args", "env", "resources", "readinessProbe", "startupProbe"];
+/// The fields of the injected containers that a release may change.
+pub const RELEASE_FIELDS: [(&str, &[&str]); 2] = [
+    (INSTALLER, &["image", "command", "args", "resources"]),
+    (SIDECAR, &["command", "args", "env", "resources", "readinessProbe", "startupProbe"]),
+];
 
-fn sidecar_release_fields(template: &Value) -> BTreeMap<&'static str, Value> {
-    let sidecar = template.pointer("/spec/initContainers/0").cloned().unwrap_or_default();
-    RELEASE_FIELDS.iter().map(|f| (*f, sidecar.get(*f).cloned().unwrap_or(Value::Null))).collect()
+fn injected_container<'a>(template: &'a Value, name: &str) -> Option<&'a Value> {
+    template.pointer("/spec/initContainers")?.as_array()?.iter().find(|c| c["name"] == name)
 }
 
-fn set_sidecar_release_fields(template: &mut Value, fields: BTreeMap<&'static str, Value>) {
+fn release_fields(template: &Value, container: &str, fields: &[&'static str]) -> BTreeMap<&'static str, Value> {
+    let c = injected_container(template, container).cloned().unwrap_or_default();
+    fields.iter().map(|f| (*f, c.get(*f).cloned().unwrap_or(Value::Null))).collect()
+}
+
+fn set_release_fields(template: &mut Value, container: &str, fields: BTreeMap<&'static str, Value>) {
     let Some(Value::Array(init)) = template.pointer_mut("/spec/initContainers") else { return };
-    let Some(Value::Object(sidecar)) = init.iter_mut().find(|c| c["name"] == SIDECAR) else { return };
+    let Some(Value::Object(c)) = init.iter_mut().find(|c| c["name"] == container) else { return };
     for (field, value) in fields {
         if value.is_null() {
-            sidecar.remove(field);
+            c.remove(field);
         } else {
-            sidecar.insert(field.to_string(), value);
+            c.insert(field.to_string(), value);
         }
     }
 }
@@ -719,9 +734,32 @@ mod tests {
     fn a_missing_or_altered_sidecar_is_refused() {
         denied(&deployment(json!({})), "initContainers[\"claworc-sshd\"]: missing", "mutating webhook did not run");
         denied(
-            &edited(|v| v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("other:1")),
+            &edited(|v| v.pointer_mut("/spec/template/spec/initContainers/1").unwrap()["image"] = json!("other:1")),
             "initContainers[\"claworc-sshd\"].image: not what claworc's mutation makes",
             "remove your change",
+        );
+        denied(
+            &edited(|v| v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("other:1")),
+            "initContainers[\"claworc-sshd-install\"].image: not what claworc's mutation makes",
+            "remove your change",
+        );
+        denied(
+            &edited(|v| {
+                v.pointer_mut("/spec/template/spec/initContainers").unwrap().as_array_mut().unwrap().remove(0);
+            }),
+            "initContainers[\"claworc-sshd-install\"]",
+            "not what claworc's mutation makes",
+        );
+        denied(
+            &edited(|v| {
+                v.pointer_mut("/spec/template/spec/initContainers/1/env")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "LD_PRELOAD", "value": "/tmp/x.so"}))
+            }),
+            "initContainers[\"claworc-sshd\"].env",
+            "not what claworc's mutation makes",
         );
         denied(
             &edited(|v| v.pointer_mut("/spec/template/spec/volumes/2/secret").unwrap()["secretName"] = json!("other")),
@@ -852,7 +890,7 @@ mod tests {
         denied(&annotated, "container.apparmor.security.beta.kubernetes.io/claworc-sshd", "runtime/default");
         // The sidecar is checked like any container.
         let sidecar = edited(|v| {
-            v.pointer_mut("/spec/template/spec/initContainers/0/securityContext").unwrap()["appArmorProfile"] =
+            v.pointer_mut("/spec/template/spec/initContainers/1/securityContext").unwrap()["appArmorProfile"] =
                 json!({"type": "Unconfined"})
         });
         denied(&sidecar, "initContainers[\"claworc-sshd\"].securityContext.appArmorProfile", "RuntimeDefault");
@@ -873,8 +911,16 @@ mod tests {
             denied(&mount("home", path), &format!("volumeMounts[{path:?}]"), "mount the volume elsewhere");
         }
         denied(&mount("home", "/home/../etc/claworc"), "volumeMounts", "must not contain \"..\"");
-        for volume in ["claworc-ssh-keys", "claworc-run", "claworc-no-token"] {
+        for volume in ["claworc-ssh-keys", "claworc-run", "claworc-no-token", "claworc-home"] {
             denied(&mount(volume, "/data"), volume, "belongs to the claworc-sshd sidecar");
+        }
+    }
+
+    #[test]
+    fn the_injected_containers_names_are_reserved() {
+        for name in ["claworc-sshd", "claworc-sshd-install"] {
+            let d = edited(|v| v.pointer_mut("/spec/template/spec/containers/1").unwrap()["name"] = json!(name));
+            denied(&d, &format!("containers[{name:?}]: the name {name} is reserved"), "rename the container");
         }
     }
 
@@ -911,6 +957,15 @@ mod tests {
         let mut swapped = inject::inject(&d, &s, &new);
         swapped.spec.template.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[0].image = Some("evil:1".into());
         assert!(!validate(&swapped, &new).denials.is_empty());
+        // Another release cannot run the sidecar in another image: it is the target's.
+        let mut other_image = by_old.clone();
+        other_image.spec.template.spec.as_mut().unwrap().init_containers.as_mut().unwrap()[1].image =
+            Some("evil:1".into());
+        assert!(
+            validate(&other_image, &new).denials.iter().any(|m| m.contains("initContainers[\"claworc-sshd\"].image")),
+            "{:?}",
+            validate(&other_image, &new)
+        );
     }
 
     #[test]

@@ -114,7 +114,7 @@ fn messages() -> Vec<(String, String)> {
         (
             "sidecar altered",
             case(json!({}), |v| {
-                v.pointer_mut("/spec/template/spec/initContainers/0").unwrap()["image"] = json!("other:1")
+                v.pointer_mut("/spec/template/spec/initContainers/1").unwrap()["image"] = json!("other:1")
             }),
         ),
         (
@@ -222,7 +222,7 @@ fn render() -> String {
         "- annotations `{ANNOTATION_INJECTED}: <webhook version>` and `{ANNOTATION_KNOWN_HOSTS_DATA}` (the `known_hosts` content)\n"
     );
     md += &format!(
-        "- the native sidecar `{SIDECAR}`; volumes `{VOLUME_KEYS}`, `{VOLUME_RUN}`, `{VOLUME_NO_TOKEN}` (an empty directory over `{SERVICE_ACCOUNT_TOKEN_DIR}` in the sidecar), `{VOLUME_KNOWN_HOSTS}`, `{VOLUME_KNOWN_HOSTS_USER}`\n"
+        "- the init container `{INSTALLER}` (the sidecar image: copies `claworc-sshd` to `{SSHD_BINARY}`) and the native sidecar `{SIDECAR}` (the target container's image running `{SSHD_BINARY}`); volumes `{VOLUME_KEYS}`, `{VOLUME_RUN}` (the delivered binary), `{VOLUME_NO_TOKEN}` (an empty directory over `{SERVICE_ACCOUNT_TOKEN_DIR}` in the sidecar), `{VOLUME_HOME}` (`{HOME_DIR}`, when the target has no home volume), `{VOLUME_KNOWN_HOSTS}`, `{VOLUME_KNOWN_HOSTS_USER}`\n"
     );
     md += &format!(
         "- in every container: `{KNOWN_HOSTS_PATH}` (pinned keys), `{KNOWN_HOSTS2_PATH}` (the ConfigMap's, if named) and `{ENV_GIT_SSH_COMMAND}`\n"

@@ -141,9 +141,12 @@ fn restricted_violations(template: &Value) -> Vec<String> {
     out
 }
 
-/// The sidecar's mounts that lie at or under a path it must own.
+/// The sidecar's shared mounts that lie at, under or above a path it must own
+/// (its keys, its delivered binary, the no-token directory), or in a kernel
+/// filesystem.
 fn sidecar_shadowed(template: &Value) -> Vec<String> {
-    let own = ["/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/run", "/var/run", "/proc", "/sys", "/dev"];
+    let own = ["/etc/claworc/ssh", "/run/claworc", "/var/run/secrets/kubernetes.io/serviceaccount"];
+    let kernel = ["/proc", "/sys", "/dev"];
     let sidecar =
         template["spec"]["initContainers"].as_array().and_then(|i| i.iter().find(|c| c["name"] == "claworc-sshd"));
     let mut out = Vec::new();
@@ -160,7 +163,11 @@ fn sidecar_shadowed(template: &Value) -> Vec<String> {
             .collect::<Vec<_>>()
             .join("/");
         let path = format!("/{path}");
-        if path == "/" || own.iter().any(|o| path == *o || path.starts_with(&format!("{o}/"))) {
+        let under = |p: &str, dir: &str| p == dir || p.starts_with(&format!("{dir}/"));
+        if path == "/"
+            || kernel.iter().any(|k| under(&path, k))
+            || own.iter().any(|o| under(&path, o) || under(o, &path))
+        {
             out.push(path);
         }
     }
@@ -232,9 +239,9 @@ fn container(names: Vec<&'static str>) -> impl Strategy<Value = Value> {
         optional(vec![json!({"type": "Unconfined"})]),
         prop::collection::vec(
             (
-                prop_oneof![8 => Just("data"), 1 => Just("claworc-ssh-keys"), 1 => Just("claworc-run"), 1 => Just("claworc-known-hosts")],
+                prop_oneof![8 => Just("data"), 1 => Just("claworc-ssh-keys"), 1 => Just("claworc-run"), 1 => Just("claworc-home"), 1 => Just("claworc-known-hosts")],
                 prop_oneof![
-                    12 => pick(vec!["/data", "/home/claworc", "/etc", "/etc/app", "/usr/local", "/", "/run", "/var/run/x", "/lib64/x", "/data/"]),
+                    12 => pick(vec!["/data", "/home/claworc", "/home", "/etc", "/etc/app", "/usr/local", "/", "/run", "/var", "/var/run/x", "/var/run/secrets", "/lib64/x", "/data/"]),
                     1 => pick(vec!["/etc/claworc/ssh/", "/run/claworc/.ssh", "/srv/../etc", "relative"]),
                 ],
             ),

@@ -1,9 +1,20 @@
-//! The injected sshd config, run by Debian's real OpenSSH `sshd` as a non-root
-//! user on loopback, with the file owners and modes the pod's Secret volume has
-//! (root:fsGroup, 0440), and OpenSSH's `ssh` as the client.
+//! What the webhook injects, run for real on loopback:
 //!
-//! Needs `sshd` and `ssh` (apt-get install openssh-server openssh-client) and a
-//! user with UID 1000 (useradd -u 1000 claworc); `.ci/run` installs both.
+//! - the sidecar's command and `CLAWORC_SSHD_CONFIG`, run by the real
+//!   `claworc-sshd` binary (delivered by `claworc-sshd install`, as the init
+//!   container does) as a non-root user, with the file owners and modes the pod's
+//!   Secret volume has (root:fsGroup, 0440), OpenSSH's `ssh` as the client, and
+//!   the readiness probe's command against it;
+//! - the upgrade: a Deployment as the 0.1.0 webhook stored it (OpenSSH in the
+//!   Debian sidecar image, `tests/fixtures/deployment-injected-by-0.1.0.json`)
+//!   is switched to claworc-sshd by the next write, and serves the same host key
+//!   from the same Secret, so nobody's pin breaks.
+//!
+//! Needs root (to run the servers as UID 1000, as in the pod), a user with UID
+//! 1000 (useradd -u 1000 claworc), OpenSSH's `sshd`, `ssh`, `ssh-keygen` and
+//! `ssh-keyscan` (apt-get install openssh-server openssh-client), and the
+//! `claworc-sshd` binary (`cargo build -p claworc-sshd`, or $CLAWORC_SSHD_BIN);
+//! `.ci/run` installs and builds them.
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
@@ -12,9 +23,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use claworc_contract::names::{ENV_SSHD_CONFIG, KEYS_DIR};
-use claworc_contract::{Settings, sshd_config};
-use claworc_webhook::inject::{Config, sidecar};
+use claworc_contract::names::{ENV_SSHD_CONFIG, INSTALLER, KEYS_DIR, SIDECAR, SSHD_BINARY, VOLUME_KEYS};
+use claworc_webhook::inject::{self, Config};
+use claworc_webhook::review;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Container;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use serde_json::json;
 
 const UID: u32 = 1000;
 
@@ -28,6 +43,18 @@ fn need(program: &str) -> PathBuf {
     panic!("{program} is missing: install it with `apt-get install -y openssh-server openssh-client`");
 }
 
+/// The claworc-sshd binary: $CLAWORC_SSHD_BIN, else the workspace's debug build.
+fn claworc_sshd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CLAWORC_SSHD_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/debug/deps/sshd-HASH -> target/debug/claworc-sshd
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("claworc-sshd");
+    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p claworc-sshd`", bin.display());
+    bin
+}
+
 fn user_1000() -> String {
     let out = Command::new("getent").args(["passwd", &UID.to_string()]).output().unwrap();
     assert!(out.status.success(), "no user with UID {UID}: create one with `useradd -u {UID} -m claworc`");
@@ -36,21 +63,6 @@ fn user_1000() -> String {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Sshd {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-    user: String,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -62,68 +74,145 @@ fn keygen(path: &Path) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Starts sshd with the config the webhook injects for `annotations`.
-fn start(name: &str, annotations: &[(&str, &str)]) -> (Sshd, PathBuf) {
-    assert_eq!(unsafe { libc_geteuid() }, 0, "this test runs sshd as UID {UID} and must start as root (CI does)");
-    let user = user_1000();
-    let dir = std::env::temp_dir().join(format!("claworc-sshd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let keys = dir.join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    keygen(&keys.join("ssh_host_ed25519_key"));
-    let client = dir.join("client");
-    keygen(&client);
-    std::fs::copy(client.with_extension("pub"), keys.join("authorized_keys")).unwrap();
-    // As kubelet writes a Secret volume with defaultMode 0440 and fsGroup 1000.
-    for f in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "authorized_keys"] {
-        chown(keys.join(f), Some(0), Some(UID)).unwrap();
-        std::fs::set_permissions(keys.join(f), std::fs::Permissions::from_mode(0o440)).unwrap();
-    }
-
-    let port = free_port();
-    let port_s = port.to_string();
-    let mut map: BTreeMap<String, String> = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    map.insert("claworc.io/ssh-port".into(), port_s);
-    let settings = Settings::from_annotations(name, &map).unwrap();
-    let container = sidecar(&settings, &Config::default(), &[]);
-    let config = container.env.unwrap().into_iter().find(|e| e.name == ENV_SSHD_CONFIG).unwrap().value.unwrap();
-    assert_eq!(config, sshd_config::render(&settings, sshd_config::Paths::POD));
-    let config = config.replace(KEYS_DIR, keys.to_str().unwrap());
-    let config_file = dir.join("sshd_config");
-    std::fs::write(&config_file, config).unwrap();
-    std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-
-    let sshd = need("sshd");
-    let as_user = |args: &[&str]| {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid", &UID.to_string(), "--regid", &UID.to_string(), "--init-groups", "--"])
-            .arg(&sshd)
-            .args(args)
-            .arg(&config_file);
-        c
-    };
-    let check = run(&mut as_user(&["-t", "-f"]));
-    assert!(check.status.success(), "sshd -t refused the config: {}", String::from_utf8_lossy(&check.stderr));
-    let child = as_user(&["-D", "-e", "-f"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "sshd did not listen on 127.0.0.1:{port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Sshd { child, dir, port, user }, client)
-}
-
 unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
 
-fn ssh(sshd: &Sshd, login: &str, extra: &[&str], identity: Option<&Path>) -> Output {
-    ssh_cmd(sshd, login, extra, identity, &[])
+/// A directory laid out as the pod's volumes: the instance Secret's keys
+/// (root:1000, 0440, as the kubelet writes them with defaultMode 0440 and
+/// fsGroup 1000), the delivered binary, a home; and a client key.
+struct Pod {
+    dir: PathBuf,
+    client: PathBuf,
 }
 
-fn ssh_cmd(sshd: &Sshd, login: &str, extra: &[&str], identity: Option<&Path>, command: &[&str]) -> Output {
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Pod {
+    fn new(name: &str) -> Pod {
+        assert_eq!(
+            unsafe { libc_geteuid() },
+            0,
+            "this test runs the servers as UID {UID} and must start as root (CI does)"
+        );
+        user_1000();
+        let dir = std::env::temp_dir().join(format!("claworc-webhook-sshd-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let keys = dir.join("keys");
+        for d in [dir.join("keys"), dir.join("run"), dir.join("home")] {
+            std::fs::create_dir_all(&d).unwrap();
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        chown(dir.join("home"), Some(UID), Some(UID)).unwrap();
+        keygen(&keys.join("ssh_host_ed25519_key"));
+        let client = dir.join("client");
+        keygen(&client);
+        std::fs::copy(client.with_extension("pub"), keys.join("authorized_keys")).unwrap();
+        for f in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "authorized_keys"] {
+            chown(keys.join(f), Some(0), Some(UID)).unwrap();
+            std::fs::set_permissions(keys.join(f), std::fs::Permissions::from_mode(0o440)).unwrap();
+        }
+        Pod { dir, client }
+    }
+
+    fn keys(&self) -> PathBuf {
+        self.dir.join("keys")
+    }
+
+    /// The Secret's public host key's fingerprint, as `ssh-keygen -lf` prints it.
+    fn secret_fingerprint(&self) -> String {
+        let out = run(Command::new(need("ssh-keygen")).arg("-lf").arg(self.keys().join("ssh_host_ed25519_key.pub")));
+        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_string()
+    }
+
+    /// A command run as UID/GID 1000, as the pod runs the sidecar.
+    fn as_pod_user(&self, program: &Path) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", &UID.to_string(), "--regid", &UID.to_string(), "--clear-groups", "--"]).arg(program);
+        c
+    }
+}
+
+/// A running server; killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(child: &mut Child, port: u16, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("the server exited ({status}) before listening on 127.0.0.1:{port}: {log}");
+        }
+        assert!(Instant::now() < deadline, "the server did not listen on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn sidecar_of(d: &Deployment) -> &Container {
+    let init = d.spec.template.spec.as_ref().unwrap().init_containers.as_ref().unwrap();
+    init.iter().find(|c| c.name == SIDECAR).unwrap()
+}
+
+fn env_value<'a>(c: &'a Container, name: &str) -> &'a str {
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+        .unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// Delivers the binary as the init container does, then runs the sidecar's
+/// command with its environment: the config (keys directory and port moved to
+/// this test's), HOME moved to the test's home.
+fn start_claworc_sshd(pod: &Pod, installer: &Container, sidecar: &Container) -> Server {
+    let command = installer.command.as_ref().unwrap();
+    assert_eq!((command[1].as_str(), command[2].as_str()), ("install", SSHD_BINARY));
+    let delivered = pod.dir.join("run/claworc-sshd");
+    let out = run(Command::new(claworc_sshd_bin()).arg("install").arg(&delivered));
+    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sidecar.command.as_deref(), Some(&[SSHD_BINARY.to_string()][..]));
+
+    let port = free_port();
+    let config = env_value(sidecar, ENV_SSHD_CONFIG);
+    let config: String = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("port ") {
+                format!("port {port}\n")
+            } else {
+                format!("{}\n", l.replace(KEYS_DIR, pod.keys().to_str().unwrap()))
+            }
+        })
+        .collect();
+    let mut cmd = pod.as_pod_user(&delivered);
+    cmd.env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env(ENV_SSHD_CONFIG, config)
+        .env("HOME", pod.dir.join("home"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(pod.dir.join("claworc-sshd.log")).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    wait_listening(&mut child, port, &pod.dir.join("claworc-sshd.log"));
+    Server { child, port }
+}
+
+fn ssh(server: &Server, login: &str, extra: &[&str], identity: Option<&Path>, command: &[&str]) -> Output {
     let mut c = Command::new(need("ssh"));
     c.args([
         "-F",
@@ -135,7 +224,7 @@ fn ssh_cmd(sshd: &Sshd, login: &str, extra: &[&str], identity: Option<&Path>, co
         "-o",
         "UserKnownHostsFile=/dev/null",
     ]);
-    c.args(["-o", "LogLevel=ERROR", "-p", &sshd.port.to_string(), "-l", login]);
+    c.args(["-o", "LogLevel=ERROR", "-p", &server.port.to_string(), "-l", login]);
     match identity {
         Some(key) => c.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(key),
         None => c.args(["-o", "PubkeyAuthentication=no"]),
@@ -143,31 +232,82 @@ fn ssh_cmd(sshd: &Sshd, login: &str, extra: &[&str], identity: Option<&Path>, co
     run(c.args(extra).arg("127.0.0.1").args(command))
 }
 
-#[test]
-fn accepts_the_authorized_key_as_the_non_root_user() {
-    let (sshd, key) = start("accept", &[]);
-    let out = ssh_cmd(&sshd, &sshd.user, &[], Some(&key), &["id", "-u"]);
-    assert!(out.status.success(), "login refused: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), UID.to_string());
+/// The host key fingerprint a client sees, through `ssh-keyscan`.
+fn served_fingerprint(server: &Server) -> String {
+    let scan = run(Command::new(need("ssh-keyscan")).args([
+        "-T",
+        "5",
+        "-t",
+        "ed25519",
+        "-p",
+        &server.port.to_string(),
+        "127.0.0.1",
+    ]));
+    let line = String::from_utf8_lossy(&scan.stdout).lines().find(|l| !l.starts_with('#')).map(str::to_string);
+    let line = line.unwrap_or_else(|| panic!("ssh-keyscan got no key: {}", String::from_utf8_lossy(&scan.stderr)));
+    let mut keygen = Command::new(need("ssh-keygen"));
+    keygen.args(["-lf", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = keygen.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), line.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// The webhook's sidecar and installer for a Deployment with `annotations`.
+fn injected(annotations: &[(&str, &str)]) -> (Container, Container) {
+    let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+    let d: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "box", "labels": {"claworc.io/ssh": "enabled"}, "annotations": annotations},
+        "spec": {"selector": {"matchLabels": {"app": "box"}}, "template": {"metadata": {"labels": {"app": "box"}},
+            "spec": {"containers": [{"name": "work", "image": "debian:bookworm"}]}}}
+    }))
+    .unwrap();
+    let d = inject::inject(&d, &inject::settings(&d).unwrap(), &Config::default());
+    let init = d.spec.template.spec.unwrap().init_containers.unwrap();
+    let find = |n: &str| init.iter().find(|c| c.name == n).cloned().unwrap();
+    (find(INSTALLER), find(SIDECAR))
 }
 
 #[test]
-fn refuses_passwords_root_and_unknown_keys() {
-    let (sshd, _key) = start("refuse", &[]);
-    let out = ssh(&sshd, &sshd.user, &["-o", "PreferredAuthentications=password,keyboard-interactive"], None);
+fn the_injected_sidecar_logs_in_the_authorized_key_as_the_pods_user_and_is_ready() {
+    let pod = Pod::new("accept");
+    let (installer, sidecar) = injected(&[]);
+    let server = start_claworc_sshd(&pod, &installer, &sidecar);
+    let out = ssh(&server, "claworc", &[], Some(&pod.client), &["id", "-u"]);
+    assert!(out.status.success(), "login refused: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), UID.to_string());
+    let out = ssh(&server, "claworc", &[], Some(&pod.client), &["sh", "-c", "'echo $HOME'"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pod.dir.join("home").to_str().unwrap());
+
+    // The readiness probe's command, with the delivered binary: ready now, not once it is gone.
+    let probe = sidecar.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap().command.clone().unwrap();
+    assert_eq!(probe[1], "probe");
+    let delivered = pod.dir.join("run/claworc-sshd");
+    let ready = |port: u16| run(pod.as_pod_user(&delivered).args(["probe", &port.to_string()])).status.success();
+    assert!(ready(server.port), "the probe fails against a listening server");
+    let port = server.port;
+    drop(server);
+    assert!(!ready(port), "the probe passes with no server");
+}
+
+#[test]
+fn refuses_passwords_other_users_and_unknown_keys() {
+    let pod = Pod::new("refuse");
+    let (installer, sidecar) = injected(&[]);
+    let server = start_claworc_sshd(&pod, &installer, &sidecar);
+    let out =
+        ssh(&server, "claworc", &["-o", "PreferredAuthentications=password,keyboard-interactive"], None, &["true"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("Permission denied (publickey)"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stranger = sshd.dir.join("stranger");
+    let stranger = pod.dir.join("stranger");
     keygen(&stranger);
-    let out = ssh(&sshd, &sshd.user, &[], Some(&stranger));
-    assert!(!out.status.success(), "an unknown key logged in");
-    let root_key = sshd.dir.join("client");
-    let out = ssh(&sshd, "root", &[], Some(&root_key));
-    assert!(!out.status.success(), "root logged in");
+    assert!(!ssh(&server, "claworc", &[], Some(&stranger), &["true"]).status.success(), "an unknown key logged in");
+    assert!(!ssh(&server, "root", &[], Some(&pod.client), &["true"]).status.success(), "root logged in");
 }
 
 #[test]
@@ -176,9 +316,11 @@ fn forwards_only_to_the_listed_ports() {
     let allowed_port = allowed.local_addr().unwrap().port();
     let other = TcpListener::bind("127.0.0.1:0").unwrap();
     let other_port = other.local_addr().unwrap().port();
-    let (sshd, key) = start("forward", &[("claworc.io/forward-ports", &allowed_port.to_string())]);
-    // `ssh -W` asks sshd for a direct-tcpip channel, exactly what a tunnel does.
-    let through = |port: u16| ssh(&sshd, &sshd.user, &["-W", &format!("localhost:{port}")], Some(&key));
+    let pod = Pod::new("forward");
+    let (installer, sidecar) = injected(&[("claworc.io/forward-ports", &allowed_port.to_string())]);
+    let server = start_claworc_sshd(&pod, &installer, &sidecar);
+    // `ssh -W` asks for a direct-tcpip channel, exactly what a tunnel does.
+    let through = |port: u16| ssh(&server, "claworc", &["-W", &format!("localhost:{port}")], Some(&pod.client), &[]);
     std::thread::spawn(move || {
         let (mut s, _) = allowed.accept().unwrap();
         std::io::Write::write_all(&mut s, b"hello from the workload\n").unwrap();
@@ -192,15 +334,111 @@ fn forwards_only_to_the_listed_ports() {
     );
     let out = through(other_port);
     assert!(!out.status.success() && out.stdout.is_empty(), "a forward outside the list was opened");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("forwarding failed"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     other.set_nonblocking(true).unwrap();
-    assert_eq!(
-        other.accept().unwrap_err().kind(),
-        std::io::ErrorKind::WouldBlock,
-        "sshd connected to the unlisted port"
-    );
+    assert_eq!(other.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "connected to the unlisted port");
+}
+
+/// An UPDATE of `old` to `new`, as the API server sends it.
+fn update(old: &Deployment, new: &Deployment) -> AdmissionRequest<Deployment> {
+    let review: AdmissionReview<Deployment> = serde_json::from_value(json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "box", "namespace": "dev", "operation": "UPDATE",
+            "userInfo": {"username": "dev"}, "object": new, "oldObject": old, "dryRun": false
+        }
+    }))
+    .unwrap();
+    review.try_into().unwrap()
+}
+
+#[test]
+fn an_instance_of_the_previous_release_switches_at_its_next_write_with_the_same_host_key() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/deployment-injected-by-0.1.0.json"
+    ))
+    .unwrap();
+    let old: Deployment = serde_json::from_str(&text).unwrap();
+    let old_sidecar = sidecar_of(&old).clone();
+    assert_eq!(old_sidecar.command.as_ref().unwrap()[0], "/bin/sh", "the fixture is the OpenSSH sidecar");
+
+    // Before: OpenSSH's sshd with the config the 0.1.0 webhook rendered, over the Secret.
+    let pod = Pod::new("upgrade");
+    let port = free_port();
+    let config = env_value(&old_sidecar, ENV_SSHD_CONFIG)
+        .replace(KEYS_DIR, pod.keys().to_str().unwrap())
+        .replace("Port 2222\n", &format!("Port {port}\n"));
+    let config_file = pod.dir.join("sshd_config");
+    std::fs::write(&config_file, config).unwrap();
+    std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut sshd = pod.as_pod_user(&need("sshd"));
+    let log = pod.dir.join("sshd.log");
+    sshd.args(["-D", "-e", "-f"]).arg(&config_file).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
+    let mut child = sshd.spawn().unwrap();
+    wait_listening(&mut child, port, &log);
+    let openssh = Server { child, port };
+    let before = served_fingerprint(&openssh);
+    let user = user_1000();
+    let out = ssh(&openssh, &user, &[], Some(&pod.client), &["true"]);
+    assert!(out.status.success(), "the 0.1.0 sidecar: {}", String::from_utf8_lossy(&out.stderr));
+    drop(openssh);
+
+    // The next write (here: the annotation `kubectl claworc rotate-keys` sets) is re-injected.
+    let mut new = old.clone();
+    new.metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("claworc.io/keys-rotated-at".into(), "2026-11-26T20:00:00Z".into());
+    let req = update(&old, &new);
+    let res = review::mutate(&req, &Config::default());
+    assert!(res.allowed, "{:?}", res.result);
+    let patch: json_patch::Patch =
+        serde_json::from_slice(res.patch.as_ref().expect("the next write is patched")).unwrap();
+    let mut stored = serde_json::to_value(&new).unwrap();
+    json_patch::patch(&mut stored, &patch).unwrap();
+    let stored: Deployment = serde_json::from_value(stored).unwrap();
+    assert!(review::validate(&update(&old, &stored), &Config::default()).allowed, "the switched template validates");
+
+    let volume = |d: &Deployment| {
+        d.spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == VOLUME_KEYS)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(volume(&stored), volume(&old), "the same Secret, mounted the same way");
+    let init = stored.spec.template.spec.as_ref().unwrap().init_containers.clone().unwrap();
+    let installer = init.iter().find(|c| c.name == INSTALLER).expect("the new shape has the installer").clone();
+    let sidecar = sidecar_of(&stored).clone();
+    assert_eq!(sidecar.image.as_deref(), Some("busybox:1.36"), "the workload's image, not the OpenSSH one");
+    let keys_mount =
+        |c: &Container| c.volume_mounts.iter().flatten().find(|m| m.name == VOLUME_KEYS).unwrap().mount_path.clone();
+    assert_eq!(keys_mount(&sidecar), keys_mount(&old_sidecar));
+
+    // After: claworc-sshd serves the same host key; a client pinned before logs in.
+    let server = start_claworc_sshd(&pod, &installer, &sidecar);
+    let after = served_fingerprint(&server);
+    assert_eq!(after, before, "the host key fingerprint changed across the switch");
+    assert_eq!(after, pod.secret_fingerprint());
+    let known_hosts = pod.dir.join("known_hosts");
+    let pub_key = std::fs::read_to_string(pod.keys().join("ssh_host_ed25519_key.pub")).unwrap();
+    std::fs::write(&known_hosts, format!("[127.0.0.1]:{} {pub_key}", server.port)).unwrap();
+    let mut c = Command::new(need("ssh"));
+    c.args(["-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .args(["-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&pod.client)
+        .args(["-p", &server.port.to_string(), "-l", "claworc", "127.0.0.1", "true"]);
+    let out = run(&mut c);
+    assert!(out.status.success(), "a client pinned to the Secret's key: {}", String::from_utf8_lossy(&out.stderr));
 }

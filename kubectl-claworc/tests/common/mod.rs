@@ -1,8 +1,10 @@
-//! A real OpenSSH sshd on loopback, configured exactly as the webhook configures
-//! the `claworc-sshd` sidecar: the config rendered by `claworc_contract::sshd_config`
-//! (paths pointing at a temporary directory), running as the non-root user of
-//! uid 1000, its keys owned by root:1000 with mode 0440 as the Secret volume has
-//! them. Shared by the loopback tests and the tunnel benchmark.
+//! The real `claworc-sshd` on loopback, configured exactly as the webhook
+//! configures the sidecar: the config rendered by `claworc_contract::claworc_sshd_config`
+//! (the keys directory pointing at a temporary directory), running as the
+//! non-root user of uid 1000, its keys owned by root:1000 with mode 0440 as the
+//! Secret volume has them. Shared by the loopback tests and the tunnel benchmark.
+//! The binary is the workspace's build (`cargo build -p claworc-sshd`), or
+//! `$CLAWORC_SSHD_BIN`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use claworc_contract::Settings;
 use claworc_contract::annotations as a;
-use claworc_contract::names::{SECRET_AUTHORIZED_KEYS, SECRET_HOST_KEY, SECRET_HOST_KEY_PUB};
-use claworc_contract::sshd_config::{self, Paths};
+use claworc_contract::claworc_sshd_config::SshdConfig;
+use claworc_contract::names::{SECRET_AUTHORIZED_KEYS, SECRET_HOST_KEY, SECRET_HOST_KEY_PUB, SSH_USER};
 use kubectl_claworc::keys;
 use russh::keys::PrivateKey;
 
@@ -74,16 +76,17 @@ impl Sshd {
             (a::FORWARD_PORTS.to_string(), ports.join(",")),
         ]);
         let settings = Settings::from_annotations("box", &annotations).unwrap();
-        let config_text = sshd_config::render(
-            &settings,
-            Paths { keys_dir: keys_dir.to_str().unwrap(), run_dir: run_dir.to_str().unwrap() },
-        );
+        let config_text =
+            SshdConfig { keys_dir: keys_dir.to_str().unwrap().into(), ..SshdConfig::from_settings(&settings) }.render();
         let config = dir.join("sshd_config");
         std::fs::write(&config, config_text).unwrap();
         let sshd = Sshd {
             dir,
             port,
-            user: user_of_uid_1000(),
+            user: {
+                user_of_uid_1000();
+                SSH_USER.to_string()
+            },
             host_key,
             client_key: client_key.clone(),
             client_key_file,
@@ -118,10 +121,10 @@ impl Sshd {
         }
     }
 
-    /// Starts (or restarts) the sshd process.
+    /// Starts (or restarts) the claworc-sshd process.
     pub fn spawn(&mut self) {
-        let mut cmd = Command::new("/usr/sbin/sshd");
-        cmd.args(["-D", "-e", "-f"]).arg(&self.config);
+        let mut cmd = Command::new(claworc_sshd_bin());
+        cmd.arg("--config").arg(&self.config);
         let mut cmd = if is_root() {
             let mut c = Command::new("setpriv");
             c.args(["--reuid", &RUN_AS.to_string(), "--regid", &RUN_AS.to_string(), "--clear-groups"]);
@@ -131,8 +134,8 @@ impl Sshd {
             cmd
         };
         let log = std::fs::File::create(self.dir.join("sshd.log")).unwrap();
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        self.child = Some(cmd.spawn().expect("start /usr/sbin/sshd"));
+        cmd.env("HOME", self.dir.join("run")).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        self.child = Some(cmd.spawn().expect("start claworc-sshd"));
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -168,6 +171,18 @@ impl Sshd {
     pub fn config_path(&self) -> &Path {
         &self.config
     }
+}
+
+/// The claworc-sshd binary: $CLAWORC_SSHD_BIN, else the workspace's debug build.
+pub fn claworc_sshd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CLAWORC_SSHD_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/debug/deps/TEST-HASH -> target/debug/claworc-sshd
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("claworc-sshd");
+    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p claworc-sshd`", bin.display());
+    bin
 }
 
 fn set_owner_mode(path: &Path) {
