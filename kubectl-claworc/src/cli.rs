@@ -13,7 +13,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::input::parse_duration;
 use crate::output::Format;
 use crate::status::ListFormat;
-use crate::{context, instance, logs, rotate, session, status, tenant, transport, tunnel};
+use crate::{context, instance, logs, proxy, rotate, session, sshconfig, status, tenant, transport, tunnel};
 
 /// Create, reach and manage SSH-reachable claworc instances.
 #[derive(Debug, Parser)]
@@ -80,7 +80,28 @@ pub enum Command {
     /// Container logs of the instance, or a file inside it (--file).
     #[command(after_help = LOGS_EXAMPLES)]
     Logs(LogsArgs),
+    /// Join stdin/stdout to the instance's sshd through the API (OpenSSH ProxyCommand).
+    #[command(after_help = PROXY_EXAMPLES)]
+    Proxy(ProxyArgs),
+    /// OpenSSH Host blocks for instances (ssh, scp, sftp, rsync, IDEs).
+    #[command(name = "ssh-config", after_help = SSH_CONFIG_EXAMPLES)]
+    SshConfig(SshConfigArgs),
 }
+
+const PROXY_EXAMPLES: &str = "Examples:
+  ssh -o ProxyCommand='kubectl claworc -n team-a proxy dev' ...   # usually written by ssh-config
+  kubectl claworc ssh-config dev --write && ssh dev.team-a.CONTEXT.claworc
+The same path and RBAC as `ssh` (pods/portforward); OpenSSH checks the host key.";
+
+const SSH_CONFIG_EXAMPLES: &str = "Examples:
+  kubectl claworc ssh-config dev                 # print the Host block
+  kubectl claworc ssh-config --all --write       # every instance of the namespace, into ~/.ssh
+  ssh dev.default.kind-dev.claworc -- uname -a
+  scp ./build.tar dev.default.kind-dev.claworc:/work/
+  rsync -a -e ssh ./src/ dev.default.kind-dev.claworc:/work/src/
+--write keeps the blocks in ~/.ssh/claworc.conf and adds one Include line at the top
+of ~/.ssh/config; running it again changes nothing. Host keys come from the
+plugin's pins (never trusted on first use); --repin and rotate-keys update them.";
 
 const SSH_EXAMPLES: &str = "Examples:
   kubectl claworc ssh dev                          # a shell (PTY when stdin is a terminal)
@@ -122,6 +143,7 @@ const DELETE_EXAMPLES: &str = "Examples:
 const LIST_EXAMPLES: &str = "Examples:
   kubectl claworc list
   kubectl claworc list -n team-a -o wide
+  kubectl claworc list -A                    # every namespace, with a NAMESPACE column
   kubectl claworc list -o json | jq -r '.[] | select(.warnings | length > 0) | .name'";
 
 const STATUS_EXAMPLES: &str = "Examples:
@@ -255,6 +277,9 @@ pub struct ListArgs {
     /// Warn about client keys older than this (rotation policy).
     #[arg(long, default_value = "90d", value_parser = parse_duration, value_name = "DURATION")]
     pub max_key_age: Duration,
+    /// Instances of every namespace (a NAMESPACE column; needs cluster-wide list rights).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -429,6 +454,29 @@ pub struct LogsArgs {
     pub ssh: ConnectArgs,
 }
 
+/// `kubectl claworc proxy` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Instance name.
+    pub name: String,
+}
+
+/// `kubectl claworc ssh-config` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SshConfigArgs {
+    /// Instance names.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every instance of the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Install into ~/.ssh/claworc.conf (Include'd from ~/.ssh/config) instead of printing.
+    #[arg(long)]
+    pub write: bool,
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
 /// Connection options of `ssh`, `tunnel` and `logs --file`.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
@@ -482,7 +530,7 @@ macro_rules! into_options {
 
 into_options!(CreateArgs => instance::CreateOptions { name, image, forward_ports, volumes, env, wait, timeout, output });
 into_options!(DeleteArgs => instance::DeleteOptions { name, keep_volumes, keep_host_key });
-into_options!(ListArgs => status::ListOptions { output, max_key_age });
+into_options!(ListArgs => status::ListOptions { output, max_key_age, all_namespaces });
 into_options!(StatusArgs => status::StatusOptions { name, output, max_key_age; into login });
 into_options!(RotateArgs => rotate::RotateOptions { name, host_key; into login });
 into_options!(TenantCreateArgs => tenant::CreateOptions { name, ttl, output, cpu, memory, pods, storage });
@@ -495,6 +543,20 @@ into_options!(ConnectArgs => transport::ConnectOptions { identity, repin; into l
 into_options!(SshArgs => session::SshOptions { name, command; into ssh });
 into_options!(TunnelArgs => tunnel::TunnelOptions { name, forwards; into ssh });
 into_options!(LogsArgs => logs::LogsOptions { name, follow, container, since, tail, file; into ssh });
+into_options!(ProxyArgs => proxy::ProxyOptions { name });
+
+impl SshConfigArgs {
+    /// The options, with the `--kubeconfig` the proxy is to use.
+    pub fn into_options(self, kubeconfig: Option<PathBuf>) -> sshconfig::SshConfigOptions {
+        sshconfig::SshConfigOptions {
+            names: self.names,
+            all: self.all,
+            write: self.write,
+            login: self.login.into(),
+            kubeconfig,
+        }
+    }
+}
 
 /// Prints the completion script for `shell` to stdout.
 pub fn completion(shell: clap_complete::Shell) {

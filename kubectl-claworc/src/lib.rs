@@ -21,11 +21,14 @@
 //! - [`rotate`]: the `rotate-keys` command.
 //! - [`tenant`]: `tenant create|update|kubeconfig|list|delete`; its objects in `tenant::objects`.
 //! - [`output`]: the one stdout writer; `-o json|yaml` printing and tables.
-//! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod.
+//! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod
+//!   (`transport::{pod, portforward, credentials, handshake, pinning}`).
 //! - [`hostkey`]: the host key checked against the local pin or the Deployment's
 //!   `claworc.io/host-key-fingerprint`; never trust on first use.
 //! - [`session`]: `ssh` (a PTY shell, or a command with its exit status).
 //! - [`tunnel`]: `tunnel` (local forwards over one connection, reconnecting).
+//! - [`proxy`]: `proxy` (stdio to the sshd through the port-forward, for OpenSSH).
+//! - [`sshconfig`]: `ssh-config` (OpenSSH Host blocks; `--write` into `~/.ssh`).
 //! - [`logs`]: `logs` (pods/log, or a file followed over SSH).
 
 pub mod cli;
@@ -39,8 +42,10 @@ pub mod keystore;
 pub mod logs;
 pub mod objects;
 pub mod output;
+pub mod proxy;
 pub mod rotate;
 pub mod session;
+pub mod sshconfig;
 pub mod status;
 pub mod tenant;
 pub mod transport;
@@ -83,6 +88,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ssh(args) => {
             let code = session::ssh(&connect().await?, &args.into()).await?;
             session::exit(code)
+        }
+        Command::Proxy(args) => {
+            proxy::proxy(&connect().await?, &args.into()).await?;
+            // The stdin reader may still be blocked in read(2).
+            session::exit(0)
+        }
+        Command::SshConfig(args) => {
+            let opts = args.into_options(global.kubeconfig.clone());
+            sshconfig::ssh_config(&connect().await?, &opts).await
         }
         Command::Tunnel(args) => tunnel::tunnel(&connect().await?, &args.into()).await,
         Command::Logs(args) => {
