@@ -27,12 +27,14 @@
 //!   `claworc.io/host-key-fingerprint`; never trust on first use.
 //! - [`session`]: `ssh` (a PTY shell, or a command with its exit status).
 //! - [`tunnel`]: `tunnel` (local forwards over one connection, reconnecting).
+//! - [`cp`]: `cp` (files and trees over SFTP on the `ssh` connection).
 //! - [`proxy`]: `proxy` (stdio to the sshd through the port-forward, for OpenSSH).
 //! - [`sshconfig`]: `ssh-config` (OpenSSH Host blocks; `--write` into `~/.ssh`).
 //! - [`logs`]: `logs` (pods/log, or a file followed over SSH).
 
 pub mod cli;
 pub mod context;
+pub mod cp;
 pub mod error;
 pub mod hostkey;
 pub mod input;
@@ -94,6 +96,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             // The stdin reader may still be blocked in read(2).
             session::exit(0)
         }
+        Command::Cp(args) => cp::cp(&connect().await?, &args.into()).await,
         Command::SshConfig(args) => {
             let opts = args.into_options(global.kubeconfig.clone());
             sshconfig::ssh_config(&connect().await?, &opts).await
