@@ -13,7 +13,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::input::parse_duration;
 use crate::output::Format;
 use crate::status::ListFormat;
-use crate::{context, cp, instance, logs, proxy, rotate, session, sshconfig, status, tenant, transport, tunnel};
+use crate::{
+    complete, context, cp, instance, logs, proxy, rotate, session, sshconfig, status, tenant, transport, tunnel,
+};
 
 /// Create, reach and manage SSH-reachable claworc instances.
 #[derive(Debug, Parser)]
@@ -89,6 +91,9 @@ pub enum Command {
     /// OpenSSH Host blocks for instances (ssh, scp, sftp, rsync, IDEs).
     #[command(name = "ssh-config", after_help = SSH_CONFIG_EXAMPLES)]
     SshConfig(SshConfigArgs),
+    /// Completion candidates for kubectl (run by the kubectl_complete-claworc helper).
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
 }
 
 const CP_EXAMPLES: &str = "Examples:
@@ -471,6 +476,14 @@ pub struct ProxyArgs {
     pub name: String,
 }
 
+/// `kubectl claworc __complete WORDS…`: the words after `kubectl claworc`, the
+/// last one being completed (empty for a new word).
+#[derive(Debug, Clone, Args)]
+pub struct CompleteArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub words: Vec<String>,
+}
+
 /// `kubectl claworc cp` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct CpArgs {
@@ -583,6 +596,119 @@ impl SshConfigArgs {
     }
 }
 
+/// What completes the last of `words` (the words after `kubectl claworc`), and the
+/// connection flags among them (for instance names from the cluster).
+pub fn completion_want(words: &[String]) -> (complete::Want, context::Global) {
+    use complete::Want;
+    let mut global = context::Global::default();
+    let (current, done) = match words.split_last() {
+        Some((last, done)) => (last.as_str(), done),
+        None => ("", &[][..]),
+    };
+    let root = Cli::command();
+    let mut cmd = &root;
+    let mut positionals = 0usize;
+    let mut expects_value: Option<String> = None;
+    let mut after_dashes = false;
+    for word in done {
+        if let Some(flag) = expects_value.take() {
+            match flag.as_str() {
+                "namespace" => global.namespace = Some(word.clone()),
+                "context" => global.context = Some(word.clone()),
+                "kubeconfig" => global.kubeconfig = Some(word.into()),
+                _ => {}
+            }
+            continue;
+        }
+        if after_dashes {
+            continue;
+        }
+        if word == "--" {
+            after_dashes = true;
+        } else if let Some(flag) = word.strip_prefix('-').filter(|f| !f.is_empty()) {
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (flag, None),
+            };
+            if let Some(arg) = find_flag(&root, cmd, name) {
+                let id = arg.get_id().as_str().to_string();
+                match inline {
+                    Some(v) => match id.as_str() {
+                        "namespace" => global.namespace = Some(v.into()),
+                        "context" => global.context = Some(v.into()),
+                        "kubeconfig" => global.kubeconfig = Some(v.into()),
+                        _ => {}
+                    },
+                    None if arg.get_action().takes_values() => expects_value = Some(id),
+                    None => {}
+                }
+            }
+        } else if let Some(sub) = cmd.find_subcommand(word) {
+            cmd = sub;
+            positionals = 0;
+        } else {
+            positionals += 1;
+        }
+    }
+    let want = if after_dashes {
+        Want::Nothing
+    } else if let Some(flag) = expects_value {
+        if matches!(flag.as_str(), "kubeconfig" | "identity" | "output") { Want::Files } else { Want::Nothing }
+    } else if current.starts_with('-') {
+        let mut flags: Vec<(String, String)> = Vec::new();
+        for arg in cmd.get_arguments().chain(root.get_arguments().filter(|a| a.is_global_set())) {
+            if arg.is_hide_set() {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if let Some(l) = arg.get_long() {
+                flags.push((format!("--{l}"), help.clone()));
+            }
+            if let Some(s) = arg.get_short() {
+                flags.push((format!("-{s}"), help));
+            }
+        }
+        flags.sort();
+        flags.dedup_by(|a, b| a.0 == b.0);
+        Want::Words(flags)
+    } else if cmd.has_subcommands() {
+        Want::Words(
+            cmd.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| (s.get_name().to_string(), s.get_about().map(|a| a.to_string()).unwrap_or_default()))
+                .collect(),
+        )
+    } else {
+        let positional = cmd
+            .get_positionals()
+            .nth(positionals)
+            .or_else(|| cmd.get_positionals().last().filter(|a| a.get_num_args().is_some_and(|n| n.max_values() > 1)));
+        match positional.map(|a| a.get_id().as_str()) {
+            Some("name" | "names") if cmd.get_name() != "create" && !is_tenant(&root, cmd) => {
+                Want::Instances { suffix: "" }
+            }
+            Some("src" | "dst") if current.starts_with(['.', '/', '~']) || current.contains(':') => Want::Files,
+            Some("src" | "dst") => Want::Instances { suffix: ":" },
+            _ => Want::Nothing,
+        }
+    };
+    (want, global)
+}
+
+/// The flag `name` (long, or a single short letter) of `cmd` or a global one of `root`.
+fn find_flag<'a>(root: &'a clap::Command, cmd: &'a clap::Command, name: &str) -> Option<&'a clap::Arg> {
+    let matches = |a: &&clap::Arg| match name.strip_prefix('-') {
+        Some(long) => a.get_long() == Some(long),
+        None => name.chars().count() == 1 && a.get_short() == name.chars().next(),
+    };
+    cmd.get_arguments().find(matches).or_else(|| root.get_arguments().find(matches))
+}
+
+/// Whether `cmd` is below `tenant` (its names are tenants, not instances).
+fn is_tenant(root: &clap::Command, cmd: &clap::Command) -> bool {
+    root.find_subcommand("tenant").is_some_and(|t| t.get_subcommands().any(|s| std::ptr::eq(s, cmd)))
+}
+
 /// Prints the completion script for `shell` to stdout.
 pub fn completion(shell: clap_complete::Shell) {
     let mut cmd = Cli::command();
@@ -598,6 +724,28 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completion_knows_what_is_wanted() {
+        use complete::Want;
+        let want = |words: &[&str]| completion_want(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        let (w, _) = want(&[""]);
+        let Want::Words(subs) = w else { panic!("{w:?}") };
+        assert!(subs.iter().any(|(s, _)| s == "ssh-config") && !subs.iter().any(|(s, _)| s == "__complete"));
+        let (w, g) = want(&["-n", "team-a", "--context=kind-x", "ssh", ""]);
+        assert_eq!(w, Want::Instances { suffix: "" });
+        assert_eq!((g.namespace.as_deref(), g.context.as_deref()), (Some("team-a"), Some("kind-x")));
+        assert_eq!(want(&["ssh", "dev", "--", ""]).0, Want::Nothing);
+        assert_eq!(want(&["ssh-config", "a", ""]).0, Want::Instances { suffix: "" });
+        assert_eq!(want(&["cp", "./x", ""]).0, Want::Instances { suffix: ":" });
+        assert_eq!(want(&["cp", "./"]).0, Want::Files);
+        assert_eq!(want(&["create", ""]).0, Want::Nothing);
+        assert_eq!(want(&["tenant", "delete", ""]).0, Want::Nothing);
+        assert_eq!(want(&["list", "-n", ""]).0, Want::Nothing);
+        let (w, _) = want(&["ssh", "dev", "--re"]);
+        let Want::Words(flags) = w else { panic!("{w:?}") };
+        assert!(flags.iter().any(|(f, _)| f == "--repin") && flags.iter().any(|(f, _)| f == "--namespace"));
     }
 
     #[test]

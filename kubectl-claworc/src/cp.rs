@@ -46,7 +46,10 @@ pub struct CpOptions {
 pub enum Endpoint {
     Local(PathBuf),
     /// `NAME:PATH` (an empty PATH is the login's home directory).
-    Remote { instance: String, path: String },
+    Remote {
+        instance: String,
+        path: String,
+    },
 }
 
 /// `NAME:PATH` is remote when NAME is a valid instance name; a path that starts with
@@ -246,7 +249,15 @@ impl Job<'_> {
         while let Some((local, remote, meta)) = stack.pop() {
             let (mode, atime, mtime) = local_attrs(&meta);
             if meta.is_dir() {
-                plan.push(Item { local: local.clone(), remote: remote.clone(), dir: true, size: 0, mode, atime, mtime });
+                plan.push(Item {
+                    local: local.clone(),
+                    remote: remote.clone(),
+                    dir: true,
+                    size: 0,
+                    mode,
+                    atime,
+                    mtime,
+                });
                 let mut entries: Vec<_> = std::fs::read_dir(&local)
                     .map_err(|e| local_error(e, &local))?
                     .collect::<std::io::Result<_>>()
@@ -307,8 +318,7 @@ impl Job<'_> {
             plan.push(item);
             if a.is_dir() {
                 let dir = self.sftp.read_dir(&remote).await.map_err(|e| sftp_error(e, &self.at(&remote)))?;
-                let mut entries: Vec<_> =
-                    dir.filter(|e| e.file_name() != "." && e.file_name() != "..").collect();
+                let mut entries: Vec<_> = dir.filter(|e| e.file_name() != "." && e.file_name() != "..").collect();
                 entries.sort_by_key(|e| std::cmp::Reverse(e.file_name()));
                 for e in entries {
                     let m = e.metadata();
@@ -389,7 +399,10 @@ impl Job<'_> {
                 match self.remote_stat(&item.remote).await? {
                     Some(a) if !a.is_dir() => {
                         self.sftp.remove_file(&item.remote).await.map_err(|e| sftp_error(e, &self.at(&item.remote)))?;
-                        self.sftp.rename(&part, &item.remote).await.map_err(|e| sftp_error(e, &self.at(&item.remote)))?;
+                        self.sftp
+                            .rename(&part, &item.remote)
+                            .await
+                            .map_err(|e| sftp_error(e, &self.at(&item.remote)))?;
                     }
                     _ => return Err(sftp_error(e, &self.at(&item.remote))),
                 }
@@ -546,7 +559,10 @@ mod tests {
     #[test]
     fn progress_lines() {
         let line = progress_line(50 * 1024 * 1024, 100 * 1024 * 1024, Duration::from_secs(2));
-        assert!(line.contains("50.0 MiB / 100.0 MiB") && line.contains(" 50%") && line.contains("25.0 MiB/s"), "{line}");
+        assert!(
+            line.contains("50.0 MiB / 100.0 MiB") && line.contains(" 50%") && line.contains("25.0 MiB/s"),
+            "{line}"
+        );
         assert!(progress_line(0, 0, Duration::ZERO).contains("100%"));
     }
 }

@@ -27,12 +27,14 @@
 //!   `claworc.io/host-key-fingerprint`; never trust on first use.
 //! - [`session`]: `ssh` (a PTY shell, or a command with its exit status).
 //! - [`tunnel`]: `tunnel` (local forwards over one connection, reconnecting).
+//! - [`complete`]: `__complete` (kubectl's plugin completion, instance names from the cluster).
 //! - [`cp`]: `cp` (files and trees over SFTP on the `ssh` connection).
 //! - [`proxy`]: `proxy` (stdio to the sshd through the port-forward, for OpenSSH).
 //! - [`sshconfig`]: `ssh-config` (OpenSSH Host blocks; `--write` into `~/.ssh`).
 //! - [`logs`]: `logs` (pods/log, or a file followed over SSH).
 
 pub mod cli;
+pub mod complete;
 pub mod context;
 pub mod cp;
 pub mod error;
@@ -95,6 +97,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             proxy::proxy(&connect().await?, &args.into()).await?;
             // The stdin reader may still be blocked in read(2).
             session::exit(0)
+        }
+        Command::Complete(args) => {
+            let (want, global) = cli::completion_want(&args.words);
+            let current = args.words.last().map(String::as_str).unwrap_or("");
+            complete::complete(&global, want, current).await;
+            Ok(())
         }
         Command::Cp(args) => cp::cp(&connect().await?, &args.into()).await,
         Command::SshConfig(args) => {

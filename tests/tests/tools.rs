@@ -2,7 +2,8 @@
 //! (issue 14): `ssh-config --write` installs Host blocks whose ProxyCommand is
 //! `kubectl claworc proxy`; OpenSSH's `ssh`, `scp` and `sftp` then run commands
 //! and move files, checking the host key against the plugin's pins. All of it
-//! with a tenant's kubeconfig only. The files are 4 MiB (the issue's 100 MiB
+//! with a tenant's kubeconfig only (the admin only adds an emptyDir at /work to hold
+//! the files). The files are 4 MiB (the issue's 100 MiB
 //! would only slow CI; the bytes take the same path).
 
 use std::path::{Path, PathBuf};
@@ -116,6 +117,23 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
     let t = Tenant::new();
     plugin_bin();
     t.plugin_ok(&["create", "box", "--image", &workload_image(), "--wait", "--timeout", "3m"]);
+    // Room for the files: an emptyDir at /work in the workload, which the webhook
+    // shares with the sidecar (the sidecar's own /run/claworc holds 1 MiB).
+    let mut d = t.ns.kubectl(&["get", "deployment", "box", "-o", "json"]).json();
+    let pod = &mut d["spec"]["template"]["spec"];
+    let volume = serde_json::json!({"name": "work", "emptyDir": {"sizeLimit": "256Mi"}});
+    match pod["volumes"].as_array_mut() {
+        Some(v) => v.push(volume),
+        None => pod["volumes"] = serde_json::json!([volume]),
+    }
+    let mount = serde_json::json!({"name": "work", "mountPath": "/work"});
+    let workload = &mut pod["containers"][0];
+    match workload["volumeMounts"].as_array_mut() {
+        Some(m) => m.push(mount),
+        None => workload["volumeMounts"] = serde_json::json!([mount]),
+    }
+    t.ns.kubectl_with_stdin(&["replace", "-f", "-"], Some(&d.to_string())).expect_ok("add /work");
+    t.ns.kubectl(&["rollout", "status", "deployment/box", "--timeout=180s"]).expect_ok("rollout with /work");
 
     // ssh-config --write: a Host block in ~/.ssh/claworc.conf, Include'd above the user's own lines.
     std::fs::create_dir_all(t.ssh_dir()).unwrap();
@@ -153,7 +171,7 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
     assert_eq!(t.openssh_ok("ssh", &[&host, "id", "-u"]).trim(), "1000");
     eprintln!("OpenSSH ssh through proxy, connect + command: {:.2}s", start.elapsed().as_secs_f64());
     assert_eq!(t.openssh("ssh", &[&host, "exit 9"]).status.code(), Some(9), "the remote exit status");
-    t.openssh_ok("ssh", &[&host, "mkdir -p /run/claworc/t"]);
+    t.openssh_ok("ssh", &[&host, "mkdir -p /work/t"]);
 
     // scp and sftp move a file both ways, byte for byte.
     let local = t.home.join("payload");
@@ -163,12 +181,12 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
         t.openssh_ok("ssh", &[&host, "sha256sum", path]).split_whitespace().next().unwrap_or_default().to_string()
     };
     let start = Instant::now();
-    t.openssh_ok("scp", &[local.to_str().unwrap(), &format!("{host}:/run/claworc/t/up.scp")]);
+    t.openssh_ok("scp", &[local.to_str().unwrap(), &format!("{host}:/work/t/up.scp")]);
     eprintln!("scp 4 MiB up through proxy: {:.2}s", start.elapsed().as_secs_f64());
-    assert_eq!(remote_sha("/run/claworc/t/up.scp"), want, "scp upload");
+    assert_eq!(remote_sha("/work/t/up.scp"), want, "scp upload");
     let down = t.home.join("down.scp");
     let start = Instant::now();
-    t.openssh_ok("scp", &[&format!("{host}:/run/claworc/t/up.scp"), down.to_str().unwrap()]);
+    t.openssh_ok("scp", &[&format!("{host}:/work/t/up.scp"), down.to_str().unwrap()]);
     eprintln!("scp 4 MiB down through proxy: {:.2}s", start.elapsed().as_secs_f64());
     assert_eq!(sha256(&down), want, "scp download");
 
@@ -176,11 +194,11 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
     let down = t.home.join("down.sftp");
     std::fs::write(
         &batch,
-        format!("put {} /run/claworc/t/up.sftp\nget /run/claworc/t/up.sftp {}\n", local.display(), down.display()),
+        format!("put {} /work/t/up.sftp\nget /work/t/up.sftp {}\n", local.display(), down.display()),
     )
     .unwrap();
     t.openssh_ok("sftp", &["-b", batch.to_str().unwrap(), &host]);
-    assert_eq!(remote_sha("/run/claworc/t/up.sftp"), want, "sftp upload");
+    assert_eq!(remote_sha("/work/t/up.sftp"), want, "sftp upload");
     assert_eq!(sha256(&down), want, "sftp download");
 
     // A host key other than the pin: OpenSSH refuses through the generated known_hosts.
@@ -233,6 +251,7 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
     assert_eq!(t.plugin(&["list", "-A"]).status.code(), Some(5), "a tenant lists every namespace");
 
     cp_moves_trees_both_ways(&t, &host);
+    completion_names_instances_from_the_cluster(&t);
 
     // delete takes the Host block away.
     t.plugin_ok(&["delete", "box"]);
@@ -306,22 +325,22 @@ fn cp_moves_trees_both_ways(t: &Tenant, host: &str) {
     let want = local_tree(&tree);
 
     let start = Instant::now();
-    t.plugin_ok(&["cp", "-r", tree.to_str().unwrap(), "box:/run/claworc/t"]);
+    t.plugin_ok(&["cp", "-r", tree.to_str().unwrap(), "box:/work/t"]);
     eprintln!("cp -r up (1 MiB tree): {:.2}s", start.elapsed().as_secs_f64());
-    assert_eq!(remote_tree(t, host, "/run/claworc/t/tree"), want, "the tree uploaded by cp -r");
+    assert_eq!(remote_tree(t, host, "/work/t/tree"), want, "the tree uploaded by cp -r");
     let back = t.home.join("back");
-    t.plugin_ok(&["cp", "-r", "box:/run/claworc/t/tree", back.to_str().unwrap()]);
+    t.plugin_ok(&["cp", "-r", "box:/work/t/tree", back.to_str().unwrap()]);
     assert_eq!(local_tree(&back), want, "the tree downloaded by cp -r");
     // A file into an existing directory keeps its name.
-    t.plugin_ok(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/run/claworc/t/"]);
-    assert_eq!(t.openssh_ok("ssh", &[host, "cat /run/claworc/t/a.txt"]), "hello\n");
+    t.plugin_ok(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/work/t/"]);
+    assert_eq!(t.openssh_ok("ssh", &[host, "cat /work/t/a.txt"]), "hello\n");
 
     // Errors: one line, the exit code, nothing left behind.
     let out = t.plugin(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/etc/claworc-x"]);
     claworc_e2e::assert_fails(&out, 5, "cp: box:/etc/claworc-x: permission denied (SFTP)");
-    let out = t.plugin(&["cp", "box:/run/claworc/t/nope", t.home.to_str().unwrap()]);
-    claworc_e2e::assert_fails(&out, 3, "box:/run/claworc/t/nope");
-    let out = t.plugin(&["cp", tree.to_str().unwrap(), "box:/run/claworc/t/x"]);
+    let out = t.plugin(&["cp", "box:/work/t/nope", t.home.to_str().unwrap()]);
+    claworc_e2e::assert_fails(&out, 3, "box:/work/t/nope");
+    let out = t.plugin(&["cp", tree.to_str().unwrap(), "box:/work/t/x"]);
     claworc_e2e::assert_fails(&out, 2, "pass -r");
 
     // An upload killed half-way: the bytes so far are under a temporary name only.
@@ -331,18 +350,53 @@ fn cp_moves_trees_both_ways(t: &Tenant, host: &str) {
     run(mkfifo, None).expect_ok("mkfifo");
     let mut cmd = Cluster::get().command(plugin_bin());
     t.env(&mut cmd);
-    cmd.args(["-n", t.ns.name(), "cp", fifo.to_str().unwrap(), "box:/run/claworc/t/slow"]);
+    cmd.args(["-n", t.ns.name(), "cp", fifo.to_str().unwrap(), "box:/work/t/slow"]);
     cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     let mut child = claworc_e2e::KillOnDrop(cmd.spawn().unwrap());
     let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     std::io::Write::write_all(&mut writer, &vec![7u8; 256 * 1024]).unwrap();
     claworc_e2e::wait_for("the partial upload", std::time::Duration::from_secs(30), || {
-        let ls = t.openssh_ok("ssh", &[host, "ls -a /run/claworc/t"]);
+        let ls = t.openssh_ok("ssh", &[host, "ls -a /work/t"]);
         ls.lines().any(|l| l.starts_with(".slow.claworc-") && l.ends_with(".part")).then_some(())
     });
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     drop(writer);
-    let ls = t.openssh_ok("ssh", &[host, "ls -a /run/claworc/t"]);
+    let ls = t.openssh_ok("ssh", &[host, "ls -a /work/t"]);
     assert!(!ls.lines().any(|l| l == "slow"), "a partial file under the final name: {ls}");
+}
+
+/// kubectl's plugin completion: `kubectl_complete-claworc` (the helper shipped beside
+/// the plugin) answers with instance names read from the cluster, directly and when
+/// kubectl itself runs it for `kubectl claworc ssh <TAB>`.
+fn completion_names_instances_from_the_cluster(t: &Tenant) {
+    let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kubectl-claworc/kubectl_complete-claworc");
+    let bin = t.home.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(plugin_bin(), bin.join("kubectl-claworc")).unwrap();
+    std::os::unix::fs::symlink(std::fs::canonicalize(&helper).unwrap(), bin.join("kubectl_complete-claworc")).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+
+    let mut cmd = Command::new(bin.join("kubectl_complete-claworc"));
+    t.env(&mut cmd);
+    cmd.env("PATH", &path).args(["-n", t.ns.name(), "ssh", "b"]);
+    let out = run(cmd, None);
+    assert_eq!(out.expect_ok("kubectl_complete-claworc"), "box\n:4\n", "{}", out.stderr);
+
+    let mut cmd = Cluster::get().command(Cluster::get().kubectl_path());
+    t.env(&mut cmd);
+    cmd.env("PATH", &path).args(["__complete", "claworc", "-n", t.ns.name(), "ssh", ""]);
+    let out = run(cmd, None);
+    let text = out.expect_ok("kubectl __complete claworc");
+    assert!(text.lines().any(|l| l == "box"), "kubectl did not complete the instance name: {text}{}", out.stderr);
+
+    let mut cmd = Command::new(bin.join("kubectl_complete-claworc"));
+    t.env(&mut cmd);
+    cmd.env("PATH", &path).args(["ss"]);
+    let out = run(cmd, None);
+    let text = out.expect_ok("kubectl_complete-claworc ss");
+    assert!(text.contains("ssh\t") && text.contains("ssh-config\t") && text.ends_with(":4\n"), "{text}");
 }
