@@ -506,7 +506,7 @@ impl Progress {
 /// `  12.0 MiB / 100.0 MiB  12%  34.5 MiB/s`.
 pub fn progress_line(done: u64, total: u64, elapsed: Duration) -> String {
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    let pct = if total == 0 { 100 } else { done.saturating_mul(100) / total };
+    let pct = done.saturating_mul(100).checked_div(total).unwrap_or(100);
     let rate = mib(done) / elapsed.as_secs_f64().max(0.001);
     format!("{:>8.1} MiB / {:.1} MiB {pct:>3}% {rate:>7.1} MiB/s", mib(done), mib(total))
 }
