@@ -131,7 +131,9 @@ const TUNNEL_EXAMPLES: &str = "Examples:
   kubectl claworc tunnel dev                 # every claworc.io/forward-ports port, on free local ports
   kubectl claworc tunnel dev -L 8080         # localhost:8080 in the instance, on a free local port
   kubectl claworc tunnel dev -L 6080:3000    # 127.0.0.1:6080 -> localhost:3000 in the instance
-Reconnects by itself (1s doubling to 16s) when the pod or connection goes away; Ctrl-C ends it.";
+Reconnects by itself (1s doubling to 16s) when the pod or connection goes away; Ctrl-C ends it.
+Its forwards (ports, connections open and so far, bytes) on request: `kill -USR1 PID`,
+or Enter when stdin is a terminal.";
 
 const LOGS_EXAMPLES: &str = "Examples:
   kubectl claworc logs dev -f --since 10m

@@ -252,6 +252,7 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
 
     cp_moves_trees_both_ways(&t, &host);
     completion_names_instances_from_the_cluster(&t);
+    tunnel_lists_its_forwards(&t);
 
     // delete takes the Host block away.
     t.plugin_ok(&["delete", "box"]);
@@ -336,8 +337,13 @@ fn cp_moves_trees_both_ways(t: &Tenant, host: &str) {
     assert_eq!(t.openssh_ok("ssh", &[host, "cat /work/t/a.txt"]), "hello\n");
 
     // Errors: one line, the exit code, nothing left behind.
+    t.openssh_ok("ssh", &[host, "mkdir /work/t/ro && chmod 555 /work/t/ro"]);
+    let out = t.plugin(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/work/t/ro/a.txt"]);
+    claworc_e2e::assert_fails(&out, 5, "cp: box:/work/t/ro/a.txt: permission denied (SFTP)");
+    assert_eq!(t.openssh_ok("ssh", &[host, "ls -A /work/t/ro"]), "", "nothing left behind");
+    // The sidecar's root filesystem is read-only: SFTP says only "failure".
     let out = t.plugin(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/etc/claworc-x"]);
-    claworc_e2e::assert_fails(&out, 5, "cp: box:/etc/claworc-x: permission denied (SFTP)");
+    claworc_e2e::assert_fails(&out, 1, "cp: box:/etc/claworc-x: failure (SFTP)");
     let out = t.plugin(&["cp", "box:/work/t/nope", t.home.to_str().unwrap()]);
     claworc_e2e::assert_fails(&out, 3, "box:/work/t/nope");
     let out = t.plugin(&["cp", tree.to_str().unwrap(), "box:/work/t/x"]);
@@ -399,4 +405,40 @@ fn completion_names_instances_from_the_cluster(t: &Tenant) {
     let out = run(cmd, None);
     let text = out.expect_ok("kubectl_complete-claworc ss");
     assert!(text.contains("ssh\t") && text.contains("ssh-config\t") && text.ends_with(":4\n"), "{text}");
+}
+
+/// `tunnel` prints its forwards on SIGUSR1: ports, connections, bytes.
+fn tunnel_lists_its_forwards(t: &Tenant) {
+    use std::io::BufRead;
+    let mut cmd = Cluster::get().command(plugin_bin());
+    t.env(&mut cmd);
+    cmd.args(["-n", t.ns.name(), "tunnel", "box", "-L", "8080"]);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut tunnel = claworc_e2e::KillOnDrop(cmd.spawn().expect("tunnel"));
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = tunnel.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = lines.recv_timeout(std::time::Duration::from_secs(30)).expect("the Forwarding line");
+    let port: u16 =
+        first.split("127.0.0.1:").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    claworc_e2e::wait_for("the workload's page through the tunnel", std::time::Duration::from_secs(30), || {
+        claworc_e2e::http_get(port).filter(|r| r.contains("HTTP/1.0 200"))
+    });
+    let mut kill = Command::new("kill");
+    kill.args(["-USR1", &tunnel.0.id().to_string()]);
+    run(kill, None).expect_ok("kill -USR1");
+    let mut listing = Vec::new();
+    while listing.len() < 3 {
+        listing.push(lines.recv_timeout(std::time::Duration::from_secs(10)).expect("the listing"));
+    }
+    assert_eq!(listing[0], "tunnel to box: connected", "{listing:?}");
+    let row: Vec<&str> = listing[2].split_whitespace().collect();
+    assert_eq!(row[..2], [format!("127.0.0.1:{port}").as_str(), "box:8080"], "{listing:?}");
+    assert_eq!(row[2], "0", "no connection open now: {listing:?}");
+    assert!(row[3].parse::<u64>().unwrap() >= 1, "connections so far: {listing:?}");
+    assert!(row[5].parse::<u64>().unwrap() > 0, "bytes received: {listing:?}");
 }
