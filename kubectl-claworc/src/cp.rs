@@ -10,6 +10,8 @@
 //! - each file is written to a temporary name beside its destination (`.NAME.claworc-PID.part`)
 //!   and renamed when complete, so an interrupted or failed copy never leaves a partial
 //!   file under the final name;
+//! - directories are made first, then up to [`PARALLEL_FILES`] files are copied at
+//!   once (a small file costs round trips, not bandwidth);
 //! - modes (permission bits) and modification times are kept, on files and on
 //!   directories (set after their contents);
 //! - a progress line on stderr when stderr is a terminal, none otherwise (CI);
@@ -20,8 +22,10 @@
 use std::io::IsTerminal;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use futures::StreamExt;
 use russh_sftp::client::SftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
@@ -148,6 +152,9 @@ fn remote_io_error(e: std::io::Error, instance: &str, path: &str) -> Error {
     Error::new(kind, format!("cp: {instance}:{path}: {e} (SFTP)")).with_source(e)
 }
 
+/// Files copied at the same time.
+const PARALLEL_FILES: usize = 32;
+
 /// `kubectl claworc cp`.
 pub async fn cp(ctx: &Ctx, args: &CpOptions) -> Result<()> {
     let (direction, instance, local, remote) = match (parse_endpoint(&args.src), parse_endpoint(&args.dst)) {
@@ -194,9 +201,9 @@ pub async fn cp(ctx: &Ctx, args: &CpOptions) -> Result<()> {
         Direction::Download => job.plan_download(&remote, &local).await?,
     };
     let total: u64 = plan.iter().map(|i| i.size).sum();
-    let mut progress = Progress::new(total, std::io::stderr().is_terminal());
-    let result = job.run(direction, &plan, &mut progress).await;
-    progress.finish();
+    let progress = Mutex::new(Progress::new(total, std::io::stderr().is_terminal()));
+    let result = job.run(direction, &plan, &progress).await;
+    progress.lock().expect("progress").finish();
     let _ = sftp.close().await;
     conn.close().await;
     result
@@ -334,14 +341,31 @@ impl Job<'_> {
         Ok(plan)
     }
 
-    async fn run(&self, direction: Direction, plan: &[Item], progress: &mut Progress) -> Result<()> {
-        for item in plan {
-            match (direction, item.dir) {
-                (Direction::Upload, true) => self.remote_mkdir(&item.remote).await?,
-                (Direction::Upload, false) => self.upload_file(item, progress).await?,
-                (Direction::Download, true) => local_mkdir(&item.local)?,
-                (Direction::Download, false) => self.download_file(item, progress).await?,
+    async fn run(&self, direction: Direction, plan: &[Item], progress: &Mutex<Progress>) -> Result<()> {
+        // Directories first (the plan has parents before children), then the files,
+        // PARALLEL_FILES at a time: a small file costs round trips, not bandwidth.
+        for item in plan.iter().filter(|i| i.dir) {
+            match direction {
+                Direction::Upload => self.remote_mkdir(&item.remote).await?,
+                Direction::Download => local_mkdir(&item.local)?,
             }
+        }
+        let copies = plan.iter().filter(|i| !i.dir).map(|item| async move {
+            match direction {
+                Direction::Upload => self.upload_file(item, progress).await,
+                Direction::Download => self.download_file(item, progress).await,
+            }
+        });
+        let mut copies = futures::stream::iter(copies).buffer_unordered(PARALLEL_FILES);
+        // Copies under way finish (and clean up after themselves) even after an error.
+        let mut first_error = None;
+        while let Some(result) = copies.next().await {
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         // Directories' modes and times last, deepest first: writing into them changes their mtime.
         for item in plan.iter().rev().filter(|i| i.dir) {
@@ -371,7 +395,7 @@ impl Job<'_> {
         self.sftp.set_metadata(path, attrs).await.map_err(|e| sftp_error(e, &self.at(path)))
     }
 
-    async fn upload_file(&self, item: &Item, progress: &mut Progress) -> Result<()> {
+    async fn upload_file(&self, item: &Item, progress: &Mutex<Progress>) -> Result<()> {
         let part = remote_join(&remote_parent(&item.remote), &part_name(remote_basename(&item.remote)));
         let result = async {
             let mut local = tokio::fs::File::open(&item.local).await.map_err(|e| local_error(e, &item.local))?;
@@ -389,7 +413,7 @@ impl Job<'_> {
                     break;
                 }
                 file.write_all(&buf[..n]).await.map_err(|e| remote_io_error(e, self.instance, &item.remote))?;
-                progress.add(n as u64);
+                progress.lock().expect("progress").add(n as u64);
             }
             file.shutdown().await.map_err(|e| remote_io_error(e, self.instance, &item.remote))?;
             file.close().await.map_err(|e| remote_io_error(e, self.instance, &item.remote))?;
@@ -416,7 +440,7 @@ impl Job<'_> {
         result
     }
 
-    async fn download_file(&self, item: &Item, progress: &mut Progress) -> Result<()> {
+    async fn download_file(&self, item: &Item, progress: &Mutex<Progress>) -> Result<()> {
         let dir = item.local.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let base = item.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
         let part = dir.join(part_name(&base));
@@ -437,7 +461,7 @@ impl Job<'_> {
                     break;
                 }
                 out.write_all(&buf[..n]).await.map_err(|e| local_error(e, &item.local))?;
-                progress.add(n as u64);
+                progress.lock().expect("progress").add(n as u64);
             }
             out.flush().await.map_err(|e| local_error(e, &item.local))?;
             drop(out);
