@@ -153,7 +153,7 @@ fn remote_io_error(e: std::io::Error, instance: &str, path: &str) -> Error {
 }
 
 /// Files copied at the same time.
-const PARALLEL_FILES: usize = 32;
+const PARALLEL_FILES: usize = 64;
 
 /// `kubectl claworc cp`.
 pub async fn cp(ctx: &Ctx, args: &CpOptions) -> Result<()> {
@@ -189,6 +189,9 @@ pub async fn cp(ctx: &Ctx, args: &CpOptions) -> Result<()> {
     let config = russh_sftp::client::Config {
         max_concurrent_reads: 64,
         max_concurrent_writes: 64,
+        // Writes as large as OpenSSH's sftp-server takes (its limits@openssh.com
+        // caps them; russh-sftp's default is 32 KiB, which bounds uploads).
+        max_write_packet_len: 256 * 1024,
         request_timeout_secs: 60,
         ..Default::default()
     };
