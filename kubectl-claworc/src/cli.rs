@@ -13,7 +13,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::input::parse_duration;
 use crate::output::Format;
 use crate::status::ListFormat;
-use crate::{context, instance, logs, rotate, session, status, tenant, transport, tunnel};
+use crate::{
+    complete, context, cp, instance, logs, proxy, rotate, session, sshconfig, status, tenant, transport, tunnel,
+};
 
 /// Create, reach and manage SSH-reachable claworc instances.
 #[derive(Debug, Parser)]
@@ -80,7 +82,41 @@ pub enum Command {
     /// Container logs of the instance, or a file inside it (--file).
     #[command(after_help = LOGS_EXAMPLES)]
     Logs(LogsArgs),
+    /// Join stdin/stdout to the instance's sshd through the API (OpenSSH ProxyCommand).
+    #[command(after_help = PROXY_EXAMPLES)]
+    Proxy(ProxyArgs),
+    /// Copy files and directories to or from an instance over SFTP.
+    #[command(after_help = CP_EXAMPLES)]
+    Cp(CpArgs),
+    /// OpenSSH Host blocks for instances (ssh, scp, sftp, rsync, IDEs).
+    #[command(name = "ssh-config", after_help = SSH_CONFIG_EXAMPLES)]
+    SshConfig(SshConfigArgs),
+    /// Completion candidates for kubectl (run by the kubectl_complete-claworc helper).
+    #[command(name = "__complete", hide = true)]
+    Complete(CompleteArgs),
 }
+
+const CP_EXAMPLES: &str = "Examples:
+  kubectl claworc cp -r ./src dev:/work/src      # a tree up (modes and mtimes kept)
+  kubectl claworc cp dev:/work/out.tar .         # a file down, into the current directory
+  kubectl claworc cp ./a:b dev:                  # a local name with a colon; dev: is the home directory
+Each file is written under a temporary name and renamed when complete. A progress
+line on a terminal only. Exit codes as the other commands (3 no such file, 5 permission denied).";
+
+const PROXY_EXAMPLES: &str = "Examples:
+  ssh -o ProxyCommand='kubectl claworc -n team-a proxy dev' ...   # usually written by ssh-config
+  kubectl claworc ssh-config dev --write && ssh dev.team-a.CONTEXT.claworc
+The same path and RBAC as `ssh` (pods/portforward); OpenSSH checks the host key.";
+
+const SSH_CONFIG_EXAMPLES: &str = "Examples:
+  kubectl claworc ssh-config dev                 # print the Host block
+  kubectl claworc ssh-config --all --write       # every instance of the namespace, into ~/.ssh
+  ssh dev.default.kind-dev.claworc -- uname -a
+  scp ./build.tar dev.default.kind-dev.claworc:/work/
+  rsync -a -e ssh ./src/ dev.default.kind-dev.claworc:/work/src/
+--write keeps the blocks in ~/.ssh/claworc.conf and adds one Include line at the top
+of ~/.ssh/config; running it again changes nothing. Host keys come from the
+plugin's pins (never trusted on first use); --repin and rotate-keys update them.";
 
 const SSH_EXAMPLES: &str = "Examples:
   kubectl claworc ssh dev                          # a shell (PTY when stdin is a terminal)
@@ -95,7 +131,9 @@ const TUNNEL_EXAMPLES: &str = "Examples:
   kubectl claworc tunnel dev                 # every claworc.io/forward-ports port, on free local ports
   kubectl claworc tunnel dev -L 8080         # localhost:8080 in the instance, on a free local port
   kubectl claworc tunnel dev -L 6080:3000    # 127.0.0.1:6080 -> localhost:3000 in the instance
-Reconnects by itself (1s doubling to 16s) when the pod or connection goes away; Ctrl-C ends it.";
+Reconnects by itself (1s doubling to 16s) when the pod or connection goes away; Ctrl-C ends it.
+Its forwards (ports, connections open and so far, bytes) on request: `kill -USR1 PID`,
+or Enter when stdin is a terminal.";
 
 const LOGS_EXAMPLES: &str = "Examples:
   kubectl claworc logs dev -f --since 10m
@@ -122,6 +160,7 @@ const DELETE_EXAMPLES: &str = "Examples:
 const LIST_EXAMPLES: &str = "Examples:
   kubectl claworc list
   kubectl claworc list -n team-a -o wide
+  kubectl claworc list -A                    # every namespace, with a NAMESPACE column
   kubectl claworc list -o json | jq -r '.[] | select(.warnings | length > 0) | .name'";
 
 const STATUS_EXAMPLES: &str = "Examples:
@@ -255,6 +294,9 @@ pub struct ListArgs {
     /// Warn about client keys older than this (rotation policy).
     #[arg(long, default_value = "90d", value_parser = parse_duration, value_name = "DURATION")]
     pub max_key_age: Duration,
+    /// Instances of every namespace (a NAMESPACE column; needs cluster-wide list rights).
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -429,6 +471,51 @@ pub struct LogsArgs {
     pub ssh: ConnectArgs,
 }
 
+/// `kubectl claworc proxy` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Instance name.
+    pub name: String,
+}
+
+/// `kubectl claworc __complete WORDS…`: the words after `kubectl claworc`, the
+/// last one being completed (empty for a new word).
+#[derive(Debug, Clone, Args)]
+pub struct CompleteArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    pub words: Vec<String>,
+}
+
+/// `kubectl claworc cp` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct CpArgs {
+    /// The source: a local path, or NAME:PATH on an instance.
+    pub src: String,
+    /// The destination: a local path, or NAME:PATH on an instance.
+    pub dst: String,
+    /// Copy directories and their contents.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    #[command(flatten)]
+    pub ssh: ConnectArgs,
+}
+
+/// `kubectl claworc ssh-config` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct SshConfigArgs {
+    /// Instance names.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Every instance of the namespace.
+    #[arg(long)]
+    pub all: bool,
+    /// Install into ~/.ssh/claworc.conf (Include'd from ~/.ssh/config) instead of printing.
+    #[arg(long)]
+    pub write: bool,
+    #[command(flatten)]
+    pub login: LoginArgs,
+}
+
 /// Connection options of `ssh`, `tunnel` and `logs --file`.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectArgs {
@@ -482,7 +569,7 @@ macro_rules! into_options {
 
 into_options!(CreateArgs => instance::CreateOptions { name, image, forward_ports, volumes, env, wait, timeout, output });
 into_options!(DeleteArgs => instance::DeleteOptions { name, keep_volumes, keep_host_key });
-into_options!(ListArgs => status::ListOptions { output, max_key_age });
+into_options!(ListArgs => status::ListOptions { output, max_key_age, all_namespaces });
 into_options!(StatusArgs => status::StatusOptions { name, output, max_key_age; into login });
 into_options!(RotateArgs => rotate::RotateOptions { name, host_key; into login });
 into_options!(TenantCreateArgs => tenant::CreateOptions { name, ttl, output, cpu, memory, pods, storage });
@@ -495,6 +582,134 @@ into_options!(ConnectArgs => transport::ConnectOptions { identity, repin; into l
 into_options!(SshArgs => session::SshOptions { name, command; into ssh });
 into_options!(TunnelArgs => tunnel::TunnelOptions { name, forwards; into ssh });
 into_options!(LogsArgs => logs::LogsOptions { name, follow, container, since, tail, file; into ssh });
+into_options!(ProxyArgs => proxy::ProxyOptions { name });
+into_options!(CpArgs => cp::CpOptions { src, dst, recursive; into ssh });
+
+impl SshConfigArgs {
+    /// The options, with the `--kubeconfig` the proxy is to use.
+    pub fn into_options(self, kubeconfig: Option<PathBuf>) -> sshconfig::SshConfigOptions {
+        sshconfig::SshConfigOptions {
+            names: self.names,
+            all: self.all,
+            write: self.write,
+            login: self.login.into(),
+            kubeconfig,
+        }
+    }
+}
+
+/// What completes the last of `words` (the words after `kubectl claworc`), and the
+/// connection flags among them (for instance names from the cluster).
+pub fn completion_want(words: &[String]) -> (complete::Want, context::Global) {
+    use complete::Want;
+    let mut global = context::Global::default();
+    let (current, done) = match words.split_last() {
+        Some((last, done)) => (last.as_str(), done),
+        None => ("", &[][..]),
+    };
+    let root = Cli::command();
+    let mut cmd = &root;
+    let mut positionals = 0usize;
+    let mut expects_value: Option<String> = None;
+    let mut after_dashes = false;
+    for word in done {
+        if let Some(flag) = expects_value.take() {
+            match flag.as_str() {
+                "namespace" => global.namespace = Some(word.clone()),
+                "context" => global.context = Some(word.clone()),
+                "kubeconfig" => global.kubeconfig = Some(word.into()),
+                _ => {}
+            }
+            continue;
+        }
+        if after_dashes {
+            continue;
+        }
+        if word == "--" {
+            after_dashes = true;
+        } else if let Some(flag) = word.strip_prefix('-').filter(|f| !f.is_empty()) {
+            let (name, inline) = match flag.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (flag, None),
+            };
+            if let Some(arg) = find_flag(&root, cmd, name) {
+                let id = arg.get_id().as_str().to_string();
+                match inline {
+                    Some(v) => match id.as_str() {
+                        "namespace" => global.namespace = Some(v.into()),
+                        "context" => global.context = Some(v.into()),
+                        "kubeconfig" => global.kubeconfig = Some(v.into()),
+                        _ => {}
+                    },
+                    None if arg.get_action().takes_values() => expects_value = Some(id),
+                    None => {}
+                }
+            }
+        } else if let Some(sub) = cmd.find_subcommand(word) {
+            cmd = sub;
+            positionals = 0;
+        } else {
+            positionals += 1;
+        }
+    }
+    let want = if after_dashes {
+        Want::Nothing
+    } else if let Some(flag) = expects_value {
+        if matches!(flag.as_str(), "kubeconfig" | "identity" | "output") { Want::Files } else { Want::Nothing }
+    } else if current.starts_with('-') {
+        let mut flags: Vec<(String, String)> = Vec::new();
+        for arg in cmd.get_arguments().chain(root.get_arguments().filter(|a| a.is_global_set())) {
+            if arg.is_hide_set() {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if let Some(l) = arg.get_long() {
+                flags.push((format!("--{l}"), help.clone()));
+            }
+            if let Some(s) = arg.get_short() {
+                flags.push((format!("-{s}"), help));
+            }
+        }
+        flags.sort();
+        flags.dedup_by(|a, b| a.0 == b.0);
+        Want::Words(flags)
+    } else if cmd.has_subcommands() {
+        Want::Words(
+            cmd.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| (s.get_name().to_string(), s.get_about().map(|a| a.to_string()).unwrap_or_default()))
+                .collect(),
+        )
+    } else {
+        let positional = cmd
+            .get_positionals()
+            .nth(positionals)
+            .or_else(|| cmd.get_positionals().last().filter(|a| a.get_num_args().is_some_and(|n| n.max_values() > 1)));
+        match positional.map(|a| a.get_id().as_str()) {
+            Some("name" | "names") if cmd.get_name() != "create" && !is_tenant(&root, cmd) => {
+                Want::Instances { suffix: "" }
+            }
+            Some("src" | "dst") if current.starts_with(['.', '/', '~']) || current.contains(':') => Want::Files,
+            Some("src" | "dst") => Want::Instances { suffix: ":" },
+            _ => Want::Nothing,
+        }
+    };
+    (want, global)
+}
+
+/// The flag `name` (long, or a single short letter) of `cmd` or a global one of `root`.
+fn find_flag<'a>(root: &'a clap::Command, cmd: &'a clap::Command, name: &str) -> Option<&'a clap::Arg> {
+    let matches = |a: &&clap::Arg| match name.strip_prefix('-') {
+        Some(long) => a.get_long() == Some(long),
+        None => name.chars().count() == 1 && a.get_short() == name.chars().next(),
+    };
+    cmd.get_arguments().find(matches).or_else(|| root.get_arguments().find(matches))
+}
+
+/// Whether `cmd` is below `tenant` (its names are tenants, not instances).
+fn is_tenant(root: &clap::Command, cmd: &clap::Command) -> bool {
+    root.find_subcommand("tenant").is_some_and(|t| t.get_subcommands().any(|s| std::ptr::eq(s, cmd)))
+}
 
 /// Prints the completion script for `shell` to stdout.
 pub fn completion(shell: clap_complete::Shell) {
@@ -511,6 +726,28 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn completion_knows_what_is_wanted() {
+        use complete::Want;
+        let want = |words: &[&str]| completion_want(&words.iter().map(|w| w.to_string()).collect::<Vec<_>>());
+        let (w, _) = want(&[""]);
+        let Want::Words(subs) = w else { panic!("{w:?}") };
+        assert!(subs.iter().any(|(s, _)| s == "ssh-config") && !subs.iter().any(|(s, _)| s == "__complete"));
+        let (w, g) = want(&["-n", "team-a", "--context=kind-x", "ssh", ""]);
+        assert_eq!(w, Want::Instances { suffix: "" });
+        assert_eq!((g.namespace.as_deref(), g.context.as_deref()), (Some("team-a"), Some("kind-x")));
+        assert_eq!(want(&["ssh", "dev", "--", ""]).0, Want::Nothing);
+        assert_eq!(want(&["ssh-config", "a", ""]).0, Want::Instances { suffix: "" });
+        assert_eq!(want(&["cp", "./x", ""]).0, Want::Instances { suffix: ":" });
+        assert_eq!(want(&["cp", "./"]).0, Want::Files);
+        assert_eq!(want(&["create", ""]).0, Want::Nothing);
+        assert_eq!(want(&["tenant", "delete", ""]).0, Want::Nothing);
+        assert_eq!(want(&["list", "-n", ""]).0, Want::Nothing);
+        let (w, _) = want(&["ssh", "dev", "--re"]);
+        let Want::Words(flags) = w else { panic!("{w:?}") };
+        assert!(flags.iter().any(|(f, _)| f == "--repin") && flags.iter().any(|(f, _)| f == "--namespace"));
     }
 
     #[test]

@@ -464,6 +464,10 @@ pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
         ks.remove_host_key(&id)?;
     }
     ks.remove_instance_dir_if_empty(&id);
+    // Its OpenSSH Host block (`ssh-config --write`) would only fail now.
+    if let Err(e) = crate::sshconfig::forget(&id) {
+        eprintln!("warning: could not remove the instance's Host block from ~/.ssh: {}", e.one_line());
+    }
     if deleted.is_empty() {
         crate::output::line(format_args!("no objects of {} were left in the cluster; local keys removed", args.name));
     }

@@ -21,15 +21,22 @@
 //! - [`rotate`]: the `rotate-keys` command.
 //! - [`tenant`]: `tenant create|update|kubeconfig|list|delete`; its objects in `tenant::objects`.
 //! - [`output`]: the one stdout writer; `-o json|yaml` printing and tables.
-//! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod.
+//! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod
+//!   (`transport::{pod, portforward, credentials, handshake, pinning}`).
 //! - [`hostkey`]: the host key checked against the local pin or the Deployment's
 //!   `claworc.io/host-key-fingerprint`; never trust on first use.
 //! - [`session`]: `ssh` (a PTY shell, or a command with its exit status).
 //! - [`tunnel`]: `tunnel` (local forwards over one connection, reconnecting).
+//! - [`complete`]: `__complete` (kubectl's plugin completion, instance names from the cluster).
+//! - [`cp`]: `cp` (files and trees over SFTP on the `ssh` connection).
+//! - [`proxy`]: `proxy` (stdio to the sshd through the port-forward, for OpenSSH).
+//! - [`sshconfig`]: `ssh-config` (OpenSSH Host blocks; `--write` into `~/.ssh`).
 //! - [`logs`]: `logs` (pods/log, or a file followed over SSH).
 
 pub mod cli;
+pub mod complete;
 pub mod context;
+pub mod cp;
 pub mod error;
 pub mod hostkey;
 pub mod input;
@@ -39,8 +46,10 @@ pub mod keystore;
 pub mod logs;
 pub mod objects;
 pub mod output;
+pub mod proxy;
 pub mod rotate;
 pub mod session;
+pub mod sshconfig;
 pub mod status;
 pub mod tenant;
 pub mod transport;
@@ -83,6 +92,22 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ssh(args) => {
             let code = session::ssh(&connect().await?, &args.into()).await?;
             session::exit(code)
+        }
+        Command::Proxy(args) => {
+            proxy::proxy(&connect().await?, &args.into()).await?;
+            // The stdin reader may still be blocked in read(2).
+            session::exit(0)
+        }
+        Command::Complete(args) => {
+            let (want, global) = cli::completion_want(&args.words);
+            let current = args.words.last().map(String::as_str).unwrap_or("");
+            complete::complete(&global, want, current).await;
+            Ok(())
+        }
+        Command::Cp(args) => cp::cp(&connect().await?, &args.into()).await,
+        Command::SshConfig(args) => {
+            let opts = args.into_options(global.kubeconfig.clone());
+            sshconfig::ssh_config(&connect().await?, &opts).await
         }
         Command::Tunnel(args) => tunnel::tunnel(&connect().await?, &args.into()).await,
         Command::Logs(args) => {

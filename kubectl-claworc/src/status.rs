@@ -35,6 +35,8 @@ pub struct ListOptions {
     pub output: Option<ListFormat>,
     /// Warn about client keys older than this.
     pub max_key_age: Duration,
+    /// Every namespace (`-A`), with a NAMESPACE column.
+    pub all_namespaces: bool,
 }
 
 /// What `kubectl claworc status` was asked for.
@@ -268,55 +270,65 @@ pub fn render_status(r: &InstanceReport) -> String {
 }
 
 pub async fn list(ctx: &Ctx, args: &ListOptions) -> Result<()> {
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let (deployments, scope): (Api<Deployment>, String) = if args.all_namespaces {
+        (Api::all(ctx.client.clone()), "all namespaces".into())
+    } else {
+        (Api::namespaced(ctx.client.clone(), &ctx.namespace), format!("namespace {}", ctx.namespace))
+    };
     let selector = format!("{}={}", names::LABEL_SSH, names::SSH_ENABLED);
     let ds = deployments
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| Error::kube(e, format!("deployments in namespace {:?}", ctx.namespace)))?
+        .map_err(|e| Error::kube(e, format!("deployments in {scope}")))?
         .items;
-    // Each instance's own Secret, not every Secret of the namespace.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let ks = KeyStore::open_default().ok();
     let now = Timestamp::now();
     let mut reports = Vec::with_capacity(ds.len());
     for d in &ds {
+        // Each instance's own Secret, not every Secret of the namespace.
         let name = d.metadata.name.clone().unwrap_or_default();
+        let namespace = d.metadata.namespace.clone().unwrap_or_else(|| ctx.namespace.clone());
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
         let secret_name = ann::ssh_secret(d.metadata.annotations.as_ref(), &name);
-        let secret =
-            secrets.get_opt(&secret_name).await.map_err(|e| Error::kube(e, format!("secret {secret_name:?}")))?;
+        let secret = secrets
+            .get_opt(&secret_name)
+            .await
+            .map_err(|e| Error::kube(e, format!("secret {secret_name:?} in namespace {namespace:?}")))?;
         reports.push(build_report(d, secret.as_ref(), ks.as_ref(), &ctx.cluster, args.max_key_age, now));
     }
+    reports.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     match args.output {
         Some(ListFormat::Json) => output::print(&reports, Format::Json),
         Some(ListFormat::Yaml) => output::print(&reports, Format::Yaml),
         wide => {
             if reports.is_empty() {
-                eprintln!("No instances in namespace {}.", ctx.namespace);
+                eprintln!("No instances in {scope}.");
                 return Ok(());
             }
-            output::stdout(&render_list(&reports, wide == Some(ListFormat::Wide)));
+            output::stdout(&render_list(&reports, wide == Some(ListFormat::Wide), args.all_namespaces));
         }
     }
     Ok(())
 }
 
-/// The `list` table.
-pub fn render_list(reports: &[InstanceReport], wide: bool) -> String {
-    let mut header = vec!["NAME", "READY", "INJECTED", "KEY-AGE", "WARNINGS"];
+/// The `list` table; with `namespaces`, a NAMESPACE column first (as `kubectl get -A`).
+pub fn render_list(reports: &[InstanceReport], wide: bool, namespaces: bool) -> String {
+    let mut header = if namespaces { vec!["NAMESPACE"] } else { vec![] };
+    header.extend(["NAME", "READY", "INJECTED", "KEY-AGE", "WARNINGS"]);
     if wide {
         header.extend(["LAST-ROTATION", "HOST-KEY", "PORTS", "IMAGE"]);
     }
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| {
-            let mut row = vec![
+            let mut row = if namespaces { vec![r.namespace.clone()] } else { vec![] };
+            row.extend([
                 r.name.clone(),
                 r.ready.clone(),
                 r.injected.clone().unwrap_or_else(|| "no".into()),
                 r.client_key_age.clone().unwrap_or_else(|| "-".into()),
                 r.warnings.len().to_string(),
-            ];
+            ]);
             if wide {
                 row.extend([
                     r.last_rotation.clone().unwrap_or_else(|| "never".into()),
@@ -377,8 +389,11 @@ mod tests {
         assert!(r.available);
         let text = render_status(&r);
         assert!(text.contains("Warnings:         none"), "{text}");
-        let table = render_list(&[r], true);
+        let table = render_list(std::slice::from_ref(&r), true, false);
         assert!(table.starts_with("NAME  READY  INJECTED  KEY-AGE  WARNINGS  LAST-ROTATION"), "{table}");
+        let table = render_list(&[r], false, true);
+        assert!(table.starts_with("NAMESPACE  NAME  READY"), "{table}");
+        assert!(table.lines().nth(1).is_some_and(|l| l.starts_with("ns         dev ")), "{table}");
     }
 
     #[test]

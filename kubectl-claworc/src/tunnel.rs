@@ -10,9 +10,13 @@
 //!   refused host key ends it (exit 5).
 //! - Each accepted connection becomes one `direct-tcpip` channel; bytes are
 //!   copied with `copy_bidirectional` and large buffers.
+//! - On request (`kill -USR1 PID`, or Enter when stdin is a terminal) it prints its
+//!   forwards on stdout: local and remote port, connections open now and so far,
+//!   bytes sent and received by the finished ones, and whether it is connected.
 //! - Ctrl-C closes the SSH connection and exits 0.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use claworc_contract::annotations::FORWARD_PORTS;
@@ -55,6 +59,89 @@ pub fn parse_forward(spec: &str) -> std::result::Result<Forward, String> {
     }
 }
 
+/// What one forward has carried, for the listing.
+#[derive(Debug, Default)]
+pub struct ForwardStats {
+    /// Connections open now.
+    pub active: AtomicUsize,
+    /// Connections accepted so far.
+    pub total: AtomicU64,
+    /// Bytes from local clients to the instance, and back (finished connections).
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+}
+
+/// One line of the listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRow {
+    pub local: u16,
+    pub remote: u16,
+    pub active: usize,
+    pub total: u64,
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl ForwardRow {
+    fn read(local: u16, remote: u16, s: &ForwardStats) -> Self {
+        ForwardRow {
+            local,
+            remote,
+            active: s.active.load(Ordering::Relaxed),
+            total: s.total.load(Ordering::Relaxed),
+            sent: s.sent.load(Ordering::Relaxed),
+            received: s.received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The listing printed on request: a status line and a table.
+pub fn render_forwards(name: &str, connected: bool, rows: &[ForwardRow]) -> String {
+    let header = ["LOCAL", "REMOTE", "ACTIVE", "TOTAL", "SENT", "RECEIVED"];
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                format!("127.0.0.1:{}", r.local),
+                format!("{name}:{}", r.remote),
+                r.active.to_string(),
+                r.total.to_string(),
+                r.sent.to_string(),
+                r.received.to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "tunnel to {name}: {}\n{}",
+        if connected { "connected" } else { "not connected (reconnecting)" },
+        crate::output::table(&header, &rows)
+    )
+}
+
+/// Resolves on each request for the listing: SIGUSR1, or a line on stdin when it is a terminal.
+async fn listing_requests(tx: tokio::sync::mpsc::Sender<()>) {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+                line.clear();
+                if tx.blocking_send(()).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    if let Ok(mut usr1) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        while usr1.recv().await.is_some() {
+            if tx.send(()).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
 /// Reconnect delay after `failures` consecutive failures: 1 s doubling to 16 s.
 pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(4))
@@ -88,14 +175,27 @@ pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
 
     let (tx, rx) = watch::channel::<Option<Arc<Connection>>>(None);
     let allowed = Arc::new(settings.forward_ports.clone());
+    let mut listing = Vec::new();
     for f in &forwards {
         let listener = TcpListener::bind(("127.0.0.1", f.local))
             .await
             .map_err(|e| Error::other(format!("cannot listen on 127.0.0.1:{}: {e}", f.local)).with_source(e))?;
         let port = listener.local_addr().map_err(|e| Error::other(e.to_string()).with_source(e))?.port();
         crate::output::line(format_args!("Forwarding http://127.0.0.1:{port} -> {}:{}", args.name, f.remote));
-        tokio::spawn(accept_loop(listener, f.remote, rx.clone(), allowed.clone()));
+        let stats = Arc::new(ForwardStats::default());
+        listing.push((port, f.remote, stats.clone()));
+        tokio::spawn(accept_loop(listener, f.remote, rx.clone(), allowed.clone(), stats));
     }
+    let (req_tx, mut requests) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(listing_requests(req_tx));
+    let print_listing = async {
+        while requests.recv().await.is_some() {
+            let rows: Vec<ForwardRow> = listing.iter().map(|(l, r, s)| ForwardRow::read(*l, *r, s)).collect();
+            let connected = rx.borrow().as_ref().is_some_and(|c| !c.is_closed());
+            crate::output::stdout(&render_forwards(&args.name, connected, &rows));
+        }
+        std::future::pending::<()>().await
+    };
 
     let name = args.name.clone();
     let supervise = async {
@@ -142,6 +242,7 @@ pub async fn tunnel(ctx: &Ctx, args: &TunnelOptions) -> Result<()> {
     };
     tokio::select! {
         r = supervise => r,
+        _ = print_listing => Ok(()),
         _ = tokio::signal::ctrl_c() => {
             let current = tx.borrow().clone();
             if let Some(conn) = current {
@@ -165,6 +266,7 @@ async fn accept_loop(
     remote: u16,
     rx: watch::Receiver<Option<Arc<Connection>>>,
     allowed: Arc<Vec<u16>>,
+    stats: Arc<ForwardStats>,
 ) {
     loop {
         let (sock, peer) = match listener.accept().await {
@@ -177,7 +279,11 @@ async fn accept_loop(
         };
         let mut rx = rx.clone();
         let allowed = allowed.clone();
+        let stats = stats.clone();
+        stats.total.fetch_add(1, Ordering::Relaxed);
+        stats.active.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
+            let _open = Open(&stats.active);
             // Wait (a while) for the SSH connection, e.g. during a reconnect.
             let conn = match tokio::time::timeout(Duration::from_secs(60), rx.wait_for(Option::is_some)).await {
                 Ok(Ok(c)) => c.clone().expect("checked by wait_for"),
@@ -186,7 +292,12 @@ async fn accept_loop(
                     return;
                 }
             };
-            if let Err(e) = forward(&conn, sock, peer.port(), remote).await {
+            let result = forward(&conn, sock, peer.port(), remote).await;
+            if let Ok((sent, received)) = result {
+                stats.sent.fetch_add(sent, Ordering::Relaxed);
+                stats.received.fetch_add(received, Ordering::Relaxed);
+            }
+            if let Err(e) = result {
                 let hint = if allowed.contains(&remote) {
                     String::new()
                 } else {
@@ -198,8 +309,23 @@ async fn accept_loop(
     }
 }
 
+/// Counts one open connection until dropped.
+struct Open<'a>(&'a AtomicUsize);
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One forwarded connection: a `direct-tcpip` channel to `localhost:remote`.
-pub async fn forward(conn: &Connection, mut sock: TcpStream, peer_port: u16, remote: u16) -> std::io::Result<()> {
+/// Returns the bytes sent to the instance and received from it.
+pub async fn forward(
+    conn: &Connection,
+    mut sock: TcpStream,
+    peer_port: u16,
+    remote: u16,
+) -> std::io::Result<(u64, u64)> {
     let _ = sock.set_nodelay(true);
     let channel = conn
         .handle
@@ -208,9 +334,11 @@ pub async fn forward(conn: &Connection, mut sock: TcpStream, peer_port: u16, rem
         .map_err(|e| std::io::Error::other(format!("refused by the instance: {e}")))?;
     let mut stream = channel.into_stream();
     match tokio::io::copy_bidirectional_with_sizes(&mut sock, &mut stream, COPY_BUFFER, COPY_BUFFER).await {
-        Ok(_) => Ok(()),
+        Ok(bytes) => Ok(bytes),
         // A peer resetting its end is a normal way for a forwarded connection to end.
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => Ok(()),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+            Ok((0, 0))
+        }
         Err(e) => Err(e),
     }
 }
@@ -227,6 +355,21 @@ mod tests {
         assert!(parse_forward("x").unwrap_err().contains("[LOCAL:]REMOTE"));
         assert!(parse_forward("3000:0").is_err());
         assert!(parse_forward("70000").is_err());
+    }
+
+    #[test]
+    fn the_listing_shows_each_forward() {
+        let rows = [
+            ForwardRow { local: 41000, remote: 8080, active: 1, total: 3, sent: 120, received: 4096 },
+            ForwardRow { local: 41001, remote: 3000, active: 0, total: 0, sent: 0, received: 0 },
+        ];
+        let text = render_forwards("dev", true, &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "tunnel to dev: connected");
+        assert!(lines[1].starts_with("LOCAL") && lines[1].contains("RECEIVED"), "{text}");
+        let words: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(words, ["127.0.0.1:41000", "dev:8080", "1", "3", "120", "4096"]);
+        assert!(render_forwards("dev", false, &rows).starts_with("tunnel to dev: not connected"));
     }
 
     #[test]

@@ -28,7 +28,7 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
             let rel = path.strip_prefix(&src).unwrap();
             let module =
                 rel.components().next().unwrap().as_os_str().to_string_lossy().trim_end_matches(".rs").to_string();
-            let text = std::fs::read_to_string(&path).unwrap();
+            let text = join_groups(&std::fs::read_to_string(&path).unwrap());
             let deps: &mut BTreeSet<String> = graph.entry(module.clone()).or_default();
             for line in text.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
                 deps.extend(crate_refs(line).into_iter().filter(|m| *m != module));
@@ -36,6 +36,21 @@ fn import_graph() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     graph
+}
+
+/// The text with every `crate::{…}` group on one line (rustfmt breaks long ones).
+fn join_groups(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("crate::{") {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let end = tail.find('}').map_or(tail.len(), |e| e + 1);
+        out.push_str(&tail[..end].split_whitespace().collect::<Vec<_>>().join(" "));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The first segments of every `crate::x` and `crate::{x, y::z}` on a line.
@@ -65,6 +80,8 @@ fn the_parser_reads_all_forms() {
     assert_eq!(crate_refs("use crate::{context, instance::X};"), ["context", "instance"]);
     assert_eq!(crate_refs("    let k = crate::keys::fingerprint(&key);"), ["keys"]);
     assert!(crate_refs("kubectl_claworc::cli::Cli::parse()").is_empty());
+    let joined = join_groups("use crate::{\n    context, cp,\n    tunnel,\n};\nfn f() {}");
+    assert_eq!(crate_refs(joined.lines().next().unwrap()), ["context", "cp", "tunnel"]);
 }
 
 #[test]

@@ -405,3 +405,25 @@ pub fn http_get(port: u16) -> Option<String> {
     conn.read_to_string(&mut reply).ok()?;
     Some(reply)
 }
+
+/// The workload image tests/cluster/images built and tests/cluster/up imported.
+pub fn workload_image() -> String {
+    std::env::var("CLAWORC_WORKLOAD_IMAGE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
+        panic!("CLAWORC_WORKLOAD_IMAGE is not set: run the tests through tests/run (tests/cluster/with-cluster)")
+    })
+}
+
+/// A namespace enforcing Pod Security "restricted" whose pods go to the real node.
+pub fn real_node_namespace(prefix: &str) -> TestNamespace {
+    let ns = TestNamespace::with_labels(prefix, &[("pod-security.kubernetes.io/enforce", "restricted")]);
+    use_real_node(ns.name());
+    ns
+}
+
+/// Points the namespace's pods at the real node (tests/cluster/use-real-node).
+pub fn use_real_node(namespace: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster").join("use-real-node");
+    let mut cmd = Cluster::get().command(&script);
+    cmd.arg(namespace);
+    run(cmd, None).expect_ok("tests/cluster/use-real-node");
+}

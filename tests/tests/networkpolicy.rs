@@ -10,27 +10,14 @@
 //! 111) and "dropped" when a policy eats it (no answer within 3 s: errno 11), so
 //! the two are told apart.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use claworc_e2e::{Cluster, TestNamespace, plugin_bin, run, unique_name, wait_for};
+use claworc_e2e::{Cluster, TestNamespace, plugin_bin, run, unique_name, use_real_node, wait_for, workload_image};
 
 const OPEN: &str = "0";
 const REFUSED: &str = "111";
 const DROPPED: &str = "11";
-
-fn workload_image() -> String {
-    std::env::var("CLAWORC_WORKLOAD_IMAGE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
-        panic!("CLAWORC_WORKLOAD_IMAGE is not set: run the tests through tests/run (tests/cluster/with-cluster)")
-    })
-}
-
-fn use_real_node(ns: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster").join("use-real-node");
-    let mut cmd = Cluster::get().command(&script);
-    cmd.arg(ns);
-    run(cmd, None).expect_ok("tests/cluster/use-real-node");
-}
 
 fn restricted_pod(name: &str, labels: serde_json::Value, command: &[&str]) -> String {
     serde_json::json!({

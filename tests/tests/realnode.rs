@@ -13,25 +13,9 @@ use std::time::{Duration, Instant};
 
 use claworc_contract::names;
 use claworc_e2e::{
-    Cluster, KillOnDrop, Output, TestNamespace, http_get, plugin_bin, run, secret_data, unique_name, wait_for,
+    Cluster, KillOnDrop, Output, TestNamespace, http_get, plugin_bin, real_node_namespace, run, secret_data,
+    unique_name, use_real_node, wait_for, workload_image,
 };
-
-/// The workload image tests/cluster/images built and tests/cluster/up imported.
-fn workload_image() -> String {
-    std::env::var("CLAWORC_WORKLOAD_IMAGE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
-        panic!("CLAWORC_WORKLOAD_IMAGE is not set: run the tests through tests/run (tests/cluster/with-cluster)")
-    })
-}
-
-/// A namespace enforcing Pod Security "restricted" whose pods go to the real node.
-fn real_node_namespace(prefix: &str) -> TestNamespace {
-    let ns = TestNamespace::with_labels(prefix, &[("pod-security.kubernetes.io/enforce", "restricted")]);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster").join("use-real-node");
-    let mut cmd = Cluster::get().command(&script);
-    cmd.arg(ns.name());
-    run(cmd, None).expect_ok("tests/cluster/use-real-node");
-    ns
-}
 
 struct Instance {
     ns: TestNamespace,
@@ -56,10 +40,7 @@ impl Instance {
         let mut cmd = Cluster::get().command(plugin_bin());
         cmd.env("XDG_CONFIG_HOME", &home).args(["tenant", "create", &name, "--ttl", "1h", "--output"]).arg(&kubeconfig);
         run(cmd, None).expect_ok("kubectl claworc tenant create");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster").join("use-real-node");
-        let mut cmd = Cluster::get().command(&script);
-        cmd.arg(&name);
-        run(cmd, None).expect_ok("tests/cluster/use-real-node");
+        use_real_node(&name);
         Instance { ns: TestNamespace::adopt(name), home, kubeconfig: Some(kubeconfig) }
     }
 

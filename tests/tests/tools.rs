@@ -1,0 +1,444 @@
+//! Every OpenSSH tool reaches an instance on the real node through the plugin
+//! (issue 14): `ssh-config --write` installs Host blocks whose ProxyCommand is
+//! `kubectl claworc proxy`; OpenSSH's `ssh`, `scp` and `sftp` then run commands
+//! and move files, checking the host key against the plugin's pins. All of it
+//! with a tenant's kubeconfig only (the admin only adds an emptyDir at /work to hold
+//! the files). The files are 4 MiB (the issue's 100 MiB
+//! would only slow CI; the bytes take the same path).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use claworc_contract::names;
+use claworc_e2e::{Cluster, Output, TestNamespace, plugin_bin, run, unique_name, use_real_node, workload_image};
+
+/// A tenant's instance `box` on the real node, and a user with a HOME of its own
+/// (for `~/.ssh`) and a key store under it.
+struct Tenant {
+    ns: TestNamespace,
+    home: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl Tenant {
+    fn new() -> Tenant {
+        let home = std::env::temp_dir().join(unique_name("claworc-tools-home"));
+        std::fs::create_dir_all(&home).unwrap();
+        let name = unique_name("t-tools");
+        let kubeconfig = home.join("tenant.kubeconfig");
+        let mut cmd = Cluster::get().command(plugin_bin());
+        cmd.env("XDG_CONFIG_HOME", home.join("xdg"));
+        cmd.args(["tenant", "create", &name, "--ttl", "1h", "--output"]).arg(&kubeconfig);
+        run(cmd, None).expect_ok("kubectl claworc tenant create");
+        use_real_node(&name);
+        Tenant { ns: TestNamespace::adopt(name), home, kubeconfig }
+    }
+
+    /// The tenant's environment: HOME, XDG_CONFIG_HOME and KUBECONFIG.
+    fn env(&self, cmd: &mut Command) {
+        cmd.env("HOME", &self.home).env("XDG_CONFIG_HOME", self.home.join("xdg")).env("KUBECONFIG", &self.kubeconfig);
+    }
+
+    fn plugin(&self, args: &[&str]) -> Output {
+        let mut cmd = Cluster::get().command(plugin_bin());
+        self.env(&mut cmd);
+        cmd.args(["-n", self.ns.name()]).args(args);
+        run(cmd, None)
+    }
+
+    fn plugin_ok(&self, args: &[&str]) -> Output {
+        let out = self.plugin(args);
+        assert!(out.success(), "kubectl-claworc {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
+        out
+    }
+
+    fn ssh_dir(&self) -> PathBuf {
+        self.home.join(".ssh")
+    }
+
+    /// An OpenSSH client (`ssh`, `scp`, `sftp`) with the user's ~/.ssh/config and
+    /// no prompts; the ProxyCommand finds the plugin by the path ssh-config wrote.
+    fn openssh(&self, program: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new(program);
+        self.env(&mut cmd);
+        cmd.arg("-F").arg(self.ssh_dir().join("config")).args(["-o", "BatchMode=yes"]).args(args);
+        let out = run(cmd, None);
+        if out.status.code() == Some(127) || out.stderr.contains("No such file") && out.stdout.is_empty() {
+            eprintln!("{program}: {out:?} (OpenSSH clients: apt-get install openssh-client)");
+        }
+        out
+    }
+
+    fn openssh_ok(&self, program: &str, args: &[&str]) -> String {
+        let out = self.openssh(program, args);
+        assert!(out.success(), "{program} {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
+        out.stdout
+    }
+}
+
+impl Drop for Tenant {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.home);
+    }
+}
+
+/// `n` bytes that do not compress (xorshift), so nothing on the way can shortcut them.
+fn payload(path: &Path, n: usize) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes = Vec::with_capacity(n + 8);
+    while bytes.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(n);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// sha256 of a local file (coreutils `sha256sum`).
+fn sha256(path: &Path) -> String {
+    let out = run(
+        {
+            let mut c = Command::new("sha256sum");
+            c.arg(path);
+            c
+        },
+        None,
+    );
+    out.expect_ok("sha256sum").split_whitespace().next().unwrap().to_string()
+}
+
+const MIB: usize = 1024 * 1024;
+
+#[test]
+fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tenant() {
+    let t = Tenant::new();
+    plugin_bin();
+    t.plugin_ok(&["create", "box", "--image", &workload_image(), "--wait", "--timeout", "3m"]);
+    // Room for the files: an emptyDir at /work in the workload, which the webhook
+    // shares with the sidecar (the sidecar's own /run/claworc holds 1 MiB).
+    let mut d = t.ns.kubectl(&["get", "deployment", "box", "-o", "json"]).json();
+    let pod = &mut d["spec"]["template"]["spec"];
+    let volume = serde_json::json!({"name": "work", "emptyDir": {"sizeLimit": "256Mi"}});
+    match pod["volumes"].as_array_mut() {
+        Some(v) => v.push(volume),
+        None => pod["volumes"] = serde_json::json!([volume]),
+    }
+    let mount = serde_json::json!({"name": "work", "mountPath": "/work"});
+    let workload = &mut pod["containers"][0];
+    match workload["volumeMounts"].as_array_mut() {
+        Some(m) => m.push(mount),
+        None => workload["volumeMounts"] = serde_json::json!([mount]),
+    }
+    t.ns.kubectl_with_stdin(&["replace", "-f", "-"], Some(&d.to_string())).expect_ok("add /work");
+    t.ns.kubectl(&["rollout", "status", "deployment/box", "--timeout=180s"]).expect_ok("rollout with /work");
+
+    // ssh-config --write: a Host block in ~/.ssh/claworc.conf, Include'd above the user's own lines.
+    std::fs::create_dir_all(t.ssh_dir()).unwrap();
+    let own = "Host mine.example\n  User me\n";
+    std::fs::write(t.ssh_dir().join("config"), own).unwrap();
+    t.plugin_ok(&["ssh-config", "box", "--write"]);
+    let config = std::fs::read_to_string(t.ssh_dir().join("config")).unwrap();
+    let managed_path = t.ssh_dir().join("claworc.conf");
+    assert!(config.contains(&format!("\nInclude {}\n", managed_path.display())), "{config}");
+    assert!(config.ends_with(own), "the user's lines are kept: {config}");
+    let managed = std::fs::read_to_string(&managed_path).unwrap();
+    let host = managed
+        .lines()
+        .find_map(|l| l.strip_prefix("Host "))
+        .unwrap_or_else(|| panic!("no Host line in {managed}"))
+        .to_string();
+    assert!(host.starts_with(&format!("box.{}.", t.ns.name())) && host.ends_with(".claworc"), "{host}");
+    let user = format!("  User {}", names::SSH_USER);
+    for line in ["  StrictHostKeyChecking yes", "  IdentitiesOnly yes", &user] {
+        assert!(managed.lines().any(|l| l == line), "missing {line:?}: {managed}");
+    }
+
+    // Twice changes nothing: same bytes, same modification times.
+    let stamp = |p: &Path| (std::fs::read(p).unwrap(), std::fs::metadata(p).unwrap().modified().unwrap());
+    let before = (stamp(&t.ssh_dir().join("config")), stamp(&managed_path));
+    let again = t.plugin_ok(&["ssh-config", "box", "--write"]);
+    assert!(again.stderr.contains("unchanged"), "{again:?}");
+    assert_eq!(before, (stamp(&t.ssh_dir().join("config")), stamp(&managed_path)), "a second --write changed files");
+    // Printing gives the same block.
+    let printed = t.plugin_ok(&["ssh-config", "box"]).stdout;
+    assert!(managed.contains(&printed), "printed:\n{printed}\nmanaged:\n{managed}");
+
+    // OpenSSH's ssh runs a command, through the proxy, with the tenant's kubeconfig only.
+    let start = Instant::now();
+    assert_eq!(t.openssh_ok("ssh", &[&host, "id", "-u"]).trim(), "1000");
+    eprintln!("OpenSSH ssh through proxy, connect + command: {:.2}s", start.elapsed().as_secs_f64());
+    assert_eq!(t.openssh("ssh", &[&host, "exit 9"]).status.code(), Some(9), "the remote exit status");
+    t.openssh_ok("ssh", &[&host, "mkdir -p /work/t"]);
+
+    // scp and sftp move a file both ways, byte for byte.
+    let local = t.home.join("payload");
+    payload(&local, 4 * MIB);
+    let want = sha256(&local);
+    let remote_sha = |path: &str| {
+        t.openssh_ok("ssh", &[&host, "sha256sum", path]).split_whitespace().next().unwrap_or_default().to_string()
+    };
+    let start = Instant::now();
+    t.openssh_ok("scp", &[local.to_str().unwrap(), &format!("{host}:/work/t/up.scp")]);
+    eprintln!("scp 4 MiB up through proxy: {:.2}s", start.elapsed().as_secs_f64());
+    assert_eq!(remote_sha("/work/t/up.scp"), want, "scp upload");
+    let down = t.home.join("down.scp");
+    let start = Instant::now();
+    t.openssh_ok("scp", &[&format!("{host}:/work/t/up.scp"), down.to_str().unwrap()]);
+    eprintln!("scp 4 MiB down through proxy: {:.2}s", start.elapsed().as_secs_f64());
+    assert_eq!(sha256(&down), want, "scp download");
+
+    let batch = t.home.join("sftp.batch");
+    let down = t.home.join("down.sftp");
+    std::fs::write(
+        &batch,
+        format!("put {} /work/t/up.sftp\nget /work/t/up.sftp {}\n", local.display(), down.display()),
+    )
+    .unwrap();
+    t.openssh_ok("sftp", &["-b", batch.to_str().unwrap(), &host]);
+    assert_eq!(remote_sha("/work/t/up.sftp"), want, "sftp upload");
+    assert_eq!(sha256(&down), want, "sftp download");
+
+    // A host key other than the pin: OpenSSH refuses through the generated known_hosts.
+    let known_hosts = t.home.join("xdg").join("claworc").join("known_hosts");
+    let pinned = std::fs::read_to_string(&known_hosts).unwrap();
+    let stranger = t.home.join("stranger");
+    let mut keygen = Command::new("ssh-keygen");
+    keygen.args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&stranger);
+    run(keygen, None).expect_ok("ssh-keygen");
+    let stranger_pub = std::fs::read_to_string(stranger.with_extension("pub")).unwrap();
+    let stranger_key: Vec<&str> = stranger_pub.split_whitespace().take(2).collect();
+    let swapped: String = pinned
+        .lines()
+        .map(|l| {
+            let alias = l.split_whitespace().next().unwrap_or("");
+            if alias.ends_with(&format!("/{}/box", t.ns.name())) {
+                format!("{alias} {}\n", stranger_key.join(" "))
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert_ne!(swapped, pinned, "the instance's pin was not found in {pinned}");
+    std::fs::write(&known_hosts, &swapped).unwrap();
+    let refused = t.openssh("ssh", &[&host, "true"]);
+    assert_eq!(refused.status.code(), Some(255), "{refused:?}");
+    assert!(refused.stderr.contains("Host key verification failed"), "{}", refused.stderr);
+    // The plugin refuses too (exit 5); --repin checks the Deployment's fingerprint and
+    // re-pins, and OpenSSH follows with the same config.
+    assert_eq!(t.plugin(&["ssh", "box", "--", "true"]).status.code(), Some(5));
+    t.plugin_ok(&["ssh", "box", "--repin", "--", "true"]);
+    assert_eq!(t.openssh_ok("ssh", &[&host, "echo", "again"]).trim(), "again");
+
+    // rotate-keys: the same IdentityFile path holds the new key; OpenSSH logs in with it.
+    t.plugin_ok(&["rotate-keys", "box"]);
+    assert_eq!(t.openssh_ok("ssh", &[&host, "echo", "rotated"]).trim(), "rotated");
+
+    // proxy fails like the other commands: one line, the exit code.
+    let out = t.plugin(&["proxy", "nope"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(out.stderr.starts_with("error: ") && out.stderr.contains("\"nope\""), "{}", out.stderr);
+
+    // list -A: the admin sees the tenant's instance with its namespace; the tenant may not list every namespace.
+    let mut cmd = Cluster::get().command(plugin_bin());
+    cmd.env("XDG_CONFIG_HOME", t.home.join("xdg")).args(["list", "-A"]);
+    let all = run(cmd, None);
+    let listed = all.expect_ok("list -A");
+    assert!(listed.starts_with("NAMESPACE"), "{listed}");
+    assert!(listed.lines().any(|l| l.split_whitespace().take(2).eq([t.ns.name(), "box"])), "{listed}");
+    assert_eq!(t.plugin(&["list", "-A"]).status.code(), Some(5), "a tenant lists every namespace");
+
+    cp_moves_trees_both_ways(&t, &host);
+    completion_names_instances_from_the_cluster(&t);
+    tunnel_lists_its_forwards(&t);
+
+    // delete takes the Host block away.
+    t.plugin_ok(&["delete", "box"]);
+    let managed = std::fs::read_to_string(&managed_path).unwrap();
+    assert!(!managed.contains(&host), "{managed}");
+}
+
+/// `stat` of every entry under `root` as `MODE MTIME SIZE-or-d SHA-or-- RELPATH`, sorted (local).
+fn local_tree(root: &Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        if m.is_dir() {
+            out.push(format!("{:o} {} d - ./{rel}", m.mode() & 0o7777, m.mtime()));
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else {
+            out.push(format!("{:o} {} {} {} ./{rel}", m.mode() & 0o7777, m.mtime(), m.len(), sha256(&p)));
+        }
+    }
+    out.sort();
+    out.into_iter().map(|l| l.replace("/./", "/").trim_end_matches('/').to_string()).collect()
+}
+
+/// The same listing of a remote tree, from `find` and `sha256sum` run over OpenSSH.
+fn remote_tree(t: &Tenant, host: &str, root: &str) -> Vec<String> {
+    let script = format!(
+        "cd {root} && find . -type d -printf '%m %T@ d - %p\\n' && \
+         find . -type f -exec sh -c 'printf \"%s %s %s %s %s\\n\" $(stat -c \"%a %Y %s\" \"$1\") $(sha256sum < \"$1\" | cut -d\" \" -f1) \"$1\"' _ {{}} \\;"
+    );
+    let out = t.openssh_ok("ssh", &[host, &script]);
+    let mut lines: Vec<String> = out
+        .lines()
+        .map(|l| {
+            // find's %T@ has a fraction: seconds only.
+            let mut w: Vec<String> = l.split(' ').map(String::from).collect();
+            w[1] = w[1].split('.').next().unwrap().to_string();
+            w.join(" ")
+        })
+        .map(|l| if l.ends_with(" .") { l.trim_end_matches('.').to_string() + "." } else { l })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// `kubectl claworc cp` over SFTP: a tree up and back down with contents, modes and
+/// mtimes; a destination the user cannot write is exit 5; no such file is exit 3;
+/// an interrupted upload leaves nothing under the final name.
+fn cp_moves_trees_both_ways(t: &Tenant, host: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = t.home.join("tree");
+    std::fs::create_dir_all(tree.join("sub").join("deeper")).unwrap();
+    std::fs::write(tree.join("a.txt"), "hello\n").unwrap();
+    payload(&tree.join("sub").join("b.bin"), MIB + 17);
+    std::fs::write(tree.join("sub").join("deeper").join("empty"), "").unwrap();
+    let set = |rel: &str, mode: u32, mtime: u64| {
+        let p = tree.join(rel);
+        let f = std::fs::File::open(&p).unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(mtime);
+        f.set_times(std::fs::FileTimes::new().set_modified(at).set_accessed(at)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set("a.txt", 0o640, 1_600_000_000);
+    set("sub/b.bin", 0o755, 1_600_000_100);
+    set("sub/deeper/empty", 0o600, 1_600_000_200);
+    set("sub/deeper", 0o750, 1_600_000_300);
+    set("sub", 0o700, 1_600_000_400);
+    set(".", 0o755, 1_600_000_500);
+    let want = local_tree(&tree);
+
+    let start = Instant::now();
+    t.plugin_ok(&["cp", "-r", tree.to_str().unwrap(), "box:/work/t"]);
+    eprintln!("cp -r up (1 MiB tree): {:.2}s", start.elapsed().as_secs_f64());
+    assert_eq!(remote_tree(t, host, "/work/t/tree"), want, "the tree uploaded by cp -r");
+    let back = t.home.join("back");
+    t.plugin_ok(&["cp", "-r", "box:/work/t/tree", back.to_str().unwrap()]);
+    assert_eq!(local_tree(&back), want, "the tree downloaded by cp -r");
+    // A file into an existing directory keeps its name.
+    t.plugin_ok(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/work/t/"]);
+    assert_eq!(t.openssh_ok("ssh", &[host, "cat /work/t/a.txt"]), "hello\n");
+
+    // Errors: one line, the exit code, nothing left behind.
+    t.openssh_ok("ssh", &[host, "mkdir /work/t/ro && chmod 555 /work/t/ro"]);
+    let out = t.plugin(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/work/t/ro/a.txt"]);
+    claworc_e2e::assert_fails(&out, 5, "cp: box:/work/t/ro/a.txt: permission denied (SFTP)");
+    assert_eq!(t.openssh_ok("ssh", &[host, "ls -A /work/t/ro"]), "", "nothing left behind");
+    // The sidecar's root filesystem is read-only: SFTP says only "failure".
+    let out = t.plugin(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/etc/claworc-x"]);
+    claworc_e2e::assert_fails(&out, 1, "cp: box:/etc/claworc-x: failure (SFTP)");
+    let out = t.plugin(&["cp", "box:/work/t/nope", t.home.to_str().unwrap()]);
+    claworc_e2e::assert_fails(&out, 3, "box:/work/t/nope");
+    let out = t.plugin(&["cp", tree.to_str().unwrap(), "box:/work/t/x"]);
+    claworc_e2e::assert_fails(&out, 2, "pass -r");
+
+    // An upload killed half-way: the bytes so far are under a temporary name only.
+    let fifo = t.home.join("slow");
+    let mut mkfifo = Command::new("mkfifo");
+    mkfifo.arg(&fifo);
+    run(mkfifo, None).expect_ok("mkfifo");
+    let mut cmd = Cluster::get().command(plugin_bin());
+    t.env(&mut cmd);
+    cmd.args(["-n", t.ns.name(), "cp", fifo.to_str().unwrap(), "box:/work/t/slow"]);
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut child = claworc_e2e::KillOnDrop(cmd.spawn().unwrap());
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    std::io::Write::write_all(&mut writer, &vec![7u8; 256 * 1024]).unwrap();
+    claworc_e2e::wait_for("the partial upload", std::time::Duration::from_secs(30), || {
+        let ls = t.openssh_ok("ssh", &[host, "ls -a /work/t"]);
+        ls.lines().any(|l| l.starts_with(".slow.claworc-") && l.ends_with(".part")).then_some(())
+    });
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    drop(writer);
+    let ls = t.openssh_ok("ssh", &[host, "ls -a /work/t"]);
+    assert!(!ls.lines().any(|l| l == "slow"), "a partial file under the final name: {ls}");
+}
+
+/// kubectl's plugin completion: `kubectl_complete-claworc` (the helper shipped beside
+/// the plugin) answers with instance names read from the cluster, directly and when
+/// kubectl itself runs it for `kubectl claworc ssh <TAB>`.
+fn completion_names_instances_from_the_cluster(t: &Tenant) {
+    let helper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kubectl-claworc/kubectl_complete-claworc");
+    let bin = t.home.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(plugin_bin(), bin.join("kubectl-claworc")).unwrap();
+    std::os::unix::fs::symlink(std::fs::canonicalize(&helper).unwrap(), bin.join("kubectl_complete-claworc")).unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+
+    let mut cmd = Command::new(bin.join("kubectl_complete-claworc"));
+    t.env(&mut cmd);
+    cmd.env("PATH", &path).args(["-n", t.ns.name(), "ssh", "b"]);
+    let out = run(cmd, None);
+    assert_eq!(out.expect_ok("kubectl_complete-claworc"), "box\n:4\n", "{}", out.stderr);
+
+    let mut cmd = Cluster::get().command(Cluster::get().kubectl_path());
+    t.env(&mut cmd);
+    cmd.env("PATH", &path).args(["__complete", "claworc", "-n", t.ns.name(), "ssh", ""]);
+    let out = run(cmd, None);
+    let text = out.expect_ok("kubectl __complete claworc");
+    assert!(text.lines().any(|l| l == "box"), "kubectl did not complete the instance name: {text}{}", out.stderr);
+
+    let mut cmd = Command::new(bin.join("kubectl_complete-claworc"));
+    t.env(&mut cmd);
+    cmd.env("PATH", &path).args(["ss"]);
+    let out = run(cmd, None);
+    let text = out.expect_ok("kubectl_complete-claworc ss");
+    assert!(text.contains("ssh\t") && text.contains("ssh-config\t") && text.ends_with(":4\n"), "{text}");
+}
+
+/// `tunnel` prints its forwards on SIGUSR1: ports, connections, bytes.
+fn tunnel_lists_its_forwards(t: &Tenant) {
+    use std::io::BufRead;
+    let mut cmd = Cluster::get().command(plugin_bin());
+    t.env(&mut cmd);
+    cmd.args(["-n", t.ns.name(), "tunnel", "box", "-L", "8080"]);
+    cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut tunnel = claworc_e2e::KillOnDrop(cmd.spawn().expect("tunnel"));
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = tunnel.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = lines.recv_timeout(std::time::Duration::from_secs(30)).expect("the Forwarding line");
+    let port: u16 =
+        first.split("127.0.0.1:").nth(1).and_then(|r| r.split_whitespace().next()).unwrap().parse().unwrap();
+    claworc_e2e::wait_for("the workload's page through the tunnel", std::time::Duration::from_secs(30), || {
+        claworc_e2e::http_get(port).filter(|r| r.contains("HTTP/1.0 200"))
+    });
+    let mut kill = Command::new("kill");
+    kill.args(["-USR1", &tunnel.0.id().to_string()]);
+    run(kill, None).expect_ok("kill -USR1");
+    let mut listing = Vec::new();
+    while listing.len() < 3 {
+        listing.push(lines.recv_timeout(std::time::Duration::from_secs(10)).expect("the listing"));
+    }
+    assert_eq!(listing[0], "tunnel to box: connected", "{listing:?}");
+    let row: Vec<&str> = listing[2].split_whitespace().collect();
+    assert_eq!(row[..2], [format!("127.0.0.1:{port}").as_str(), "box:8080"], "{listing:?}");
+    assert_eq!(row[2], "0", "no connection open now: {listing:?}");
+    assert!(row[3].parse::<u64>().unwrap() >= 1, "connections so far: {listing:?}");
+    assert!(row[5].parse::<u64>().unwrap() > 0, "bytes received: {listing:?}");
+}
