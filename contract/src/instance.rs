@@ -11,7 +11,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 
-use crate::names::{LABEL_SSH, PREFIX, SIDECAR, SSH_ENABLED, VOLUME_PREFIX};
+use crate::names::{INSTALLER, LABEL_SSH, PREFIX, SIDECAR, SSH_ENABLED, VOLUME_PREFIX};
 
 /// Whether the Deployment carries the opt-in label `claworc.io/ssh: enabled`.
 pub fn opted_in(d: &Deployment) -> bool {
@@ -32,7 +32,7 @@ pub fn has_markers(template: &PodTemplateSpec) -> bool {
     let Some(spec) = &template.spec else { return false };
     let names = spec.containers.iter().chain(spec.init_containers.iter().flatten()).map(|c| c.name.as_str());
     let ephemeral = spec.ephemeral_containers.iter().flatten().map(|c| c.name.as_str());
-    names.chain(ephemeral).any(|n| n == SIDECAR)
+    names.chain(ephemeral).any(|n| n == SIDECAR || n == INSTALLER)
         || spec.volumes.iter().flatten().any(|v| v.name.starts_with(VOLUME_PREFIX))
 }
 
@@ -89,6 +89,11 @@ mod tests {
         assert!(is_instance(&with_template(spec(PodSpec { containers: vec![sidecar.clone()], ..Default::default() }))));
         assert!(is_instance(&with_template(spec(PodSpec {
             init_containers: Some(vec![sidecar]),
+            ..Default::default()
+        }))));
+        let installer = Container { name: INSTALLER.into(), ..Default::default() };
+        assert!(is_instance(&with_template(spec(PodSpec {
+            init_containers: Some(vec![installer]),
             ..Default::default()
         }))));
         let volume = Volume { name: "claworc-run".into(), ..Default::default() };

@@ -1,6 +1,6 @@
 //! Every OpenSSH tool reaches an instance on the real node through the plugin
 //! (issue 14): `ssh-config --write` installs Host blocks whose ProxyCommand is
-//! `kubectl claworc proxy`; OpenSSH's `ssh`, `scp` and `sftp` then run commands
+//! `kubectl claworc proxy`; OpenSSH's `ssh`, `scp`, `sftp` and `rsync -e ssh` then run commands
 //! and move files, checking the host key against the plugin's pins. All of it
 //! with a tenant's kubeconfig only (the admin only adds an emptyDir at /work to hold
 //! the files). The files are 4 MiB (the issue's 100 MiB
@@ -70,6 +70,23 @@ impl Tenant {
         out
     }
 
+    /// `rsync -a -e ssh` with the same OpenSSH config; the far side's rsync runs
+    /// from the workload image (tests/images/workload/Dockerfile installs it).
+    fn rsync_ok(&self, src: &str, dst: &str) {
+        let mut cmd = Command::new("rsync");
+        self.env(&mut cmd);
+        let ssh = format!("ssh -F {} -o BatchMode=yes", self.ssh_dir().join("config").display());
+        cmd.args(["-a", "-e", &ssh, src, dst]);
+        let out = run(cmd, None);
+        assert!(
+            out.success(),
+            "rsync {src} {dst} failed ({}): {}{} (rsync: apt-get install rsync, here and in the workload image)",
+            out.status,
+            out.stderr,
+            out.stdout
+        );
+    }
+
     fn openssh_ok(&self, program: &str, args: &[&str]) -> String {
         let out = self.openssh(program, args);
         assert!(out.success(), "{program} {args:?} failed ({}): {}{}", out.status, out.stderr, out.stdout);
@@ -117,22 +134,15 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
     let t = Tenant::new();
     plugin_bin();
     t.plugin_ok(&["create", "box", "--image", &workload_image(), "--wait", "--timeout", "3m"]);
-    // Room for the files: an emptyDir at /work in the workload, which the webhook
-    // shares with the sidecar (the sidecar's own /run/claworc holds 1 MiB).
-    let mut d = t.ns.kubectl(&["get", "deployment", "box", "-o", "json"]).json();
-    let pod = &mut d["spec"]["template"]["spec"];
-    let volume = serde_json::json!({"name": "work", "emptyDir": {"sizeLimit": "256Mi"}});
-    match pod["volumes"].as_array_mut() {
-        Some(v) => v.push(volume),
-        None => pod["volumes"] = serde_json::json!([volume]),
-    }
-    let mount = serde_json::json!({"name": "work", "mountPath": "/work"});
-    let workload = &mut pod["containers"][0];
-    match workload["volumeMounts"].as_array_mut() {
-        Some(m) => m.push(mount),
-        None => workload["volumeMounts"] = serde_json::json!([mount]),
-    }
-    t.ns.kubectl_with_stdin(&["replace", "-f", "-"], Some(&d.to_string())).expect_ok("add /work");
+    // The files go to a volume the workload and the sessions share: an emptyDir at
+    // /work in the workload, which the webhook shares with the sidecar. (A JSON
+    // patch, not a replace: the deployment controller's status writes would make
+    // a replace of what was read answer Conflict.)
+    let patch = serde_json::json!([
+        {"op": "add", "path": "/spec/template/spec/volumes/-", "value": {"name": "work", "emptyDir": {"sizeLimit": "256Mi"}}},
+        {"op": "add", "path": "/spec/template/spec/containers/0/volumeMounts/-", "value": {"name": "work", "mountPath": "/work"}},
+    ]);
+    t.ns.kubectl(&["patch", "deployment", "box", "--type=json", "-p", &patch.to_string()]).expect_ok("add /work");
     t.ns.kubectl(&["rollout", "status", "deployment/box", "--timeout=180s"]).expect_ok("rollout with /work");
 
     // ssh-config --write: a Host block in ~/.ssh/claworc.conf, Include'd above the user's own lines.
@@ -200,6 +210,13 @@ fn openssh_scp_and_sftp_reach_an_instance_through_proxy_and_ssh_config_as_a_tena
     t.openssh_ok("sftp", &["-b", batch.to_str().unwrap(), &host]);
     assert_eq!(remote_sha("/work/t/up.sftp"), want, "sftp upload");
     assert_eq!(sha256(&down), want, "sftp download");
+
+    // rsync -e ssh, both ways.
+    let down = t.home.join("down.rsync");
+    t.rsync_ok(local.to_str().unwrap(), &format!("{host}:/work/t/up.rsync"));
+    assert_eq!(remote_sha("/work/t/up.rsync"), want, "rsync upload");
+    t.rsync_ok(&format!("{host}:/work/t/up.rsync"), down.to_str().unwrap());
+    assert_eq!(sha256(&down), want, "rsync download");
 
     // A host key other than the pin: OpenSSH refuses through the generated known_hosts.
     let known_hosts = t.home.join("xdg").join("claworc").join("known_hosts");
