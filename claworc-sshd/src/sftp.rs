@@ -144,7 +144,9 @@ fn io_error(e: std::io::Error) -> StatusReply {
         std::io::ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
         _ => StatusCode::Failure,
     };
-    code.with_message(e.to_string())
+    // The system's words without Rust's " (os error N)", as OpenSSH's sftp-server says them.
+    let text = e.to_string();
+    code.with_message(text.split(" (os error").next().unwrap_or(&text))
 }
 
 async fn blocking<T: Send + 'static>(

@@ -358,9 +358,9 @@ fn cp_moves_trees_both_ways(t: &Tenant, host: &str) {
     let out = t.plugin(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/work/t/ro/a.txt"]);
     claworc_e2e::assert_fails(&out, 5, "cp: box:/work/t/ro/a.txt: permission denied (SFTP)");
     assert_eq!(t.openssh_ok("ssh", &[host, "ls -A /work/t/ro"]), "", "nothing left behind");
-    // The sidecar's root filesystem is read-only: SFTP says only "failure".
+    // The sidecar's root filesystem is read-only: a failure, in the system's words.
     let out = t.plugin(&["cp", tree.join("a.txt").to_str().unwrap(), "box:/etc/claworc-x"]);
-    claworc_e2e::assert_fails(&out, 1, "cp: box:/etc/claworc-x: failure (SFTP)");
+    claworc_e2e::assert_fails(&out, 1, "cp: box:/etc/claworc-x: read-only file system (SFTP)");
     let out = t.plugin(&["cp", "box:/work/t/nope", t.home.to_str().unwrap()]);
     claworc_e2e::assert_fails(&out, 3, "box:/work/t/nope");
     let out = t.plugin(&["cp", tree.to_str().unwrap(), "box:/work/t/x"]);
