@@ -213,7 +213,12 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
     }
     for vol in pod.volumes.iter().flatten() {
         let at = format_args!("spec.template.spec.volumes[{:?}]", vol.name);
-        for kind in field_names(vol).into_iter().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(k)) {
+        let Some(kinds) = field_names(vol) else {
+            // Fail closed: a volume whose fields cannot be read is not let through.
+            v.denials.push(format!("{at}: its type cannot be read; use a PersistentVolumeClaim or an emptyDir"));
+            continue;
+        };
+        for kind in kinds.into_iter().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(k)) {
             let fix = if kind == "hostPath" {
                 "host paths are not allowed; use a PersistentVolumeClaim or an emptyDir"
             } else {
@@ -463,10 +468,11 @@ fn set_release_fields(template: &mut Value, container: &str, fields: BTreeMap<&'
 /// writing their values: for a Volume, `name` and its source types, whatever
 /// they are (a type added to Kubernetes is seen, and refused, as it comes).
 /// Cheaper than `to_value`, which builds the whole tree.
-fn field_names<T: serde::Serialize>(value: &T) -> Vec<&'static str> {
+/// `None` when `value` is not written as a struct.
+fn field_names<T: serde::Serialize>(value: &T) -> Option<Vec<&'static str>> {
     let mut names = FieldNames(Vec::new());
-    let _ = value.serialize(&mut names);
-    names.0
+    value.serialize(&mut names).ok()?;
+    Some(names.0)
 }
 
 struct FieldNames(Vec<&'static str>);
@@ -816,6 +822,14 @@ mod tests {
         for (field, edit) in cases {
             denied(&edited(edit), field, "not what claworc's mutation makes");
         }
+    }
+
+    #[test]
+    fn a_volumes_types_are_read_from_its_fields_and_anything_else_is_unreadable() {
+        use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, Volume};
+        let vol = Volume { name: "v".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() };
+        assert_eq!(field_names(&vol), Some(vec!["emptyDir", "name"]));
+        assert_eq!(field_names(&"not a struct"), None);
     }
 
     #[test]
