@@ -245,7 +245,12 @@ pub const GRANTS: &[Grant] = &[
         verbs: &["get", "list", "watch"],
         why: "finding the instance's pod (`ssh`, `tunnel`, `logs`, `status`, `list`); no create or delete: pods come from Deployments only",
     },
-    Grant { api_group: "", resources: &["pods/log"], verbs: &["get"], why: "`logs`, `kubectl logs`" },
+    Grant {
+        api_group: "",
+        resources: &["pods/log"],
+        verbs: &["get"],
+        why: "`logs`, `audit` (the sidecar's audit lines), `kubectl logs`",
+    },
     Grant {
         api_group: "",
         resources: &["pods/portforward"],
@@ -274,13 +279,13 @@ pub const GRANTS: &[Grant] = &[
         api_group: "",
         resources: &["events"],
         verbs: &["get", "list", "watch"],
-        why: "`kubectl get events`: why a pod does not start, and the tenant's own audit trail (read only: it cannot forge or erase it)",
+        why: "`kubectl get events`, `audit`: why a pod does not start, and the trail of what was done (no create, update, patch or delete here)",
     },
     Grant {
         api_group: "events.k8s.io",
         resources: &["events"],
-        verbs: &["get", "list", "watch"],
-        why: "the same, newer API",
+        verbs: &["get", "list", "watch", "create"],
+        why: "the same, newer API; create: `create`, `rotate-keys` and `delete` record an Event about the instance's Deployment naming the user. Create only: a tenant can add an Event (the API server's audit log says who did), never change or delete one",
     },
 ];
 
