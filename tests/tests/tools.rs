@@ -579,6 +579,7 @@ fn audit_shows_a_sessions_login_command_upload_and_forward_and_the_lifecycle_eve
 
     // The table names them all.
     let table = t.plugin_ok(&["audit", "box"]).stdout;
+    eprintln!("kubectl claworc audit box:\n{table}");
     let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(header, ["TIME", "SOURCE", "EVENT", "WHO", "DETAIL"], "{table}");
     let has = |parts: &[&str]| table.lines().any(|l| parts.iter().all(|p| l.contains(p)));
