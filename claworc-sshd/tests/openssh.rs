@@ -2,7 +2,7 @@
 //! rsync over ssh) and ssh-audit, on loopback: what it serves, what it
 //! refuses, and its audit trail.
 
-mod support;
+use claworc_test_support as support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -276,7 +276,7 @@ fn more_than_three_auth_tries_end_the_connection() {
 
 #[test]
 fn authorized_keys_rotation_takes_effect_without_restart() {
-    let mut sshd = Sshd::start();
+    let sshd = Sshd::start();
     let new = keygen(&sshd.client, "new", "bob@desk");
     let login = |sshd: &Sshd, key: &std::path::Path| {
         let mut c = sshd.ssh_with_key(key);
@@ -501,7 +501,7 @@ fn an_image_without_a_shell_serves_programs_sftp_and_forwards() {
 fn it_refuses_to_run_as_root() {
     assert!(support::is_root(), "this test checks the root refusal: run it as root");
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(support::server_binary())
+    let out = Command::new(support::binary())
         .env("CLAWORC_SSHD_CONFIG", format!("port 0\nkeys-dir {}\n", dir.path().display()))
         .output()
         .unwrap();
@@ -511,8 +511,7 @@ fn it_refuses_to_run_as_root() {
 
 #[test]
 fn a_bad_config_line_is_named() {
-    let out =
-        Command::new(support::server_binary()).env("CLAWORC_SSHD_CONFIG", "port 0\nlisten 0.0.0.0\n").output().unwrap();
+    let out = Command::new(support::binary()).env("CLAWORC_SSHD_CONFIG", "port 0\nlisten 0.0.0.0\n").output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("line 2: unknown key \"listen\""), "{}", text(&out.stderr));
 }

@@ -2,7 +2,7 @@
 //! OpenSSH's client cannot be made to send on demand: `window-change`,
 //! `signal`, and password, keyboard-interactive and `none` authentication.
 
-mod support;
+use claworc_test_support as support;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,6 +18,8 @@
 //! - [`objects`]: the plain objects of an instance (Secret, PVCs, Deployment), pure.
 //! - [`instance`]: `create`, `delete`.
 //! - [`status`]: `list`, `status` (and the report the SSH side extends).
+//! - [`rollout`]: where a rollout is (pure, from the Deployment and its pod), and
+//!   `wait_rollout` for `create --wait`.
 //! - [`rotate`]: the `rotate-keys` command.
 //! - [`tenant`]: `tenant create|update|kubeconfig|list|delete`; its objects in `tenant::objects`.
 //! - [`events`]: the Events that record what the plugin did (instance lifecycle, tenant
@@ -52,6 +54,7 @@ pub mod logs;
 pub mod objects;
 pub mod output;
 pub mod proxy;
+pub mod rollout;
 pub mod rotate;
 pub mod session;
 pub mod sshconfig;

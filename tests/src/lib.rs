@@ -281,12 +281,6 @@ pub fn plugin_bin() -> &'static Path {
     BIN.get_or_init(|| cargo_build_bin("kubectl-claworc"))
 }
 
-/// The `claworc-sshd` binary (debug build), built on first use.
-pub fn sshd_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| cargo_build_bin("claworc-sshd"))
-}
-
 /// `cargo build -p PACKAGE` of the workspace; the path of its binary of the same name.
 fn cargo_build_bin(package: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();

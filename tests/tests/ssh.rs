@@ -5,148 +5,37 @@
 //! non-root uid 1000 user with exactly the config the webhook injected (the
 //! pod's sidecar `CLAWORC_SSHD_CONFIG`, only the keys directory and the listen
 //! port changed) and the Secret's keys owned root:1000 mode 0440 as the pod has
-//! them. (tests/tests/realnode.rs runs the injected pod itself on a real node.)
+//! them (the workspace's one harness, `claworc-test-support`, runs it).
+//! (tests/tests/realnode.rs runs the injected pod itself on a real node.)
 //! A thread plays the kubelet's part of copying Secret updates into the
 //! "volume" (with a delay, as the kubelet has).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use claworc_contract::names;
 use claworc_e2e::{
-    Cluster, KillOnDrop, Output, TestNamespace, http_get, http_server, plugin_bin, run, secret_data, sshd_bin,
-    unique_name, wait_for,
+    Cluster, KillOnDrop, Output, TestNamespace, http_get, http_server, plugin_bin, run, secret_data, unique_name,
+    wait_for,
 };
+use claworc_test_support::{Options, SecretVolume, Sshd, free_port, is_root};
 use serde_json::Value;
 
-const RUN_AS: u32 = 1000;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
-}
-
-/// The pids of every descendant of `pid`.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut parents = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if let Some(ppid) = rest.split_whitespace().nth(1).and_then(|s| s.parse::<u32>().ok()) {
-            parents.push((p, ppid));
-        }
-    }
-    let (mut out, mut frontier) = (Vec::new(), vec![pid]);
-    while let Some(parent) = frontier.pop() {
-        for &(child, ppid) in &parents {
-            if ppid == parent && !out.contains(&child) {
-                out.push(child);
-                frontier.push(child);
-            }
-        }
-    }
-    out
-}
-
-/// The sshd "in the pod": config from the pod, keys from the Secret.
-struct Sshd {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Sshd {
-    fn keys_dir(&self) -> PathBuf {
-        self.dir.join("keys")
-    }
-
-    /// Writes Secret data as the volume has it: root:1000, mode 0440, atomically.
-    fn write_keys(&self, data: &BTreeMap<String, String>) {
-        for key in [names::SECRET_AUTHORIZED_KEYS, names::SECRET_HOST_KEY, names::SECRET_HOST_KEY_PUB] {
-            let Some(text) = data.get(key) else { continue };
-            let tmp = self.keys_dir().join(format!(".{key}.tmp"));
-            std::fs::write(&tmp, text).unwrap();
-            if is_root() {
-                std::os::unix::fs::chown(&tmp, Some(0), Some(RUN_AS)).unwrap();
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o440)).unwrap();
-            } else {
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o400)).unwrap();
-            }
-            std::fs::rename(&tmp, self.keys_dir().join(key)).unwrap();
-        }
-    }
-
-    fn start(&mut self) {
-        let bin = sshd_bin().to_str().unwrap().to_string();
-        let sshd = [bin.as_str(), "--config"];
-        let config = self.dir.join("sshd_config");
-        let mut cmd = if is_root() {
-            // As in a pod: a private /dev/pts with the container runtime's options
-            // (gid=5, mode 0620), so the server as a non-root user can hand out PTYs.
-            let mut c = Command::new("unshare");
-            c.args(["--mount", "--propagation", "private", "sh", "-c"]).arg(
-                "mount -t devpts -o newinstance,gid=5,mode=620,ptmxmode=666 devpts /dev/pts \
-                 && mount --bind /dev/pts/ptmx /dev/ptmx \
-                 && exec setpriv --reuid 1000 --regid 1000 --clear-groups \"$@\"",
-            );
-            c.arg("sh").args(sshd);
-            c
-        } else {
-            let mut c = Command::new(sshd[0]);
-            c.args(&sshd[1..]);
-            c
-        };
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("sshd.log")).unwrap();
-        cmd.arg(config).env("HOME", std::env::temp_dir()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
-        self.child = Some(cmd.spawn().expect("claworc-sshd"));
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("sshd exited ({s}): {}", self.log());
-            }
-            assert!(start.elapsed() < Duration::from_secs(10), "sshd does not listen: {}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Stops sshd and every connection it serves (by pid).
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let family = descendants(c.id());
-            let _ = c.kill();
-            let _ = c.wait();
-            for pid in family {
-                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            }
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Writes the Secret's data into the sshd's Secret volume as the kubelet does; a
+/// key missing from `data` keeps its current content.
+fn write_keys(volume: &SecretVolume, data: &BTreeMap<String, String>) {
+    let keys = [names::SECRET_AUTHORIZED_KEYS, names::SECRET_HOST_KEY, names::SECRET_HOST_KEY_PUB];
+    let current = |k: &str| std::fs::read_to_string(volume.dir.join(k)).ok();
+    let files: Vec<(&str, String)> =
+        keys.iter().filter_map(|k| Some((*k, data.get(*k).cloned().or_else(|| current(k))?))).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    volume.write(&files);
 }
 
 /// An instance made by `kubectl claworc create`, served by a local sshd.
@@ -200,7 +89,7 @@ impl Fixture {
             home,
             name,
             pod: String::new(),
-            sshd: Sshd { dir: PathBuf::new(), port: free_port(), child: None },
+            sshd: Sshd::prepare(Options::default()),
             forward_port,
             token,
             stop_sync: Arc::new(AtomicBool::new(false)),
@@ -242,19 +131,22 @@ impl Fixture {
         assert!(config.lines().any(|l| l == format!("forward-ports {forward_port}")), "{config}");
 
         // Exactly that config; only the key directory and the listen port differ.
-        let dir = std::env::temp_dir().join(unique_name("claworc-ssh-sshd"));
-        std::fs::create_dir_all(dir.join("keys")).unwrap();
-        for d in [dir.clone(), dir.join("keys")] {
-            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
-        let config = config
-            .replace(names::KEYS_DIR, dir.join("keys").to_str().unwrap())
-            .replace(&format!("port {pod_port}\n"), &format!("port {}\n", fx.sshd.port));
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
-        fx.sshd.dir = dir;
+        // The port stays across restarts (kwok's PortForward names it).
+        let port = free_port();
+        fx.sshd.options = Options {
+            full_config: Some(Box::new(move |keys: &Path| {
+                config
+                    .replace(names::KEYS_DIR, keys.to_str().unwrap())
+                    .replace(&format!("port {pod_port}\n"), &format!("port {port}\n"))
+            })),
+            // As in a pod: a private /dev/pts with the container runtime's options,
+            // so the server as a non-root user can hand out PTYs.
+            private_pts: is_root(),
+            ..Options::default()
+        };
         let secret = names::default_secret_name("box");
-        fx.sshd.write_keys(&secret_data(&n, &secret).expect("the instance Secret"));
-        fx.sshd.start();
+        write_keys(&fx.sshd.secret(), &secret_data(&n, &secret).expect("the instance Secret"));
+        fx.sshd.spawn();
 
         // kwok connects the pod's port-forward stream to our sshd.
         fx.ns
@@ -266,9 +158,8 @@ impl Fixture {
             .expect_ok("PortForward");
 
         // The kubelet's part: Secret updates reach the volume, a little later.
-        let (stop, dir, ns_name) = (fx.stop_sync.clone(), fx.sshd.dir.clone(), n.clone());
+        let (stop, volume, ns_name) = (fx.stop_sync.clone(), fx.sshd.secret(), n.clone());
         std::thread::spawn(move || {
-            let sshd = Sshd { dir, port: 0, child: None };
             let mut last = secret_data(&ns_name, &secret);
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_secs(1));
@@ -277,11 +168,10 @@ impl Fixture {
                     && now != last
                 {
                     std::thread::sleep(Duration::from_secs(3));
-                    sshd.write_keys(data);
+                    write_keys(&volume, data);
                     last = now;
                 }
             }
-            std::mem::forget(sshd);
         });
 
         // kwok may take a moment to pick the PortForward up.
@@ -425,7 +315,7 @@ fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts_with(mut fx
     fx.sshd.stop();
     wait_for("the tunnel to notice", Duration::from_secs(60), || log.lock().unwrap().contains("lost").then_some(()));
     std::thread::sleep(Duration::from_secs(2));
-    fx.sshd.start();
+    fx.sshd.spawn();
     let reply = wait_for("an HTTP reply after the restart", Duration::from_secs(90), || {
         http_get(allowed).filter(|r| r.contains(&fx.token))
     });
@@ -443,15 +333,15 @@ fn tunnel_reaches_forward_ports_only_and_recovers_when_sshd_restarts_with(mut fx
 fn a_changed_host_key_is_refused() {
     let mut fx = Fixture::new("ssh-hostkey");
     // Someone else's host key on the sshd (as an interceptor would have).
-    let tmp = fx.sshd.dir.join("intruder");
+    let tmp = fx.sshd.dir.path().join("intruder");
     let status = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&tmp).status().unwrap();
     assert!(status.success());
     let mut data = BTreeMap::new();
     data.insert(names::SECRET_HOST_KEY.to_string(), std::fs::read_to_string(&tmp).unwrap());
     data.insert(names::SECRET_HOST_KEY_PUB.to_string(), std::fs::read_to_string(tmp.with_extension("pub")).unwrap());
     fx.sshd.stop();
-    fx.sshd.write_keys(&data);
-    fx.sshd.start();
+    write_keys(&fx.sshd.secret(), &data);
+    fx.sshd.spawn();
     for extra in [&[][..], &["--repin"][..]] {
         let mut args = vec!["ssh", "box"];
         args.extend_from_slice(extra);
@@ -573,14 +463,14 @@ fn logs_come_through_the_api_and_files_over_ssh_with(fx: Fixture) {
     let container = pod["spec"]["containers"][0]["name"].as_str().unwrap().to_string();
     let token = unique_name("log-line");
     // kwok serves a container log file in the CRI format, as the kubelet reads them.
-    let cri = fx.sshd.dir.join("container.log");
+    let cri = fx.sshd.dir.path().join("container.log");
     std::fs::write(
         &cri,
         format!("2026-01-01T00:00:00.000000000Z stdout F first\n2026-01-01T00:00:01.000000000Z stdout F {token}\n"),
     )
     .unwrap();
     // A plain file inside the "instance", read over SSH by the sshd's user.
-    let file = fx.sshd.dir.join("app.log");
+    let file = fx.sshd.dir.path().join("app.log");
     std::fs::write(&file, format!("first\n{token}\n")).unwrap();
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
     fx.ns
@@ -678,10 +568,10 @@ fn a_host_key_rotation_repins_here_and_needs_repin_elsewhere() {
     let pod_ssh_port = pf["spec"]["forwards"][0]["ports"][0].as_u64().unwrap();
     fx.sshd.stop();
     wait_for("the new host key in the volume", Duration::from_secs(30), || {
-        let now = std::fs::read_to_string(fx.sshd.keys_dir().join(names::SECRET_HOST_KEY_PUB)).ok()?;
+        let now = std::fs::read_to_string(fx.sshd.keys.join(names::SECRET_HOST_KEY_PUB)).ok()?;
         (now == new_pub).then_some(())
     });
-    fx.sshd.start();
+    fx.sshd.spawn();
     fx.pod = pod.clone();
     fx.ns
         .apply(&format!(

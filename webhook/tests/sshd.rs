@@ -10,18 +10,20 @@
 //!   is switched to claworc-sshd by the next write, and serves the same host key
 //!   from the same Secret, so nobody's pin breaks.
 //!
-//! Needs root (to run the servers as UID 1000, as in the pod), a user with UID
-//! 1000 (useradd -u 1000 claworc), OpenSSH's `sshd`, `ssh`, `ssh-keygen` and
-//! `ssh-keyscan` (apt-get install openssh-server openssh-client), and the
-//! `claworc-sshd` binary (`cargo build -p claworc-sshd`, or $CLAWORC_SSHD_BIN);
-//! `.ci/run` installs and builds them.
+//! The pod's volumes and the server come from the workspace's one harness
+//! (`claworc-test-support`). Needs root (to run the servers as UID 1000, as in
+//! the pod), a user with UID 1000 (useradd -u 1000 claworc), and OpenSSH's
+//! `sshd`, `ssh`, `ssh-keygen` and `ssh-keyscan` (`tests/install-packages`);
+//! the harness builds `claworc-sshd` (or takes $CLAWORC_SSHD_BIN).
 
 use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::{PermissionsExt, chown};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use claworc_test_support::{INSTALL, Options, RUN_AS, Sshd, as_run_as, free_port, is_root, keygen};
 
 use claworc_contract::names::{ENV_SSHD_CONFIG, INSTALLER, KEYS_DIR, SIDECAR, SSHD_BINARY, VOLUME_KEYS};
 use claworc_webhook::inject::{self, Config};
@@ -31,8 +33,7 @@ use k8s_openapi::api::core::v1::Container;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use serde_json::json;
 
-const UID: u32 = 1000;
-
+/// Fails with the install hint when an OpenSSH program is missing.
 fn need(program: &str) -> PathBuf {
     for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
         let p = Path::new(dir).join(program);
@@ -40,127 +41,78 @@ fn need(program: &str) -> PathBuf {
             return p;
         }
     }
-    panic!("{program} is missing: install it with `apt-get install -y openssh-server openssh-client`");
-}
-
-/// The claworc-sshd binary: $CLAWORC_SSHD_BIN, else the workspace's debug build.
-fn claworc_sshd_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CLAWORC_SSHD_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/debug/deps/sshd-HASH -> target/debug/claworc-sshd
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("claworc-sshd");
-    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p claworc-sshd`", bin.display());
-    bin
+    panic!("{program} is missing: {INSTALL}");
 }
 
 fn user_1000() -> String {
-    let out = Command::new("getent").args(["passwd", &UID.to_string()]).output().unwrap();
-    assert!(out.status.success(), "no user with UID {UID}: create one with `useradd -u {UID} -m claworc`");
+    let out = Command::new("getent").args(["passwd", &RUN_AS.to_string()]).output().unwrap();
+    assert!(out.status.success(), "no user with UID {RUN_AS}: create one with `useradd -u {RUN_AS} -m claworc`");
     String::from_utf8(out.stdout).unwrap().split(':').next().unwrap().to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
-fn keygen(path: &Path) {
-    let out = run(Command::new(need("ssh-keygen")).args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(path));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+/// The workspace's harness with the pod's volumes (the Secret's keys root:1000,
+/// 0440), no server running yet; the test must run as root, as CI does.
+fn pod() -> Sshd {
+    assert!(is_root(), "this test runs the servers as UID {RUN_AS} and must start as root (CI does)");
+    user_1000();
+    Sshd::prepare(Options::default())
 }
 
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
+/// Delivers the binary as the init container does, then starts the sidecar's
+/// command with its environment: the config in `CLAWORC_SSHD_CONFIG` (keys
+/// directory moved to the harness's Secret volume, port 0), HOME the harness's.
+fn start_claworc_sshd(pod: &mut Sshd, installer: &Container, sidecar: &Container) {
+    let command = installer.command.as_ref().unwrap();
+    assert_eq!((command[1].as_str(), command[2].as_str()), ("install", SSHD_BINARY));
+    let run_dir = pod.dir.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let delivered = run_dir.join("claworc-sshd");
+    let out = run(Command::new(claworc_test_support::binary()).arg("install").arg(&delivered));
+    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sidecar.command.as_deref(), Some(&[SSHD_BINARY.to_string()][..]));
+
+    let config = env_value(sidecar, ENV_SSHD_CONFIG).to_string();
+    pod.options = Options {
+        full_config: Some(Box::new(move |keys: &Path| {
+            config
+                .lines()
+                .map(|l| {
+                    if l.starts_with("port ") {
+                        "port 0\n".to_string()
+                    } else {
+                        format!("{}\n", l.replace(KEYS_DIR, keys.to_str().unwrap()))
+                    }
+                })
+                .collect()
+        })),
+        config_in_env: true,
+        binary: Some(delivered),
+        ..Options::default()
+    };
+    pod.spawn();
 }
 
-/// A directory laid out as the pod's volumes: the instance Secret's keys
-/// (root:1000, 0440, as the kubelet writes them with defaultMode 0440 and
-/// fsGroup 1000), the delivered binary, a home; and a client key.
-struct Pod {
-    dir: PathBuf,
-    client: PathBuf,
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Pod {
-    fn new(name: &str) -> Pod {
-        assert_eq!(
-            unsafe { libc_geteuid() },
-            0,
-            "this test runs the servers as UID {UID} and must start as root (CI does)"
-        );
-        user_1000();
-        let dir = std::env::temp_dir().join(format!("claworc-webhook-sshd-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let keys = dir.join("keys");
-        for d in [dir.join("keys"), dir.join("run"), dir.join("home")] {
-            std::fs::create_dir_all(&d).unwrap();
-        }
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-        chown(dir.join("home"), Some(UID), Some(UID)).unwrap();
-        keygen(&keys.join("ssh_host_ed25519_key"));
-        let client = dir.join("client");
-        keygen(&client);
-        std::fs::copy(client.with_extension("pub"), keys.join("authorized_keys")).unwrap();
-        for f in ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub", "authorized_keys"] {
-            chown(keys.join(f), Some(0), Some(UID)).unwrap();
-            std::fs::set_permissions(keys.join(f), std::fs::Permissions::from_mode(0o440)).unwrap();
-        }
-        Pod { dir, client }
-    }
-
-    fn keys(&self) -> PathBuf {
-        self.dir.join("keys")
-    }
-
-    /// The Secret's public host key's fingerprint, as `ssh-keygen -lf` prints it.
-    fn secret_fingerprint(&self) -> String {
-        let out = run(Command::new(need("ssh-keygen")).arg("-lf").arg(self.keys().join("ssh_host_ed25519_key.pub")));
-        String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1).unwrap().to_string()
-    }
-
-    /// A command run as UID/GID 1000, as the pod runs the sidecar.
-    fn as_pod_user(&self, program: &Path) -> Command {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid", &UID.to_string(), "--regid", &UID.to_string(), "--clear-groups", "--"]).arg(program);
-        c
-    }
-}
-
-/// A running server; killed on drop.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Waits until OpenSSH's sshd listens (it writes no audit line to wait for).
 fn wait_listening(child: &mut Child, port: u16, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(status) = child.try_wait().unwrap() {
             let log = std::fs::read_to_string(log).unwrap_or_default();
-            panic!("the server exited ({status}) before listening on 127.0.0.1:{port}: {log}");
+            panic!("sshd exited ({status}) before listening on 127.0.0.1:{port}: {log}");
         }
-        assert!(Instant::now() < deadline, "the server did not listen on 127.0.0.1:{port}");
+        assert!(Instant::now() < deadline, "sshd did not listen on 127.0.0.1:{port}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The delivered binary (after [`start_claworc_sshd`]).
+fn delivered(pod: &Sshd) -> PathBuf {
+    pod.dir.path().join("run/claworc-sshd")
 }
 
 fn sidecar_of(d: &Deployment) -> &Container {
@@ -177,42 +129,7 @@ fn env_value<'a>(c: &'a Container, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name}"))
 }
 
-/// Delivers the binary as the init container does, then runs the sidecar's
-/// command with its environment: the config (keys directory and port moved to
-/// this test's), HOME moved to the test's home.
-fn start_claworc_sshd(pod: &Pod, installer: &Container, sidecar: &Container) -> Server {
-    let command = installer.command.as_ref().unwrap();
-    assert_eq!((command[1].as_str(), command[2].as_str()), ("install", SSHD_BINARY));
-    let delivered = pod.dir.join("run/claworc-sshd");
-    let out = run(Command::new(claworc_sshd_bin()).arg("install").arg(&delivered));
-    assert!(out.status.success(), "install: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(sidecar.command.as_deref(), Some(&[SSHD_BINARY.to_string()][..]));
-
-    let port = free_port();
-    let config = env_value(sidecar, ENV_SSHD_CONFIG);
-    let config: String = config
-        .lines()
-        .map(|l| {
-            if l.starts_with("port ") {
-                format!("port {port}\n")
-            } else {
-                format!("{}\n", l.replace(KEYS_DIR, pod.keys().to_str().unwrap()))
-            }
-        })
-        .collect();
-    let mut cmd = pod.as_pod_user(&delivered);
-    cmd.env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .env(ENV_SSHD_CONFIG, config)
-        .env("HOME", pod.dir.join("home"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(pod.dir.join("claworc-sshd.log")).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    wait_listening(&mut child, port, &pod.dir.join("claworc-sshd.log"));
-    Server { child, port }
-}
-
-fn ssh(server: &Server, login: &str, extra: &[&str], identity: Option<&Path>, command: &[&str]) -> Output {
+fn ssh(port: u16, login: &str, extra: &[&str], identity: Option<&Path>, command: &[&str]) -> Output {
     let mut c = Command::new(need("ssh"));
     c.args([
         "-F",
@@ -224,7 +141,7 @@ fn ssh(server: &Server, login: &str, extra: &[&str], identity: Option<&Path>, co
         "-o",
         "UserKnownHostsFile=/dev/null",
     ]);
-    c.args(["-o", "LogLevel=ERROR", "-p", &server.port.to_string(), "-l", login]);
+    c.args(["-o", "LogLevel=ERROR", "-p", &port.to_string(), "-l", login]);
     match identity {
         Some(key) => c.args(["-o", "IdentitiesOnly=yes", "-i"]).arg(key),
         None => c.args(["-o", "PubkeyAuthentication=no"]),
@@ -233,16 +150,9 @@ fn ssh(server: &Server, login: &str, extra: &[&str], identity: Option<&Path>, co
 }
 
 /// The host key fingerprint a client sees, through `ssh-keyscan`.
-fn served_fingerprint(server: &Server) -> String {
-    let scan = run(Command::new(need("ssh-keyscan")).args([
-        "-T",
-        "5",
-        "-t",
-        "ed25519",
-        "-p",
-        &server.port.to_string(),
-        "127.0.0.1",
-    ]));
+fn served_fingerprint(port: u16) -> String {
+    let scan =
+        run(Command::new(need("ssh-keyscan")).args(["-T", "5", "-t", "ed25519", "-p", &port.to_string(), "127.0.0.1"]));
     let line = String::from_utf8_lossy(&scan.stdout).lines().find(|l| !l.starts_with('#')).map(str::to_string);
     let line = line.unwrap_or_else(|| panic!("ssh-keyscan got no key: {}", String::from_utf8_lossy(&scan.stderr)));
     let mut keygen = Command::new(need("ssh-keygen"));
@@ -271,43 +181,44 @@ fn injected(annotations: &[(&str, &str)]) -> (Container, Container) {
 
 #[test]
 fn the_injected_sidecar_logs_in_the_authorized_key_as_the_pods_user_and_is_ready() {
-    let pod = Pod::new("accept");
+    let mut pod = pod();
     let (installer, sidecar) = injected(&[]);
-    let server = start_claworc_sshd(&pod, &installer, &sidecar);
-    let out = ssh(&server, "claworc", &[], Some(&pod.client), &["id", "-u"]);
+    start_claworc_sshd(&mut pod, &installer, &sidecar);
+    let client = pod.user_key.private.clone();
+    let out = ssh(pod.port, "claworc", &[], Some(&client), &["id", "-u"]);
     assert!(out.status.success(), "login refused: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), UID.to_string());
-    let out = ssh(&server, "claworc", &[], Some(&pod.client), &["sh", "-c", "'echo $HOME'"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pod.dir.join("home").to_str().unwrap());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), RUN_AS.to_string());
+    let out = ssh(pod.port, "claworc", &[], Some(&client), &["sh", "-c", "'echo $HOME'"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pod.home.to_str().unwrap());
 
     // The readiness probe's command, with the delivered binary: ready now, not once it is gone.
     let probe = sidecar.readiness_probe.as_ref().unwrap().exec.as_ref().unwrap().command.clone().unwrap();
     assert_eq!(probe[1], "probe");
-    let delivered = pod.dir.join("run/claworc-sshd");
-    let ready = |port: u16| run(pod.as_pod_user(&delivered).args(["probe", &port.to_string()])).status.success();
-    assert!(ready(server.port), "the probe fails against a listening server");
-    let port = server.port;
-    drop(server);
+    let delivered = delivered(&pod);
+    let ready = |port: u16| run(as_run_as(&delivered).args(["probe", &port.to_string()])).status.success();
+    assert!(ready(pod.port), "the probe fails against a listening server");
+    let port = pod.port;
+    pod.stop();
     assert!(!ready(port), "the probe passes with no server");
 }
 
 #[test]
 fn refuses_passwords_other_users_and_unknown_keys() {
-    let pod = Pod::new("refuse");
+    let mut pod = pod();
     let (installer, sidecar) = injected(&[]);
-    let server = start_claworc_sshd(&pod, &installer, &sidecar);
+    start_claworc_sshd(&mut pod, &installer, &sidecar);
     let out =
-        ssh(&server, "claworc", &["-o", "PreferredAuthentications=password,keyboard-interactive"], None, &["true"]);
+        ssh(pod.port, "claworc", &["-o", "PreferredAuthentications=password,keyboard-interactive"], None, &["true"]);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("Permission denied (publickey)"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stranger = pod.dir.join("stranger");
-    keygen(&stranger);
-    assert!(!ssh(&server, "claworc", &[], Some(&stranger), &["true"]).status.success(), "an unknown key logged in");
-    assert!(!ssh(&server, "root", &[], Some(&pod.client), &["true"]).status.success(), "root logged in");
+    let stranger = keygen(&pod.client, "stranger", "stranger");
+    let unknown = ssh(pod.port, "claworc", &[], Some(&stranger.private), &["true"]);
+    assert!(!unknown.status.success(), "an unknown key logged in");
+    assert!(!ssh(pod.port, "root", &[], Some(&pod.user_key.private), &["true"]).status.success(), "root logged in");
 }
 
 #[test]
@@ -316,11 +227,14 @@ fn forwards_only_to_the_listed_ports() {
     let allowed_port = allowed.local_addr().unwrap().port();
     let other = TcpListener::bind("127.0.0.1:0").unwrap();
     let other_port = other.local_addr().unwrap().port();
-    let pod = Pod::new("forward");
+    let mut pod = pod();
     let (installer, sidecar) = injected(&[("claworc.io/forward-ports", &allowed_port.to_string())]);
-    let server = start_claworc_sshd(&pod, &installer, &sidecar);
+    start_claworc_sshd(&mut pod, &installer, &sidecar);
     // `ssh -W` asks for a direct-tcpip channel, exactly what a tunnel does.
-    let through = |port: u16| ssh(&server, "claworc", &["-W", &format!("localhost:{port}")], Some(&pod.client), &[]);
+    let through = |port: u16| {
+        let target = format!("localhost:{port}");
+        ssh(pod.port, "claworc", &["-W", &target], Some(&pod.user_key.private), &[])
+    };
     std::thread::spawn(move || {
         let (mut s, _) = allowed.accept().unwrap();
         std::io::Write::write_all(&mut s, b"hello from the workload\n").unwrap();
@@ -366,25 +280,25 @@ fn an_instance_of_the_previous_release_switches_at_its_next_write_with_the_same_
     assert_eq!(old_sidecar.command.as_ref().unwrap()[0], "/bin/sh", "the fixture is the OpenSSH sidecar");
 
     // Before: OpenSSH's sshd with the config the 0.1.0 webhook rendered, over the Secret.
-    let pod = Pod::new("upgrade");
+    let mut pod = pod();
     let port = free_port();
     let config = env_value(&old_sidecar, ENV_SSHD_CONFIG)
-        .replace(KEYS_DIR, pod.keys().to_str().unwrap())
+        .replace(KEYS_DIR, pod.keys.to_str().unwrap())
         .replace("Port 2222\n", &format!("Port {port}\n"));
-    let config_file = pod.dir.join("sshd_config");
+    let config_file = pod.dir.path().join("sshd_config");
     std::fs::write(&config_file, config).unwrap();
     std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut sshd = pod.as_pod_user(&need("sshd"));
-    let log = pod.dir.join("sshd.log");
+    let mut sshd = as_run_as(need("sshd"));
+    let log = pod.dir.path().join("sshd.log");
     sshd.args(["-D", "-e", "-f"]).arg(&config_file).stdout(Stdio::null()).stderr(std::fs::File::create(&log).unwrap());
-    let mut child = sshd.spawn().unwrap();
-    wait_listening(&mut child, port, &log);
-    let openssh = Server { child, port };
-    let before = served_fingerprint(&openssh);
+    let mut openssh = sshd.spawn().unwrap();
+    wait_listening(&mut openssh, port, &log);
+    let before = served_fingerprint(port);
     let user = user_1000();
-    let out = ssh(&openssh, &user, &[], Some(&pod.client), &["true"]);
+    let out = ssh(port, &user, &[], Some(&pod.user_key.private), &["true"]);
+    let _ = openssh.kill();
+    let _ = openssh.wait();
     assert!(out.status.success(), "the 0.1.0 sidecar: {}", String::from_utf8_lossy(&out.stderr));
-    drop(openssh);
 
     // The next write (here: the annotation `kubectl claworc rotate-keys` sets) is re-injected.
     let mut new = old.clone();
@@ -426,19 +340,11 @@ fn an_instance_of_the_previous_release_switches_at_its_next_write_with_the_same_
     assert_eq!(keys_mount(&sidecar), keys_mount(&old_sidecar));
 
     // After: claworc-sshd serves the same host key; a client pinned before logs in.
-    let server = start_claworc_sshd(&pod, &installer, &sidecar);
-    let after = served_fingerprint(&server);
+    start_claworc_sshd(&mut pod, &installer, &sidecar);
+    let after = served_fingerprint(pod.port);
     assert_eq!(after, before, "the host key fingerprint changed across the switch");
-    assert_eq!(after, pod.secret_fingerprint());
-    let known_hosts = pod.dir.join("known_hosts");
-    let pub_key = std::fs::read_to_string(pod.keys().join("ssh_host_ed25519_key.pub")).unwrap();
-    std::fs::write(&known_hosts, format!("[127.0.0.1]:{} {pub_key}", server.port)).unwrap();
-    let mut c = Command::new(need("ssh"));
-    c.args(["-F", "none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o"])
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args(["-o", "IdentitiesOnly=yes", "-i"])
-        .arg(&pod.client)
-        .args(["-p", &server.port.to_string(), "-l", "claworc", "127.0.0.1", "true"]);
-    let out = run(&mut c);
+    assert_eq!(after, pod.host_key.fingerprint(), "not the Secret's host key");
+    // A client pinned to the Secret's host key (the harness's known_hosts holds only it).
+    let out = run(pod.ssh().arg("127.0.0.1").arg("true"));
     assert!(out.status.success(), "a client pinned to the Secret's key: {}", String::from_utf8_lossy(&out.stderr));
 }

@@ -1,0 +1,97 @@
+//! The krew package as a user installs it: `release/krew` packs this build into
+//! the archive its manifest points at, with the manifest's sha256 matching the
+//! archive's bytes, the files the manifest names inside it (the LICENSE too), and
+//! once unpacked on PATH, the real `kubectl` finds the plugin and completes
+//! `kubectl claworc <TAB>` through `kubectl_complete-claworc`.
+//!
+//! Needs `kubectl` (1.26 or later) on PATH: `tests/cluster/build` makes one, or
+//! install it from your distribution; and `tar`, `gzip`, `sha256sum`.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_yaml_ng::Value;
+
+fn run(c: &mut Command) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn require(tool: &str, hint: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    assert!(found, "{tool} is missing: {hint}");
+}
+
+/// krew's os_arch of this machine, as release/krew names archives.
+fn platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => panic!("no krew arch for {other}"),
+    };
+    (std::env::consts::OS, arch)
+}
+
+#[test]
+fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plugin() {
+    require("kubectl", "run tests/cluster/build (it puts kubectl in ~/.cache/claworc/…/bin) or install kubectl 1.26+");
+    for tool in ["tar", "gzip", "sha256sum"] {
+        require(tool, "apt-get install -y tar gzip coreutils");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (dist, manifest_out) = (tmp.path().join("dist"), tmp.path().join("claworc.yaml"));
+    run(Command::new(root.join("release/krew"))
+        .env("CLAWORC_RELEASE_BINARY", env!("CARGO_BIN_EXE_kubectl-claworc"))
+        .env("CLAWORC_DIST_DIR", &dist)
+        .env("CLAWORC_KREW_MANIFEST", &manifest_out));
+
+    let manifest: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest_out).unwrap()).unwrap();
+    let spec = &manifest["spec"];
+    assert_eq!(spec["version"].as_str(), Some(concat!("v", env!("CARGO_PKG_VERSION"))), "the manifest's version");
+    let (os, arch) = platform();
+    let entry = spec["platforms"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|p| p["selector"]["matchLabels"]["os"] == os && p["selector"]["matchLabels"]["arch"] == arch)
+        .unwrap_or_else(|| panic!("no platform {os}/{arch} in the manifest"));
+    let archive_name = format!("kubectl-claworc_{os}_{arch}.tar.gz");
+    let uri = entry["uri"].as_str().unwrap();
+    assert!(uri.ends_with(&format!("/{archive_name}")), "{uri} is not the archive release/krew made");
+    let archive = dist.join(&archive_name);
+    let sum = run(Command::new("sha256sum").arg(&archive));
+    assert_eq!(entry["sha256"].as_str(), sum.split_whitespace().next(), "the manifest's sha256 is not the archive's");
+    let committed = std::fs::read_to_string(root.join("kubectl-claworc/krew/claworc.yaml")).unwrap();
+    assert!(committed.contains(uri), "the committed manifest names {uri} too");
+
+    // Unpacked as krew does: each `files` entry, then `bin` on PATH.
+    let unpacked = tmp.path().join("unpacked");
+    std::fs::create_dir(&unpacked).unwrap();
+    run(Command::new("tar").arg("-xzf").arg(&archive).arg("-C").arg(&unpacked));
+    for f in entry["files"].as_sequence().unwrap() {
+        let from = f["from"].as_str().unwrap();
+        assert!(unpacked.join(from).is_file(), "{from} (in the manifest's files) is not in {archive_name}");
+    }
+    assert!(unpacked.join("LICENSE").is_file(), "the LICENSE the manifest names");
+    assert_eq!(entry["bin"].as_str(), Some("kubectl-claworc"));
+    let path = format!("{}:{}", unpacked.display(), std::env::var("PATH").unwrap());
+    let kubectl = |args: &[&str]| {
+        run(Command::new("kubectl").args(args).env("PATH", &path).env("KUBECONFIG", tmp.path().join("none")))
+    };
+    let plugins = kubectl(&["plugin", "list", "--name-only"]);
+    assert!(plugins.lines().any(|l| l.trim() == "kubectl-claworc"), "kubectl plugin list: {plugins}");
+    let version = kubectl(&["claworc", "--version"]);
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "kubectl claworc --version: {version}");
+    // kubectl's own completion hands `kubectl claworc <TAB>` to kubectl_complete-claworc.
+    let words = kubectl(&["__complete", "claworc", ""]);
+    for sub in ["create", "ssh", "cp", "proxy", "tenant"] {
+        assert!(words.lines().any(|l| l.split('\t').next() == Some(sub)), "kubectl claworc <TAB> lacks {sub}: {words}");
+    }
+}
