@@ -414,8 +414,3 @@ fn ignore_404(r: kube::Result<()>, what: impl std::fmt::Display) -> Result<()> {
         Err(e) => Err(Error::kube(e, what)),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
