@@ -2,107 +2,18 @@
 //! any cluster log collector keep it. Each line has `ts` (RFC 3339 UTC),
 //! `event`, and for connection events `conn` (a per-process counter) and
 //! `peer`. Never key material, never file contents, never environment values.
+//!
+//! The event and field names are the contract's ([`claworc_contract::audit`]), so
+//! `kubectl claworc audit` reads back exactly what is written here.
 
 use std::io::Write;
 use std::net::SocketAddr;
 
-use serde::Serialize;
+use claworc_contract::audit::Line;
 
 /// One auditable event. Field names are part of the public contract
 /// (docs/claworc-sshd.md).
-#[derive(Debug, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event<'a> {
-    /// The server is ready: its address and host key fingerprint.
-    Listening {
-        addr: String,
-        host_key: String,
-    },
-    /// A connection was closed on accept: too many unauthenticated connections.
-    ConnectionRefused {
-        reason: &'a str,
-    },
-    Connect {},
-    LoginAccepted {
-        user: &'a str,
-        method: &'a str,
-        fingerprint: String,
-        comment: &'a str,
-    },
-    LoginRefused {
-        user: &'a str,
-        method: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        fingerprint: Option<String>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        comment: Option<&'a str>,
-        reason: &'a str,
-    },
-    SessionStart {
-        channel: u32,
-        /// `exec`, `shell` or `subsystem`.
-        kind: &'a str,
-        /// The command line, `shell`, or the subsystem name.
-        command: &'a str,
-        pty: bool,
-    },
-    SessionEnd {
-        channel: u32,
-        kind: &'a str,
-        command: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        exit_status: Option<u32>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        exit_signal: Option<String>,
-        duration_ms: u128,
-    },
-    /// A request on a session channel or a connection that was refused.
-    RequestRefused {
-        request: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        detail: Option<String>,
-    },
-    SftpOpenWrite {
-        path: String,
-    },
-    SftpRemove {
-        path: String,
-    },
-    SftpRename {
-        from: String,
-        to: String,
-    },
-    SftpMkdir {
-        path: String,
-    },
-    SftpRmdir {
-        path: String,
-    },
-    ForwardOpened {
-        host: &'a str,
-        port: u32,
-    },
-    ForwardRefused {
-        host: &'a str,
-        port: u32,
-        reason: &'a str,
-    },
-    Disconnect {
-        reason: &'a str,
-        duration_ms: u128,
-    },
-}
-
-#[derive(Serialize)]
-struct Line<'a> {
-    ts: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    conn: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    peer: Option<String>,
-    #[serde(flatten)]
-    event: &'a Event<'a>,
-}
+pub type Event<'a> = claworc_contract::audit::Event<&'a str>;
 
 /// Who a line is about: one connection (cheap to clone into its tasks).
 #[derive(Debug, Clone, Copy)]

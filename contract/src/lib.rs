@@ -11,8 +11,11 @@
 //!   sidecar ran OpenSSH with an `sshd_config` rendered here; claworc-sshd replaced it so that
 //!   sessions run in the workload's own image, see docs/claworc-sshd.md.)
 //! - [`known_hosts`]: the pinned host keys of the large git hosts.
+//! - [`audit`]: the audit lines of `claworc-sshd`: written by the server, read by
+//!   `kubectl claworc audit`.
 
 pub mod annotations;
+pub mod audit;
 pub mod claworc_sshd_config;
 #[cfg(feature = "k8s")]
 pub mod instance;

@@ -14,7 +14,7 @@ use crate::input::parse_duration;
 use crate::output::Format;
 use crate::status::ListFormat;
 use crate::{
-    complete, context, cp, instance, logs, proxy, rotate, session, sshconfig, status, tenant, transport, tunnel,
+    audit, complete, context, cp, instance, logs, proxy, rotate, session, sshconfig, status, tenant, transport, tunnel,
 };
 
 /// Create, reach and manage SSH-reachable claworc instances.
@@ -82,6 +82,9 @@ pub enum Command {
     /// Container logs of the instance, or a file inside it (--file).
     #[command(after_help = LOGS_EXAMPLES)]
     Logs(LogsArgs),
+    /// The SSH audit trail of an instance (logins, commands, files, forwards) and its Events.
+    #[command(after_help = AUDIT_EXAMPLES)]
+    Audit(AuditArgs),
     /// Join stdin/stdout to the instance's sshd through the API (OpenSSH ProxyCommand).
     #[command(after_help = PROXY_EXAMPLES)]
     Proxy(ProxyArgs),
@@ -139,6 +142,14 @@ const LOGS_EXAMPLES: &str = "Examples:
   kubectl claworc logs dev -f --since 10m
   kubectl claworc logs dev --container claworc-sshd --tail 100
   kubectl claworc logs dev --file /home/agent/agent.log -f   # a file inside, over SSH";
+
+const AUDIT_EXAMPLES: &str = "Examples:
+  kubectl claworc audit dev                     # everything the sidecar's log and the Events still hold
+  kubectl claworc audit dev --since 1h
+  kubectl claworc audit dev -o json | jq -r '.[] | select(.event == \"session_end\") | [.time, .fingerprint, .fields.command] | @tsv'
+Merges the claworc-sshd sidecar's audit lines (pods/log) with the Events about the
+Deployment (create, rotate-keys, delete; kubectl get events), oldest first. Both
+last only as long as the cluster keeps them (the container's log, --event-ttl).";
 
 const CREATE_EXAMPLES: &str = "Examples:
   # an instance with the default forward ports (3000, 8080), waiting until it is ready
@@ -471,6 +482,19 @@ pub struct LogsArgs {
     pub ssh: ConnectArgs,
 }
 
+/// `kubectl claworc audit` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Instance name.
+    pub name: String,
+    /// Only what happened within this time (e.g. 10m, 1h).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Option<Duration>,
+    /// Output format (default: a table).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+}
+
 /// `kubectl claworc proxy` arguments.
 #[derive(Debug, Clone, Args)]
 pub struct ProxyArgs {
@@ -583,6 +607,7 @@ into_options!(SshArgs => session::SshOptions { name, command; into ssh });
 into_options!(TunnelArgs => tunnel::TunnelOptions { name, forwards; into ssh });
 into_options!(LogsArgs => logs::LogsOptions { name, follow, container, since, tail, file; into ssh });
 into_options!(ProxyArgs => proxy::ProxyOptions { name });
+into_options!(AuditArgs => audit::AuditOptions { name, since, output });
 into_options!(CpArgs => cp::CpOptions { src, dst, recursive; into ssh });
 
 impl SshConfigArgs {

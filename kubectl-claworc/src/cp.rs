@@ -114,6 +114,16 @@ pub fn part_name(base: &str) -> String {
     format!(".{base}.claworc-{}.part", std::process::id())
 }
 
+/// The temporary remote path beside `path` (a relative `path` gets a relative one:
+/// no `./` for the audit trail to show).
+pub fn remote_part(path: &str) -> String {
+    let part = part_name(remote_basename(path));
+    match remote_parent(path).as_str() {
+        "." => part,
+        dir => remote_join(dir, &part),
+    }
+}
+
 /// An SFTP error as the plugin's error: the path, the server's words, the exit code.
 pub fn sftp_error(e: SftpError, what: &str) -> Error {
     let kind = match &e {
@@ -399,7 +409,7 @@ impl Job<'_> {
     }
 
     async fn upload_file(&self, item: &Item, progress: &Mutex<Progress>) -> Result<()> {
-        let part = remote_join(&remote_parent(&item.remote), &part_name(remote_basename(&item.remote)));
+        let part = remote_part(&item.remote);
         let result = async {
             let mut local = tokio::fs::File::open(&item.local).await.map_err(|e| local_error(e, &item.local))?;
             let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
@@ -564,6 +574,8 @@ mod tests {
         assert_eq!(remote_parent("/b"), "/");
         assert_eq!(remote_parent("b"), ".");
         assert!(part_name("x.tar").starts_with(".x.tar.claworc-") && part_name("x").ends_with(".part"));
+        assert_eq!(remote_part("out.tar"), part_name("out.tar"));
+        assert_eq!(remote_part("/work/out.tar"), format!("/work/{}", part_name("out.tar")));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use kube::api::{DeleteParams, ListParams, PostParams};
 
 use crate::context::{Ctx, Global};
 use crate::error::{Error, Result, is_not_found};
+use crate::events::{self, Lifecycle};
 use crate::keys::{self, PrivateKey};
 use crate::keystore::{InstanceId, KeyStore};
 use crate::objects::{self, InstanceSpec, Objects};
@@ -178,6 +179,16 @@ pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {
         if reused_host { ", reused" } else { "" },
         ks.client_key_path(&id).display()
     );
+    let uid = deployments.get_opt(&spec.name).await.ok().flatten().and_then(|d| d.metadata.uid);
+    let record = events::instance_record(&ctx.namespace, &spec.name, uid, Lifecycle::Created);
+    let summary = format!(
+        "instance {} created (image {}, host key {}, client key {})",
+        spec.name,
+        spec.image,
+        keys::fingerprint(host.public_key()),
+        keys::fingerprint(client.public_key())
+    );
+    events::record(ctx, &ctx.namespace, &record, &summary).await;
     if args.wait {
         rollout::wait_rollout(ctx, &spec.name, args.timeout).await?;
     }
@@ -372,6 +383,16 @@ pub async fn delete(ctx: &Ctx, args: &DeleteOptions) -> Result<()> {
     }
     if deleted.is_empty() {
         crate::output::line(format_args!("no objects of {} were left in the cluster; local keys removed", args.name));
+    } else {
+        let uid = deployment.as_ref().and_then(|d| d.metadata.uid.clone());
+        let record = events::instance_record(&ctx.namespace, &args.name, uid, Lifecycle::Deleted);
+        events::record(
+            ctx,
+            &ctx.namespace,
+            &record,
+            &format!("instance {} deleted ({})", args.name, deleted.join(", ")),
+        )
+        .await;
     }
     for d in deleted {
         crate::output::line(format_args!("{d} deleted"));
@@ -392,9 +413,4 @@ fn ignore_404(r: kube::Result<()>, what: impl std::fmt::Display) -> Result<()> {
         Err(e) if is_not_found(&e) => Ok(()),
         Err(e) => Err(Error::kube(e, what)),
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 }

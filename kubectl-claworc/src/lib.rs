@@ -22,6 +22,9 @@
 //!   `wait_rollout` for `create --wait`.
 //! - [`rotate`]: the `rotate-keys` command.
 //! - [`tenant`]: `tenant create|update|kubeconfig|list|delete`; its objects in `tenant::objects`.
+//! - [`events`]: the Events that record what the plugin did (instance lifecycle, tenant
+//!   changes), with who did it; used by `instance`, `rotate` and `tenant`.
+//! - [`audit`]: `audit` (the sidecar's SSH audit lines and the instance's Events, merged).
 //! - [`output`]: the one stdout writer; `-o json|yaml` printing and tables.
 //! - [`transport`]: SSH over the Kubernetes port-forward API to the instance's pod
 //!   (`transport::{pod, portforward, credentials, handshake, pinning}`).
@@ -35,11 +38,13 @@
 //! - [`sshconfig`]: `ssh-config` (OpenSSH Host blocks; `--write` into `~/.ssh`).
 //! - [`logs`]: `logs` (pods/log, or a file followed over SSH).
 
+pub mod audit;
 pub mod cli;
 pub mod complete;
 pub mod context;
 pub mod cp;
 pub mod error;
+pub mod events;
 pub mod hostkey;
 pub mod input;
 pub mod instance;
@@ -107,6 +112,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             complete::complete(&global, want, current).await;
             Ok(())
         }
+        Command::Audit(args) => audit::audit(&connect().await?, &args.into()).await,
         Command::Cp(args) => cp::cp(&connect().await?, &args.into()).await,
         Command::SshConfig(args) => {
             let opts = args.into_options(global.kubeconfig.clone());

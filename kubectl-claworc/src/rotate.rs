@@ -23,6 +23,7 @@ use kube::api::{Patch, PatchParams};
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
+use crate::events::{self, Lifecycle};
 use crate::keys::{self, PublicKey};
 use crate::keystore::{InstanceId, KeyStore};
 use crate::transport::Login;
@@ -176,11 +177,16 @@ pub async fn rotate(ctx: &Ctx, args: &RotateOptions) -> Result<()> {
         .patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|e| Error::kube(e, &what).context("annotating (re-run to finish)"))?;
+    let mut summary = format!("keys of {} rotated (client key {}", args.name, keys::fingerprint(new.public_key()));
     if let Some(h) = new_host {
         ks.pin_host_key(id, h.public_key())?;
         ks.remove_host_key(id)?;
         eprintln!("new host key {} pinned; the instance restarts to load it", keys::fingerprint(h.public_key()));
+        summary.push_str(&format!(", host key {}", keys::fingerprint(h.public_key())));
     }
+    summary.push(')');
+    let record = events::instance_record(&ctx.namespace, &args.name, d.metadata.uid.clone(), Lifecycle::KeysRotated);
+    events::record(ctx, &ctx.namespace, &record, &summary).await;
     crate::output::line(format_args!(
         "keys of {} rotated at {now} (client key {})",
         args.name,

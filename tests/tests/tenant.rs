@@ -99,6 +99,12 @@ const MATRIX: &[(&[&str], bool)] = &[
     (&["get", "pods", "--subresource=portforward"], true),
     (&["list", "events"], true),
     (&["list", "events.events.k8s.io"], true),
+    // Events: the plugin records create, rotate-keys and delete; none changed or erased.
+    (&["create", "events.events.k8s.io"], true),
+    (&["create", "events"], false),
+    (&["delete", "events.events.k8s.io"], false),
+    (&["patch", "events.events.k8s.io"], false),
+    (&["update", "events"], false),
     // Pods only through Deployments; no way into a container but SSH.
     (&["create", "pods"], false),
     (&["delete", "pods"], false),

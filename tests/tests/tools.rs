@@ -459,3 +459,156 @@ fn tunnel_lists_its_forwards(t: &Tenant) {
     assert!(row[3].parse::<u64>().unwrap() >= 1, "connections so far: {listing:?}");
     assert!(row[5].parse::<u64>().unwrap() > 0, "bytes received: {listing:?}");
 }
+
+/// The SHA256 fingerprint of a key file, as OpenSSH's `ssh-keygen -l` says it.
+fn key_fingerprint(path: &Path) -> String {
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.arg("-l").arg("-f").arg(path);
+    let out = run(cmd, None);
+    let text = out.expect_ok("ssh-keygen -l (OpenSSH clients: apt-get install openssh-client)");
+    text.split_whitespace().nth(1).unwrap_or_default().to_string()
+}
+
+/// `audit -o json`'s rows.
+fn audit_rows(t: &Tenant) -> Vec<serde_json::Value> {
+    let out = t.plugin_ok(&["audit", "box", "-o", "json"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("audit -o json is not JSON ({e}): {}", out.stdout));
+    v.as_array().unwrap_or_else(|| panic!("audit -o json is not an array: {v}")).clone()
+}
+
+/// Waits until `audit -o json` has a row that `want` accepts; returns it.
+fn audit_row(t: &Tenant, what: &str, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut last = Vec::new();
+    for _ in 0..30 {
+        last = audit_rows(t);
+        if let Some(r) = last.iter().find(|r| want(r)) {
+            return r.clone();
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    panic!("audit shows no {what} after 30s: {}", serde_json::to_string_pretty(&last).unwrap())
+}
+
+/// `audit` (issue 14): a scripted session's login, command, upload and forward from
+/// the sidecar's log, and the Events of `create`, `rotate-keys` and `delete`, with
+/// the tenant's kubeconfig only.
+#[test]
+fn audit_shows_a_sessions_login_command_upload_and_forward_and_the_lifecycle_events_as_a_tenant() {
+    let t = Tenant::new();
+    let user = format!("system:serviceaccount:{}:claworc-tenant", t.ns.name());
+    let created = t.plugin_ok(&["create", "box", "--image", &workload_image(), "--wait", "--timeout", "3m"]);
+    assert!(
+        created.stderr.contains(&format!("event InstanceCreated in namespace {}: instance box created", t.ns.name()))
+            && created.stderr.contains(&format!(" by {user}")),
+        "create says its Event: {}",
+        created.stderr
+    );
+    let client_key = created
+        .stderr
+        .split("client key ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_else(|| panic!("create names the client key file: {}", created.stderr));
+    let fingerprint = key_fingerprint(Path::new(client_key));
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+
+    // The scripted session: a command with an exit status, an upload, a forward.
+    assert_eq!(t.plugin(&["ssh", "box", "--", "sh", "-c", "exit 3"]).status.code(), Some(3));
+    let local = t.home.join("audit-upload.txt");
+    std::fs::write(&local, "audited\n").unwrap();
+    t.plugin_ok(&["cp", local.to_str().unwrap(), "box:audit-upload.txt"]);
+    {
+        use std::io::BufRead;
+        let mut cmd = Cluster::get().command(plugin_bin());
+        t.env(&mut cmd);
+        cmd.args(["-n", t.ns.name(), "tunnel", "box", "-L", "8080"]);
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+        let mut tunnel = claworc_e2e::KillOnDrop(cmd.spawn().expect("tunnel"));
+        let mut first = String::new();
+        std::io::BufReader::new(tunnel.0.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let port: u16 = first
+            .split("127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("tunnel's Forwarding line: {first:?}"));
+        claworc_e2e::wait_for("the workload's page through the tunnel", std::time::Duration::from_secs(30), || {
+            claworc_e2e::http_get(port).filter(|r| r.contains("HTTP/1.0 200"))
+        });
+    }
+
+    // -o json: every part of it, with the key that did it.
+    let with_key = |r: &serde_json::Value| r["fingerprint"] == fingerprint.as_str();
+    let login = audit_row(&t, "login with the client key", |r| r["event"] == "login_accepted" && with_key(r));
+    assert_eq!(login["source"], names::SIDECAR);
+    assert!(login["pod"].as_str().is_some_and(|p| p.starts_with("box-")), "{login}");
+    assert_eq!(login["fields"]["user"], names::SSH_USER, "{login}");
+    let exec = audit_row(&t, "the command's end", |r| {
+        r["event"] == "session_end" && r["fields"]["command"].as_str().is_some_and(|c| c.contains("exit 3"))
+    });
+    assert_eq!(exec["fields"]["kind"], "exec", "{exec}");
+    assert_eq!(exec["fields"]["exit_status"], 3, "{exec}");
+    assert!(with_key(&exec), "the command's row names the key: {exec}");
+    let write = audit_row(&t, "the upload", |r| {
+        r["event"] == "sftp_open_write" && r["fields"]["path"].as_str().is_some_and(|p| p.contains("audit-upload.txt"))
+    });
+    assert!(with_key(&write), "{write}");
+    let renamed = audit_row(&t, "the upload's rename", |r| r["event"] == "sftp_rename");
+    assert!(renamed["fields"]["to"].as_str().is_some_and(|p| p.ends_with("/audit-upload.txt")), "{renamed}");
+    let forward = audit_row(&t, "the forward", |r| r["event"] == "forward_opened" && r["fields"]["port"] == 8080);
+    assert!(with_key(&forward), "{forward}");
+    let create = audit_row(&t, "the create Event", |r| r["event"] == "InstanceCreated");
+    assert_eq!(create["source"], "claworc.io/kubectl-claworc", "{create}");
+    assert_eq!(create["user"], user.as_str(), "{create}");
+    // Oldest first: the Event before the first login.
+    let rows = audit_rows(&t);
+    let at = |want: &serde_json::Value| rows.iter().position(|r| r == want).unwrap();
+    assert!(at(&create) < at(&login) && at(&login) < at(&exec), "not in time order: {rows:?}");
+
+    // rotate-keys: its Event, and the new key's login (the proof) under its fingerprint.
+    let rotated = t.plugin_ok(&["rotate-keys", "box"]);
+    assert!(rotated.stderr.contains("event InstanceKeysRotated"), "{}", rotated.stderr);
+    let new_fingerprint = key_fingerprint(Path::new(client_key));
+    assert_ne!(new_fingerprint, fingerprint);
+    let event = audit_row(&t, "the rotate-keys Event", |r| r["event"] == "InstanceKeysRotated");
+    assert_eq!(event["user"], user.as_str(), "{event}");
+    audit_row(&t, "a login with the new key", |r| {
+        r["event"] == "login_accepted" && r["fingerprint"] == new_fingerprint.as_str()
+    });
+
+    // The table names them all.
+    let table = t.plugin_ok(&["audit", "box"]).stdout;
+    eprintln!("kubectl claworc audit box:\n{table}");
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["TIME", "SOURCE", "EVENT", "WHO", "DETAIL"], "{table}");
+    let has = |parts: &[&str]| table.lines().any(|l| parts.iter().all(|p| l.contains(p)));
+    assert!(has(&["login_accepted", &fingerprint, "pod/box-"]), "{table}");
+    assert!(has(&["session_end", &fingerprint, "exit 3"]), "{table}");
+    assert!(has(&["sftp_open_write", "audit-upload.txt"]), "{table}");
+    assert!(has(&["forward_opened", ":8080"]), "{table}");
+    assert!(has(&["InstanceCreated", &user]), "{table}");
+    assert!(has(&["InstanceKeysRotated", &user, &new_fingerprint]), "{table}");
+    // --since: nothing older than a moment ago.
+    let recent = t.plugin_ok(&["audit", "box", "--since", "1s", "-o", "json"]).stdout;
+    assert!(!recent.contains("InstanceCreated"), "--since 1s: {recent}");
+
+    // kubectl get events shows the plugin's Events too, to the tenant.
+    let mut cmd = Cluster::get().command(Cluster::get().kubectl_path());
+    t.env(&mut cmd);
+    cmd.args(["-n", t.ns.name(), "get", "events", "--field-selector", "involvedObject.name=box", "-o", "json"]);
+    let out = run(cmd, None);
+    let reasons: Vec<String> =
+        out.json()["items"].as_array().unwrap().iter().filter_map(|e| e["reason"].as_str().map(String::from)).collect();
+    assert!(
+        reasons.iter().any(|r| r == "InstanceCreated") && reasons.iter().any(|r| r == "InstanceKeysRotated"),
+        "{reasons:?}"
+    );
+
+    // delete: its Event outlives the Deployment, and audit still shows it.
+    let deleted = t.plugin_ok(&["delete", "box"]);
+    assert!(deleted.stderr.contains("event InstanceDeleted"), "{}", deleted.stderr);
+    let gone = audit_row(&t, "the delete Event", |r| r["event"] == "InstanceDeleted");
+    assert_eq!(gone["user"], user.as_str(), "{gone}");
+    assert!(gone["detail"].as_str().is_some_and(|d| d.contains("deployment.apps/box")), "{gone}");
+}

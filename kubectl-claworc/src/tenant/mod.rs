@@ -33,11 +33,10 @@ use base64::Engine;
 use claworc_contract::names;
 use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest};
+use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, ResourceQuota, Secret, Service, ServiceAccount,
 };
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::Role;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -48,6 +47,7 @@ use serde::Serialize;
 
 use crate::context::Ctx;
 use crate::error::{Error, Result, is_conflict, is_not_found};
+use crate::events;
 use crate::input::validate_name;
 use crate::output::{self, Format};
 use objects::{Action, Quota, QuotaChange, TENANT_SA};
@@ -251,30 +251,9 @@ async fn check_guards(ctx: &Ctx, tenant: &str) -> Result<()> {
     )))
 }
 
-/// Who we are to the API server (SelfSubjectReview), for the Events.
-async fn whoami(ctx: &Ctx) -> String {
-    let api: Api<SelfSubjectReview> = Api::all(ctx.client.clone());
-    api.create(&PostParams::default(), &SelfSubjectReview::default())
-        .await
-        .ok()
-        .and_then(|r| r.status?.user_info?.username)
-        .unwrap_or_else(|| "an unknown user".into())
-}
-
-/// Records `action` as an Event in `in_namespace` and says so on stderr. A failure
-/// to record is a warning: what it records has been done.
+/// Records `action` as an Event in `in_namespace` and says so on stderr.
 async fn record(ctx: &Ctx, in_namespace: &str, tenant: &str, action: Action, what: &str) {
-    let note = format!("{what} by {}", whoami(ctx).await);
-    let events: Api<Event> = Api::namespaced(ctx.client.clone(), in_namespace);
-    let event = objects::event(in_namespace, tenant, action, &note, Timestamp::now());
-    match events.create(&PostParams::default(), &event).await {
-        Ok(_) => eprintln!("event {} in namespace {in_namespace}: {note}", action.reason()),
-        Err(e) => eprintln!(
-            "warning: could not record event {} in namespace {in_namespace} ({}): {note}",
-            action.reason(),
-            Error::kube(e, "event").one_line()
-        ),
-    }
+    events::record(ctx, in_namespace, &objects::event_record(in_namespace, tenant, action), what).await;
 }
 
 pub async fn create(ctx: &Ctx, args: &CreateOptions) -> Result<()> {

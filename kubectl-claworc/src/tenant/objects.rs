@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::events::Record;
 use claworc_contract::names;
 use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
@@ -17,12 +18,10 @@ use k8s_openapi::api::core::v1::{
     LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ObjectReference, ResourceQuota, ResourceQuotaSpec, Secret,
     Service, ServiceAccount, ServicePort, ServiceSpec,
 };
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, MicroTime, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use kube::config::{AuthInfo, Cluster, Context, Kubeconfig, NamedAuthInfo, NamedCluster, NamedContext};
 
 /// Name of the tenant's ServiceAccount, Role and RoleBinding.
@@ -33,8 +32,6 @@ pub const QUOTA: &str = "claworc-quota";
 pub const LIMITS: &str = "claworc-limits";
 /// Name of the NetworkPolicy that denies all traffic not allowed by another one.
 pub const DENY: &str = "claworc-default-deny";
-/// `reportingController` of the Events the plugin writes.
-pub const REPORTING_CONTROLLER: &str = "claworc.io/kubectl-claworc";
 const PSA_PREFIX: &str = "pod-security.kubernetes.io/";
 
 /// The quota of a tenant (`--cpu`, `--memory`, `--pods`, `--storage`).
@@ -248,7 +245,12 @@ pub const GRANTS: &[Grant] = &[
         verbs: &["get", "list", "watch"],
         why: "finding the instance's pod (`ssh`, `tunnel`, `logs`, `status`, `list`); no create or delete: pods come from Deployments only",
     },
-    Grant { api_group: "", resources: &["pods/log"], verbs: &["get"], why: "`logs`, `kubectl logs`" },
+    Grant {
+        api_group: "",
+        resources: &["pods/log"],
+        verbs: &["get"],
+        why: "`logs`, `audit` (the sidecar's audit lines), `kubectl logs`",
+    },
     Grant {
         api_group: "",
         resources: &["pods/portforward"],
@@ -277,13 +279,13 @@ pub const GRANTS: &[Grant] = &[
         api_group: "",
         resources: &["events"],
         verbs: &["get", "list", "watch"],
-        why: "`kubectl get events`: why a pod does not start, and the tenant's own audit trail (read only: it cannot forge or erase it)",
+        why: "`kubectl get events`, `audit`: why a pod does not start, and the trail of what was done (no create, update, patch or delete here)",
     },
     Grant {
         api_group: "events.k8s.io",
         resources: &["events"],
-        verbs: &["get", "list", "watch"],
-        why: "the same, newer API",
+        verbs: &["get", "list", "watch", "create"],
+        why: "the same, newer API; create: `create`, `rotate-keys` and `delete` record an Event about the instance's Deployment naming the user. Create only: a tenant can add an Event (the API server's audit log says who did), never change or delete one",
     },
 ];
 
@@ -543,28 +545,11 @@ impl Action {
     }
 }
 
-/// An Event (events.k8s.io/v1) in namespace `in_namespace` about the tenant's
-/// Namespace: `note` says what was done and by whom.
-pub fn event(in_namespace: &str, tenant: &str, action: Action, note: &str, now: Timestamp) -> Event {
-    // A unique name the way the API's own recorders make them: <object>.<hex time>.
-    let nanos = now.as_nanosecond();
-    // The API limits the note to 1 kB.
-    let note: String = note.chars().take(1000).collect();
-    Event {
-        metadata: ObjectMeta {
-            name: Some(format!("{tenant}.{nanos:x}")),
-            namespace: Some(in_namespace.to_string()),
-            labels: Some(labels(tenant)),
-            ..Default::default()
-        },
-        event_time: Some(MicroTime(now)),
-        action: Some(action.action().into()),
-        reason: Some(action.reason().into()),
-        note: Some(note),
-        type_: Some("Normal".into()),
-        reporting_controller: Some(REPORTING_CONTROLLER.into()),
-        reporting_instance: Some("kubectl-claworc".into()),
-        regarding: Some(ObjectReference {
+/// What an Event in namespace `in_namespace` about the tenant's Namespace records
+/// (written by [`crate::events`]).
+pub fn event_record(in_namespace: &str, tenant: &str, action: Action) -> Record {
+    Record {
+        regarding: ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Namespace".into()),
             name: Some(tenant.to_string()),
@@ -573,8 +558,10 @@ pub fn event(in_namespace: &str, tenant: &str, action: Action, note: &str, now: 
             // own namespace: the tenant's Namespace is that namespace.
             namespace: (in_namespace == tenant).then(|| tenant.to_string()),
             ..Default::default()
-        }),
-        ..Default::default()
+        },
+        reason: action.reason(),
+        action: action.action(),
+        labels: labels(tenant),
     }
 }
 
@@ -615,6 +602,7 @@ pub fn kubeconfig(tenant: &str, cluster: Cluster, token: &str) -> Kubeconfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::Timestamp;
 
     #[test]
     fn namespace_is_restricted_and_labelled() {
@@ -764,17 +752,16 @@ mod tests {
         assert_eq!(t.spec.unwrap().expiration_seconds, Some(3600));
         assert_eq!(t.metadata.name.as_deref(), Some(TENANT_SA));
         let now: Timestamp = "2026-11-26T18:00:00Z".parse().unwrap();
-        let e = event("default", "team-a", Action::Delete, &"x".repeat(2000), now);
+        let e = crate::events::event("default", &event_record("default", "team-a", Action::Delete), "deleted", now);
         assert_eq!(e.metadata.namespace.as_deref(), Some("default"));
         assert!(e.metadata.name.unwrap().starts_with("team-a."));
         assert_eq!(e.reason.as_deref(), Some("TenantDeleted"));
-        assert_eq!(e.note.unwrap().len(), 1000);
         let regarding = e.regarding.unwrap();
         assert_eq!(regarding.kind.as_deref(), Some("Namespace"));
         assert_eq!(regarding.namespace, None);
-        let inside = event("team-a", "team-a", Action::Create, "created", now);
-        assert_eq!(inside.regarding.unwrap().namespace.as_deref(), Some("team-a"));
-        assert_eq!(e.event_time.unwrap().0, now);
+        let inside = event_record("team-a", "team-a", Action::Create);
+        assert_eq!(inside.regarding.namespace.as_deref(), Some("team-a"));
+        assert_eq!(inside.labels[names::LABEL_TENANT], "team-a");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub use handshake::{
     ConnectError, Connection, HANDSHAKE_TIMEOUT, KEEPALIVE_INTERVAL, KEEPALIVE_MAX, config, handshake,
 };
 pub use pinning::{PinnedHostKey, expectation};
-pub use pod::{Instance, find_instance, instance_settings, pick_pod};
+pub use pod::{Instance, find_instance, instance_pods, instance_settings, pick_pod};
 pub use portforward::{PortForwardStream, open_port_forward};
 
 use crate::context::Ctx;

@@ -31,14 +31,9 @@ impl Instance {
 /// Finds the Deployment `name` and its newest Running (preferably Ready) pod.
 pub async fn find_instance(client: &kube::Client, namespace: &str, name: &str) -> Result<Instance> {
     let settings = instance_settings(client, namespace, name).await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{LABEL_INSTANCE}={name}")))
-        .await
-        .map_err(|e| Error::kube(e, format!("pods of instance \"{name}\" in namespace \"{namespace}\"")))?;
-    let pod = pick_pod(&list.items).ok_or_else(|| {
-        let phases: Vec<String> = list
-            .items
+    let pods = instance_pods(client, namespace, name).await?;
+    let pod = pick_pod(&pods).ok_or_else(|| {
+        let phases: Vec<String> = pods
             .iter()
             .map(|p| {
                 format!(
@@ -54,6 +49,16 @@ pub async fn find_instance(client: &kube::Client, namespace: &str, name: &str) -
         ))
     })?;
     Ok(Instance { namespace: namespace.into(), name: name.into(), pod, settings })
+}
+
+/// Every pod of the instance `name` (label `claworc.io/instance=<name>`), in any phase.
+pub async fn instance_pods(client: &kube::Client, namespace: &str, name: &str) -> Result<Vec<Pod>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{LABEL_INSTANCE}={name}")))
+        .await
+        .map_err(|e| Error::kube(e, format!("pods of instance \"{name}\" in namespace \"{namespace}\"")))?;
+    Ok(list.items)
 }
 
 /// The parsed `claworc.io/*` annotations of the Deployment `name`.
