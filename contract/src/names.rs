@@ -105,3 +105,5 @@ pub const ANNOTATION_TENANT_TOKENS: &str = "claworc.io/kubeconfig-tokens";
 pub const TENANT_SERVICES_POLICY: &str = "claworc-tenant-services";
 /// ... and no Secrets the cluster would fill with a never-expiring token.
 pub const TENANT_SECRETS_POLICY: &str = "claworc-tenant-secrets";
+/// The guard policy that makes a tenant's Events name their author (events.k8s.io).
+pub const TENANT_EVENTS_POLICY: &str = "claworc-tenant-events";

@@ -266,6 +266,30 @@ fn tenant_can_do_only_its_workflows_and_cannot_undo_its_guard_rails() {
     kubectl_as(&file, &["create", "secret", "generic", "ordinary", "--from-literal=a=b"], None)
         .expect_ok("an ordinary Secret");
 
+    // Events name their author: the tenant may write the plugin's Events in its own
+    // name only, so `kubectl claworc audit` cannot be shown a forged one.
+    let whoami = kubectl_as(&file, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"], None);
+    let me = whoami.expect_ok("auth whoami").trim().to_string();
+    let event = |name: &str, controller: &str, by: &str| {
+        format!(
+            r#"{{"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {{"name": "{name}"}},
+            "eventTime": "2026-11-26T10:00:00.000000Z", "reportingController": "{controller}",
+            "reportingInstance": "kubectl-claworc", "action": "Delete", "reason": "InstanceDeleted", "type": "Normal",
+            "note": "instance dev deleted by {by}",
+            "regarding": {{"apiVersion": "apps/v1", "kind": "Deployment", "name": "dev", "namespace": "{tenant}"}}}}"#
+        )
+    };
+    for (name, controller, by) in [
+        ("forged-author", "claworc.io/kubectl-claworc", "kubernetes-admin"),
+        ("forged-controller", "deployment-controller", me.as_str()),
+    ] {
+        let out = kubectl_as(&file, &["create", "-f", "-"], Some(&event(name, controller, by)));
+        assert!(!out.success() && out.stderr.contains("rule events-name-their-author:"), "{name}: {out:?}");
+        assert!(out.stderr.contains(names::TENANT_EVENTS_POLICY), "{out:?}");
+    }
+    kubectl_as(&file, &["create", "-f", "-"], Some(&event("own", "claworc.io/kubectl-claworc", &me)))
+        .expect_ok("an Event in the tenant's own name");
+
     // Pods that bypass the instance workflow: Pod Security `restricted` refuses them.
     let privileged = r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "root"},
         "spec": {"selector": {"matchLabels": {"app": "root"}}, "template": {"metadata": {"labels": {"app": "root"}},

@@ -285,7 +285,7 @@ pub const GRANTS: &[Grant] = &[
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["get", "list", "watch", "create"],
-        why: "the same, newer API; create: `create`, `rotate-keys` and `delete` record an Event about the instance's Deployment naming the user. Create only: a tenant can add an Event (the API server's audit log says who did), never change or delete one",
+        why: "the same, newer API; create: `create`, `rotate-keys` and `delete` record an Event about the instance's Deployment naming the user. Create only: a tenant can add an Event, never change or delete one, and only in its own name (the `claworc-tenant-events` policy)",
     },
 ];
 
@@ -359,7 +359,8 @@ pub struct GuardRule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuardPolicy {
     pub name: &'static str,
-    /// The core/v1 resource it guards.
+    /// The API group ("" for core) and version of the resource it guards.
+    pub group_version: (&'static str, &'static str),
     pub resource: &'static str,
     pub rules: &'static [GuardRule],
 }
@@ -369,6 +370,7 @@ pub struct GuardPolicy {
 pub const GUARD_POLICIES: &[GuardPolicy] = &[
     GuardPolicy {
         name: names::TENANT_SERVICES_POLICY,
+        group_version: ("", "v1"),
         resource: "services",
         rules: &[
             GuardRule {
@@ -390,11 +392,24 @@ pub const GUARD_POLICIES: &[GuardPolicy] = &[
     },
     GuardPolicy {
         name: names::TENANT_SECRETS_POLICY,
+        group_version: ("", "v1"),
         resource: "secrets",
         rules: &[GuardRule {
             name: "no-long-lived-tokens",
             expression: "!has(object.type) || object.type != 'kubernetes.io/service-account-token'",
             message: "rule no-long-lived-tokens: a Secret of type kubernetes.io/service-account-token is not allowed in a claworc tenant namespace (the cluster would fill it with a token that never expires): ask an admin for `kubectl claworc tenant kubeconfig NAME --ttl DURATION`",
+        }],
+    },
+    GuardPolicy {
+        name: names::TENANT_EVENTS_POLICY,
+        group_version: ("events.k8s.io", "v1"),
+        resource: "events",
+        rules: &[GuardRule {
+            name: "events-name-their-author",
+            // Only the namespace's own ServiceAccounts (the tenant's kubeconfig) are
+            // held to it; controllers and admins write Events as they always do.
+            expression: "!request.userInfo.username.startsWith('system:serviceaccount:' + request.namespace + ':') || (has(object.reportingController) && object.reportingController == 'claworc.io/kubectl-claworc' && has(object.note) && object.note.endsWith(' by ' + request.userInfo.username))",
+            message: "rule events-name-their-author: in a claworc tenant namespace the tenant may only write the plugin's Events (reportingController claworc.io/kubectl-claworc) whose note ends with ' by ' and the tenant's own user name, so that `kubectl claworc audit` and `kubectl get events` cannot show a forged author: record actions with `kubectl claworc` itself",
         }],
     },
 ];
@@ -416,8 +431,8 @@ pub fn guard_policy(p: &GuardPolicy) -> ValidatingAdmissionPolicy {
             failure_policy: Some("Fail".into()),
             match_constraints: Some(MatchResources {
                 resource_rules: Some(vec![NamedRuleWithOperations {
-                    api_groups: Some(strings(&[""])),
-                    api_versions: Some(strings(&["v1"])),
+                    api_groups: Some(strings(&[p.group_version.0])),
+                    api_versions: Some(strings(&[p.group_version.1])),
                     operations: Some(strings(&["CREATE", "UPDATE"])),
                     resources: Some(strings(&[p.resource])),
                     ..Default::default()
@@ -707,7 +722,7 @@ mod tests {
 
     #[test]
     fn guard_policies_bind_to_tenant_namespaces_and_name_each_rule() {
-        assert_eq!(GUARD_POLICIES.len(), 2);
+        assert_eq!(GUARD_POLICIES.len(), 3);
         for gp in GUARD_POLICIES {
             let spec = guard_policy(gp).spec.unwrap();
             assert_eq!(spec.failure_policy.as_deref(), Some("Fail"));
@@ -744,6 +759,17 @@ mod tests {
         let all: Vec<&str> = GUARD_POLICIES.iter().flat_map(|p| p.rules.iter().map(|r| r.expression)).collect();
         assert!(all.contains(&"object.spec.type != 'NodePort'"));
         assert!(all.iter().any(|e| e.contains("'kubernetes.io/service-account-token'")));
+    }
+
+    #[test]
+    fn the_events_policy_lets_the_plugins_own_events_through() {
+        let gp = GUARD_POLICIES.iter().find(|p| p.name == names::TENANT_EVENTS_POLICY).unwrap();
+        assert_eq!((gp.group_version, gp.resource), (("events.k8s.io", "v1"), "events"));
+        let expression = gp.rules[0].expression;
+        // What the plugin writes (events.rs) is what the rule asks for.
+        assert!(expression.contains(&format!("'{}'", crate::events::REPORTING_CONTROLLER)), "{expression}");
+        let note = crate::events::note("instance dev created", "USER");
+        assert!(note.ends_with(" by USER") && expression.contains("' by ' + request.userInfo.username"), "{note}");
     }
 
     #[test]
