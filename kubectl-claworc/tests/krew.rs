@@ -91,7 +91,7 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "kubectl claworc --version: {version}");
     // kubectl's own completion hands `kubectl claworc <TAB>` to kubectl_complete-claworc.
     let words = kubectl(&["__complete", "claworc", ""]);
-    for sub in ["create", "ssh", "cp", "proxy", "tenant"] {
+    for sub in ["create", "ssh", "cp", "proxy", "audit", "tenant"] {
         assert!(words.lines().any(|l| l.split('\t').next() == Some(sub)), "kubectl claworc <TAB> lacks {sub}: {words}");
     }
 }

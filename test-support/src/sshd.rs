@@ -71,6 +71,9 @@ pub fn keygen(dir: &Path, name: &str, comment: &str) -> Key {
     Key { private, public_line }
 }
 
+/// A whole config, given the keys directory.
+pub type ConfigFor = Box<dyn Fn(&Path) -> String + Send>;
+
 /// How the server is configured and started.
 #[derive(Default)]
 pub struct Options {
@@ -79,7 +82,7 @@ pub struct Options {
     pub config: String,
     /// The whole config instead, given the keys directory (e.g. the one the webhook
     /// injected, or the contract's rendering).
-    pub full_config: Option<Box<dyn Fn(&Path) -> String + Send>>,
+    pub full_config: Option<ConfigFor>,
     /// Pass the config in `CLAWORC_SSHD_CONFIG`, as the sidecar gets it, not `--config FILE`.
     pub config_in_env: bool,
     /// The server's environment besides `HOME` and `PATH`.
