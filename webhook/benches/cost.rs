@@ -68,11 +68,14 @@ fn injected(opted_in: &[u8], cfg: &Config) -> Vec<u8> {
     serde_json::to_vec(&review).unwrap()
 }
 
+/// A scenario's name and one request of it.
+type Scenario<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
 fn main() {
     let cfg = Config::default();
     let opted_in = fixture("admission-opted-in.json");
     let injected = injected(&opted_in, &cfg);
-    let scenarios: [(&str, Box<dyn Fn()>); 6] = [
+    let scenarios: [Scenario; 6] = [
         ("floor-opted-in", Box::new(|| drop(std::hint::black_box(floor(&opted_in))))),
         ("peer-opted-in", Box::new(|| drop(std::hint::black_box(peer(&opted_in))))),
         ("mutate", Box::new(|| drop(std::hint::black_box(webhook(&opted_in, true, &cfg))))),

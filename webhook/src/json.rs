@@ -457,7 +457,9 @@ mod tests {
     #[test]
     fn writes_what_serde_json_writes() {
         same(&json!({"a": [1, -2, 3.5, true, null, "x\"y\\z\n\u{1}\u{7f}é😀"], "b": {}, "c": [], "": {"d": u64::MAX}}));
-        let d = crate::inject::tests::injected(&crate::inject::tests::deployment(json!({"claworc.io/known-hosts": "github,gitlab"})));
+        let d = crate::inject::tests::injected(&crate::inject::tests::deployment(
+            json!({"claworc.io/known-hosts": "github,gitlab"}),
+        ));
         same(&d);
         same(&Some(()));
         same(&std::collections::BTreeMap::from([("k", 'c')]));
