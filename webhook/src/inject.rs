@@ -66,7 +66,8 @@ pub fn inject(d: &Deployment, settings: &Settings, cfg: &Config) -> Deployment {
 
 /// The injected pod template of `d`: injection changes nothing else.
 pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> PodTemplateSpec {
-    let mut template = d.spec.template.clone();
+    let t = &d.spec.template;
+    let mut template = PodTemplateSpec { metadata: t.metadata.clone(), spec: t.spec.as_ref().map(without_injected) };
     let name = d.metadata.name.clone().unwrap_or_default();
 
     let meta = &mut template.metadata.get_or_insert_with(Default::default);
@@ -98,6 +99,68 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
     init.insert(0, installer(cfg, ids));
     init.insert(1, sidecar(settings, &target, &home, ids));
     template
+}
+
+/// A copy of `spec` without the init containers injection makes (it rebuilds
+/// them): on an injected template they are most of what a clone would copy.
+/// Every other field is copied; the struct literal lists them all, so a field
+/// added to `PodSpec` does not compile until it is copied here too.
+fn without_injected(spec: &PodSpec) -> PodSpec {
+    macro_rules! copy_but_init_containers {
+        ($($field:ident),* $(,)?) => {
+            PodSpec {
+                init_containers: spec
+                    .init_containers
+                    .as_ref()
+                    .map(|init| init.iter().filter(|c| !is_claworc_container(&c.name)).cloned().collect()),
+                $($field: spec.$field.clone(),)*
+            }
+        };
+    }
+    copy_but_init_containers!(
+        active_deadline_seconds,
+        affinity,
+        automount_service_account_token,
+        containers,
+        dns_config,
+        dns_policy,
+        enable_service_links,
+        ephemeral_containers,
+        eviction_responders,
+        host_aliases,
+        host_ipc,
+        host_network,
+        host_pid,
+        host_users,
+        hostname,
+        hostname_override,
+        image_pull_secrets,
+        node_name,
+        node_selector,
+        os,
+        overhead,
+        preemption_policy,
+        priority,
+        priority_class_name,
+        readiness_gates,
+        resource_claims,
+        resources,
+        restart_policy,
+        runtime_class_name,
+        scheduler_name,
+        scheduling_gates,
+        scheduling_group,
+        security_context,
+        service_account,
+        service_account_name,
+        set_hostname_as_fqdn,
+        share_process_namespace,
+        subdomain,
+        termination_grace_period_seconds,
+        tolerations,
+        topology_spread_constraints,
+        volumes,
+    )
 }
 
 /// The pod template of `d` with every claworc marker removed: the sidecar and its installer,

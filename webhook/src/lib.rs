@@ -7,12 +7,14 @@
 //! - [`review`]: AdmissionReview requests → responses for `/mutate` and `/validate` (pure).
 //! - [`server`]: the HTTPS server: routes, body limit, health and readiness.
 //! - [`wire`]: the AdmissionReview wire format (parsing, and the patch as base64).
+//! - [`json`]: a compact JSON writer for the patch (serde_json's output, escaped faster).
 //! - [`tls`]: the rustls provider and the serving certificate re-read on change.
 //! - [`metrics`]: request counts and latency histograms in Prometheus text.
 //! - [`certs`]: `gen-certs`, a CA and a serving certificate for the webhook Service.
 
 pub mod certs;
 pub mod inject;
+pub mod json;
 pub mod metrics;
 pub mod review;
 pub mod server;

@@ -81,9 +81,8 @@ fn patch_template(
     let replace = [Replace { op: "replace", path: "/spec/template", value: &template }];
     // kube-core keeps `patchType` private: `with_patch` sets it, then the bytes are ours.
     // Sized for an injected template, so that the buffer does not grow step by step.
-    let mut patch = Vec::with_capacity(8 * 1024);
-    match (serde_json::to_writer(&mut patch, &replace), res.with_patch(json_patch::Patch(Vec::new()))) {
-        (Ok(()), Ok(mut res)) => {
+    match (crate::json::to_vec(&replace, 8 * 1024), res.with_patch(json_patch::Patch(Vec::new()))) {
+        (Ok(patch), Ok(mut res)) => {
             res.patch = Some(patch);
             res
         }

@@ -23,12 +23,19 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<Deployment>, String>
     struct Review {
         api_version: Option<String>,
         kind: Option<String>,
-        request: Option<AdmissionRequest<Deployment>>,
+        request: Option<Request>,
     }
-    match serde_json::from_slice::<Review>(body) {
+    // The body's UTF-8 is checked once, in bulk: read from bytes, serde_json
+    // checks each string again (a tenth of a validation's instructions).
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<Review>(text),
+        Err(_) => serde_json::from_slice::<Review>(body),
+    };
+    match parsed {
         Ok(review) => {
             check_types(review.api_version.as_deref(), review.kind.as_deref())?;
-            let mut request = review.request.ok_or_else(|| "the AdmissionReview has no \"request\"".to_string())?;
+            let mut request: AdmissionRequest<Deployment> =
+                review.request.ok_or_else(|| "the AdmissionReview has no \"request\"".to_string())?.into();
             if request.uid.is_empty() {
                 return Err("request.uid is empty".into());
             }
@@ -48,6 +55,162 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<Deployment>, String>
                 check_types(types.api_version.as_deref(), types.kind.as_deref())?;
             }
             Err(describe_json_error(&e))
+        }
+    }
+}
+
+/// kube-core's `AdmissionRequest`, read as its own `Deserialize` reads it but
+/// for what the webhook never reads: `options` (a generic JSON tree) and the
+/// Deployments' `metadata.managedFields` and `status` are skipped, not built.
+/// On a real request (`kubectl apply` writes managedFields as large as the
+/// object) that is most of the metadata.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    uid: String,
+    kind: kube::core::GroupVersionKind,
+    resource: kube::core::GroupVersionResource,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    request_kind: Option<kube::core::GroupVersionKind>,
+    #[serde(default)]
+    request_resource: Option<kube::core::GroupVersionResource>,
+    #[serde(default)]
+    request_sub_resource: Option<String>,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    user_info: k8s_openapi::api::authentication::v1::UserInfo,
+    #[serde(default)]
+    object: Option<Object>,
+    #[serde(default)]
+    old_object: Option<Object>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+impl From<Request> for AdmissionRequest<Deployment> {
+    fn from(r: Request) -> Self {
+        AdmissionRequest {
+            types: TypeMeta::default(),
+            uid: r.uid,
+            kind: r.kind,
+            resource: r.resource,
+            sub_resource: r.sub_resource,
+            request_kind: r.request_kind,
+            request_resource: r.request_resource,
+            request_sub_resource: r.request_sub_resource,
+            name: r.name,
+            namespace: r.namespace,
+            operation: r.operation,
+            user_info: r.user_info,
+            object: r.object.map(Object::into_deployment),
+            old_object: r.old_object.map(Object::into_deployment),
+            dry_run: r.dry_run,
+            options: None,
+        }
+    }
+}
+
+/// A Deployment as k8s-openapi's `Deserialize` reads it (the same checks of
+/// `apiVersion` and `kind`, the same defaults), without `status` and
+/// `metadata.managedFields` (unknown fields are skipped, as there).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Object {
+    #[serde(default, deserialize_with = "deployment_api_version")]
+    api_version: (),
+    #[serde(default, deserialize_with = "deployment_kind")]
+    kind: (),
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    #[serde(default)]
+    spec: Option<k8s_openapi::api::apps::v1::DeploymentSpec>,
+}
+
+impl Object {
+    fn into_deployment(self) -> Deployment {
+        let ((), ()) = (self.api_version, self.kind);
+        Deployment {
+            metadata: self.metadata.map(Metadata::into_object_meta).unwrap_or_default(),
+            spec: self.spec.unwrap_or_default(),
+            status: None,
+        }
+    }
+}
+
+fn expect_str<'de, D: serde::Deserializer<'de>>(d: D, want: &'static str) -> Result<(), D::Error> {
+    use serde::Deserialize as _;
+    let got = std::borrow::Cow::<str>::deserialize(d)?;
+    if got != want {
+        return Err(serde::de::Error::invalid_value(serde::de::Unexpected::Str(&got), &want));
+    }
+    Ok(())
+}
+
+fn deployment_api_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    expect_str(d, <Deployment as k8s_openapi::Resource>::API_VERSION)
+}
+
+fn deployment_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    expect_str(d, <Deployment as k8s_openapi::Resource>::KIND)
+}
+
+/// `ObjectMeta` without `managedFields` (skipped unread, like any other key not listed).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    #[serde(default)]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    creation_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    #[serde(default)]
+    deletion_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    deletion_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    #[serde(default)]
+    finalizers: Option<Vec<String>>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    generation: Option<i64>,
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    #[serde(default)]
+    resource_version: Option<String>,
+    #[serde(default)]
+    self_link: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+}
+
+impl Metadata {
+    fn into_object_meta(self) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            annotations: self.annotations,
+            creation_timestamp: self.creation_timestamp,
+            deletion_grace_period_seconds: self.deletion_grace_period_seconds,
+            deletion_timestamp: self.deletion_timestamp,
+            finalizers: self.finalizers,
+            generate_name: self.generate_name,
+            generation: self.generation,
+            labels: self.labels,
+            managed_fields: None,
+            name: self.name,
+            namespace: self.namespace,
+            owner_references: self.owner_references,
+            resource_version: self.resource_version,
+            self_link: self.self_link,
+            uid: self.uid,
         }
     }
 }
@@ -84,7 +247,6 @@ pub(crate) fn operation(op: &Operation) -> &'static str {
 /// escaping, and serializing it as a string (scanned byte by byte for escapes)
 /// cost a quarter of a mutation's CPU time.
 pub fn review_json(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8>> {
-    use base64::Engine as _;
     #[derive(serde::Serialize)]
     struct Review<'a> {
         #[serde(rename = "apiVersion")]
@@ -95,23 +257,73 @@ pub fn review_json(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8
     let patch = response.patch.take();
     let (api_version, kind) = (&response.types.api_version, &response.types.kind);
     let extra = patch.as_ref().map_or(0, |p| p.len().div_ceil(3) * 4 + 16);
-    let mut out = Vec::with_capacity(512 + extra);
-    serde_json::to_writer(&mut out, &Review { api_version, kind, response: &response })?;
+    let mut out = crate::json::to_vec(&Review { api_version, kind, response: &response }, 512 + extra)?;
     if let Some(patch) = patch {
         // `out` is `{…,"response":{…}}`: the patch goes before the two closing braces.
         debug_assert!(out.ends_with(b"}}"));
         out.truncate(out.len() - 2);
         out.extend_from_slice(br#","patch":""#);
-        let start = out.len();
-        let len = base64::encoded_len(patch.len(), true).ok_or_else(|| serde::ser::Error::custom("patch too large"))?;
-        out.resize(start + len, 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(&patch, &mut out[start..])
-            .map_err(|e| serde::ser::Error::custom(format!("base64: {e}")))?;
-        out.truncate(start + written);
+        encode_base64(&mut out, &patch);
         out.extend_from_slice(br#""}}"#);
     }
     Ok(out)
+}
+
+/// The standard base64 alphabet, two characters at a time: entry `n` holds
+/// the pair for the twelve bits `n`, as a little-endian `u16`.
+static BASE64_PAIRS: [u16; 4096] = {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut pairs = [0; 4096];
+    let mut n = 0;
+    while n < 4096 {
+        pairs[n] = u16::from_le_bytes([ALPHABET[n >> 6], ALPHABET[n & 63]]);
+        n += 1;
+    }
+    pairs
+};
+
+/// Appends `data` in standard base64 with padding, six bytes (eight
+/// characters) at a time: a third of the base64 crate's instructions here.
+pub(crate) fn encode_base64(out: &mut Vec<u8>, data: &[u8]) {
+    let pair = |bits: u64| u64::from(BASE64_PAIRS[(bits & 0xfff) as usize]);
+    let start = out.len();
+    out.resize(start + data.len().div_ceil(3) * 4, 0);
+    let dst = &mut out[start..];
+    let mut groups = data.chunks_exact(6);
+    let mut written = 0;
+    for (src, dst) in (&mut groups).zip(dst.chunks_exact_mut(8)) {
+        let n = u64::from_be_bytes([0, 0, src[0], src[1], src[2], src[3], src[4], src[5]]);
+        let chars = pair(n >> 36) | pair(n >> 24) << 16 | pair(n >> 12) << 32 | pair(n) << 48;
+        dst.copy_from_slice(&chars.to_le_bytes());
+        written += 8;
+    }
+    let dst = &mut dst[written..];
+    let (a, b) = match *groups.remainder() {
+        [] => return,
+        [x] => (u64::from(x) << 16, 1),
+        [x, y] => (u64::from(x) << 16 | u64::from(y) << 8, 2),
+        [x, y, z] => (u64::from(x) << 16 | u64::from(y) << 8 | u64::from(z), 3),
+        [x, y, z, w] => (u64::from(x) << 40 | u64::from(y) << 32 | u64::from(z) << 24 | u64::from(w) << 16, 4),
+        [x, y, z, w, v] => {
+            (u64::from(x) << 40 | u64::from(y) << 32 | u64::from(z) << 24 | u64::from(w) << 16 | u64::from(v) << 8, 5)
+        }
+        _ => return,
+    };
+    // The last one to five bytes, as 24-bit groups: the first `len` bytes of
+    // `n` (left-aligned in 48 bits when more than three).
+    let (n, len) = (a, b);
+    let groups_left = if len > 3 { [(n >> 24, 3), (n & 0xff_ffff, len - 3)] } else { [(n, len), (0, 0)] };
+    let mut at = 0;
+    for (group, bytes) in groups_left {
+        if bytes == 0 {
+            break;
+        }
+        let chars = (pair(group >> 12) | pair(group) << 16).to_le_bytes();
+        let keep = bytes + 1;
+        dst[at..at + keep].copy_from_slice(&chars[..keep]);
+        dst[at + keep..at + 4].fill(b'=');
+        at += 4;
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +346,17 @@ mod tests {
         );
         assert!(parse_review(b"[]").is_err());
         assert!(parse_review(b"null").is_err());
+    }
+
+    #[test]
+    fn base64_as_the_standard_writes_it() {
+        use base64::Engine as _;
+        let data: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).cycle().take(1000).collect();
+        for len in 0..data.len() {
+            let mut ours = b"x".to_vec();
+            encode_base64(&mut ours, &data[..len]);
+            assert_eq!(ours[1..], *base64::engine::general_purpose::STANDARD.encode(&data[..len]).as_bytes(), "{len}");
+        }
     }
 
     #[test]

@@ -1,0 +1,134 @@
+//! `cargo bench -p claworc-webhook --bench cost`: the CPU cost of one admission
+//! request in-process (no HTTP, no TLS), for the webhook's `/mutate` and
+//! `/validate` beside the floor and the kube-rs example fed the same bodies
+//! (the same handlers as in `benches/https.rs`).
+//!
+//! With no argument, prints µs per request (best of 3 runs). With
+//! `SCENARIO N`, runs that scenario N times and nothing else, for an
+//! instruction count: on a shared machine, count instructions rather than
+//! time them, e.g.
+//!
+//! ```text
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/cost-* mutate 201
+//! ```
+//!
+//! and subtract a run of 1 to leave out the setup (divide by 200).
+
+use std::time::Instant;
+
+use claworc_webhook::inject::Config;
+use claworc_webhook::{review, server};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use serde_json::Value;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `/mutate` or `/validate` as `server::admit` answers: parse, review, encode.
+fn webhook(body: &[u8], mutate: bool, cfg: &Config) -> Vec<u8> {
+    let req = server::parse_review(body).unwrap();
+    let res = if mutate { review::mutate(&req, cfg) } else { review::validate(&req, cfg) };
+    server::review_json(res).unwrap()
+}
+
+/// The floor: parse `AdmissionReview<DynamicObject>`, allow.
+fn floor(body: &[u8]) -> Vec<u8> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
+    let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
+    serde_json::to_vec(&AdmissionResponse::from(&req).into_review()).unwrap()
+}
+
+/// The kube-rs example: the floor plus one label added as a JSONPatch.
+fn peer(body: &[u8]) -> Vec<u8> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
+    let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
+    let mut res = AdmissionResponse::from(&req);
+    if let Some(obj) = &req.object {
+        let mut ops = Vec::new();
+        if obj.metadata.labels.is_none() {
+            ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels", "value": {}}));
+        }
+        ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels/admission", "value": "modified-by-admission-controller"}));
+        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
+        res = res.with_patch(patch).unwrap();
+    }
+    serde_json::to_vec(&res.into_review()).unwrap()
+}
+
+/// The opted-in review after the webhook's own patch: what `/validate` gets.
+fn injected(opted_in: &[u8], cfg: &Config) -> Vec<u8> {
+    let answer: Value = serde_json::from_slice(&webhook(opted_in, true, cfg)).unwrap();
+    let patch: k8s_openapi::ByteString = serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch.0).unwrap();
+    let mut review: Value = serde_json::from_slice(opted_in).unwrap();
+    json_patch::patch(&mut review["request"]["object"], &patch).unwrap();
+    serde_json::to_vec(&review).unwrap()
+}
+
+/// A scenario's name and one request of it.
+type Scenario<'a> = (&'static str, Box<dyn Fn() + 'a>);
+
+fn main() {
+    let cfg = Config::default();
+    let opted_in = fixture("admission-opted-in.json");
+    let injected = injected(&opted_in, &cfg);
+    let scenarios: [Scenario; 6] = [
+        ("floor-opted-in", Box::new(|| drop(std::hint::black_box(floor(&opted_in))))),
+        ("peer-opted-in", Box::new(|| drop(std::hint::black_box(peer(&opted_in))))),
+        ("mutate", Box::new(|| drop(std::hint::black_box(webhook(&opted_in, true, &cfg))))),
+        ("floor-injected", Box::new(|| drop(std::hint::black_box(floor(&injected))))),
+        ("peer-injected", Box::new(|| drop(std::hint::black_box(peer(&injected))))),
+        ("validate", Box::new(|| drop(std::hint::black_box(webhook(&injected, false, &cfg))))),
+    ];
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if args == ["patch"] {
+        // The patch /mutate answers, decoded, to see what it carries.
+        let answer: Value = serde_json::from_slice(&webhook(&opted_in, true, &cfg)).unwrap();
+        let patch: k8s_openapi::ByteString = serde_json::from_value(answer["response"]["patch"].clone()).unwrap();
+        println!("{}", String::from_utf8_lossy(&patch.0));
+        return;
+    }
+    if let [name, n] = &args[..] {
+        let n: usize = n.parse().expect("N: a number of runs");
+        let (_, run) = scenarios.iter().find(|(s, _)| s == name).expect("SCENARIO: one of the names printed");
+        for _ in 0..n {
+            run();
+        }
+        return;
+    }
+    // `cargo test --benches` runs this once as a smoke test.
+    let n = if std::env::args().any(|a| a == "--bench") { 20_000 } else { 10 };
+    println!(
+        "bodies: opted-in review {} B, injected review {} B, /mutate's answer {} B",
+        opted_in.len(),
+        injected.len(),
+        webhook(&opted_in, true, &cfg).len()
+    );
+    {
+        use k8s_openapi::api::core::v1::{Container, PodSpec};
+        use std::mem::size_of;
+        println!(
+            "sizes of the typed structs moved while parsing (bytes): Container {}, PodSpec {}, Deployment {}, AdmissionRequest<Deployment> {}",
+            size_of::<Container>(),
+            size_of::<PodSpec>(),
+            size_of::<k8s_openapi::api::apps::v1::Deployment>(),
+            size_of::<AdmissionRequest<k8s_openapi::api::apps::v1::Deployment>>()
+        );
+    }
+    println!("in-process CPU per request (no HTTP, no TLS), best of 3 × {n}, µs:");
+    for (name, run) in &scenarios {
+        let best = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..n {
+                    run();
+                }
+                t.elapsed().as_secs_f64() * 1e6 / n as f64
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!("{name:<16} {best:>8.1}");
+    }
+}
