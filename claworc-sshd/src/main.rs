@@ -14,6 +14,11 @@ use claworc_contract::names::ENV_SSHD_CONFIG;
 use claworc_sshd::config::Config;
 use claworc_sshd::server::Server;
 
+/// mimalloc, not the libc's: musl's allocator made the static build's tunnels
+/// and SFTP much slower (docs/claworc-sshd.md, "Measured").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: claworc-sshd [--config FILE] | install DEST | probe PORT | --version\n\
   Serves SSH on 127.0.0.1 (docs/claworc-sshd.md). Without --config, the config text is read from $CLAWORC_SSHD_CONFIG, else the defaults apply.\n\
   install DEST: copies this binary to DEST (mode 0555). probe PORT: exits 0 when SSH answers on 127.0.0.1:PORT.";

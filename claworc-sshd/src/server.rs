@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use russh::Disconnect;
 use russh::keys::PrivateKey;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpListener;
 
 use crate::Error;
@@ -18,6 +18,9 @@ use crate::auth::{self, AuthorizedKeys};
 use crate::config::Config;
 use crate::limits::Startups;
 use crate::session::{Connection, Shared};
+
+/// Bytes read from a client at a time: several SSH packets of 32 KiB.
+const READ_BUFFER: usize = 256 * 1024;
 
 /// What serves connections, whatever carries their bytes: the host key,
 /// russh's configuration and what every connection shares. [`Server`] puts it
@@ -135,6 +138,9 @@ async fn serve<S>(
 {
     let started = Instant::now();
     conn.emit(Event::Connect {});
+    // russh reads a packet's length, then the rest, each straight from the
+    // stream: through a buffer, one read(2) takes in several packets.
+    let stream = BufReader::with_capacity(READ_BUFFER, stream);
     // The version exchange is part of the grace time too.
     let session = match tokio::time::timeout(grace, russh::server::run_stream(russh, stream, handler)).await {
         Ok(Ok(s)) => s,
