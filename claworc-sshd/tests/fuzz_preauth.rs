@@ -139,8 +139,9 @@ fn name_list(rng: &mut Rng, names: &[&str], served: usize) -> Vec<u8> {
     let lead = rng.chance(95).then(|| rng.pick(&names[..served]).to_string());
     let mut parts: Vec<String> = lead
         .into_iter()
-        .chain((0..n)
-        .map(|_| if rng.chance(90) { rng.pick(names).to_string() } else { rng.pick(JUNK_NAMES).to_string() }))
+        .chain(
+            (0..n).map(|_| if rng.chance(90) { rng.pick(names).to_string() } else { rng.pick(JUNK_NAMES).to_string() }),
+        )
         .collect();
     if rng.chance(3) {
         parts.push(String::from_utf8_lossy(&rng.some_bytes(300)).into_owned());
@@ -450,7 +451,10 @@ fn panics_alone(service: &Service, index: u64, data: &[u8]) -> bool {
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number"))).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
+        .unwrap_or(default)
 }
 
 fn crash_dir() -> PathBuf {
@@ -572,11 +576,14 @@ fn preauth_inputs_never_panic() {
         let messages = PANIC_MESSAGES.lock().unwrap().clone();
         panic!("{panics} panics; inputs that panic alone: {culprits:?}; messages: {messages:?}");
     }
-    assert_eq!(t(&totals.timeouts), 0, "inputs the server neither answered nor hung up on, saved under {:?}", crash_dir());
+    assert_eq!(
+        t(&totals.timeouts),
+        0,
+        "inputs the server neither answered nor hung up on, saved under {:?}",
+        crash_dir()
+    );
     // The generator reaches the depths it is meant to: whole key exchanges
     // computed and signed by the server, and NEWKEYS.
     assert!(t(&totals.kex_replies) * 50 > inputs, "fewer than 2 % of inputs reached a key exchange reply");
     assert!(t(&totals.newkeys) * 100 > inputs, "fewer than 1 % of inputs reached NEWKEYS");
 }
-
-
