@@ -15,16 +15,29 @@ use claworc_contract::audit::Line;
 /// (docs/claworc-sshd.md).
 pub type Event<'a> = claworc_contract::audit::Event<&'a str>;
 
+/// Where a connection's lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// The server's: stderr.
+    Stderr,
+    /// Nowhere: the fuzz harness (`tests/fuzz_preauth.rs`), whose millions of
+    /// connections would otherwise bury its own report.
+    Discard,
+}
+
 /// Who a line is about: one connection (cheap to clone into its tasks).
 #[derive(Debug, Clone, Copy)]
 pub struct Conn {
     pub id: u64,
     pub peer: SocketAddr,
+    pub sink: Sink,
 }
 
 impl Conn {
     pub fn emit(&self, event: Event<'_>) {
-        write(Some(self), &event);
+        if self.sink == Sink::Stderr {
+            write(Some(self), &event);
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //!   plus what the process environment adds (`$HOME`, `$SHELL`), and russh's algorithm lists.
 //! - [`auth`]: the ed25519 host key and `authorized_keys`, re-read when the Secret volume changes.
 //! - [`limits`]: the caps on unauthenticated connections and on sessions per connection.
-//! - [`server`]: the 127.0.0.1 listener, the login grace timer, one task per connection.
+//! - [`server`]: one connection over any byte stream ([`server::Service`]: login grace timer, startup cap), and the 127.0.0.1 listener in front of it.
 //! - [`session`]: the russh handler of one connection: authentication and every request.
 //! - [`exec`]: what a session runs (argv, environment) and running it on pipes.
 //! - [`pty`]: running it on a pseudo-terminal, with window-size changes.
