@@ -28,6 +28,12 @@ fn require(tool: &str, hint: &str) {
     assert!(found, "{tool} is missing: {hint}");
 }
 
+/// Where `tool` is on PATH.
+fn which(tool: &str) -> std::path::PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file()).unwrap_or_else(|| panic!("no {tool}"))
+}
+
 /// krew's os_arch of this machine, as release/krew names archives.
 fn platform() -> (&'static str, &'static str) {
     let arch = match std::env::consts::ARCH {
@@ -41,7 +47,7 @@ fn platform() -> (&'static str, &'static str) {
 #[test]
 fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plugin() {
     require("kubectl", "run tests/cluster/build (it puts kubectl in ~/.cache/claworc/…/bin) or install kubectl 1.26+");
-    for tool in ["tar", "gzip", "sha256sum"] {
+    for tool in ["tar", "gzip", "sha256sum", "dirname", "readlink"] {
         require(tool, "apt-get install -y tar gzip coreutils");
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
@@ -81,7 +87,14 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     }
     assert!(unpacked.join("LICENSE").is_file(), "the LICENSE the manifest names");
     assert_eq!(entry["bin"].as_str(), Some("kubectl-claworc"));
-    let path = format!("{}:{}", unpacked.display(), std::env::var("PATH").unwrap());
+    // PATH: the unpacked plugin, and only the programs kubectl and the completion
+    // helper run (no other kubectl-* a developer's PATH may hold).
+    let tools = tmp.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    for tool in ["kubectl", "dirname", "readlink"] {
+        std::os::unix::fs::symlink(which(tool), tools.join(tool)).unwrap();
+    }
+    let path = format!("{}:{}", unpacked.display(), tools.display());
     let kubectl = |args: &[&str]| {
         run(Command::new("kubectl").args(args).env("PATH", &path).env("KUBECONFIG", tmp.path().join("none")))
     };
