@@ -95,9 +95,14 @@ impl<G: Unpin> AsyncWrite for SftpStream<G> {
 
 enum Open {
     File(Arc<std::fs::File>),
-    /// Entries not yet returned by READDIR.
-    Dir(Option<Vec<File>>),
+    /// Entries not yet returned by READDIR, last first.
+    Dir(Vec<File>),
 }
+
+/// Entries in one READDIR answer, as OpenSSH's sftp-server sends them: a large
+/// directory in one answer would pass the clients' message limit (256 KiB for
+/// OpenSSH's sftp and scp).
+const READDIR_ENTRIES: usize = 100;
 
 /// One SFTP session.
 pub struct Sftp {
@@ -344,18 +349,20 @@ impl russh_sftp::server::Handler for Sftp {
                     files.push(File::new(e.file_name().to_string_lossy(), attrs_of(&m)));
                 }
             }
+            files.reverse();
             Ok(files)
         })
         .await?;
-        Ok(Handle { id, handle: self.insert(Open::Dir(Some(entries)))? })
+        Ok(Handle { id, handle: self.insert(Open::Dir(entries))? })
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
         match self.handles.get_mut(&handle) {
-            Some(Open::Dir(entries)) => match entries.take() {
-                Some(files) if !files.is_empty() => Ok(Name { id, files }),
-                _ => Err(StatusReply::new(StatusCode::Eof)),
-            },
+            Some(Open::Dir(entries)) if !entries.is_empty() => {
+                let rest = entries.len().saturating_sub(READDIR_ENTRIES);
+                Ok(Name { id, files: entries.split_off(rest).into_iter().rev().collect() })
+            }
+            Some(Open::Dir(_)) => Err(StatusReply::new(StatusCode::Eof)),
             _ => Err(StatusCode::Failure.with_message("invalid handle")),
         }
     }

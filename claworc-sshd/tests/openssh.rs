@@ -118,6 +118,26 @@ fn sftp_put_get_ls_rename_rm() {
 }
 
 #[test]
+fn a_large_directory_lists_and_copies_whole() {
+    // 3,000 entries: more than one SFTP message of OpenSSH's limit (256 KiB) holds.
+    let sshd = Sshd::start();
+    let big = sshd.home.join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..3000 {
+        std::fs::write(big.join(format!("a-file-with-a-rather-long-name-to-fill-the-listing-{i:05}")), "x").unwrap();
+    }
+    let out = sshd.sftp_batch("ls -1 big\n");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "sftp ls: {}", text(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.contains("a-file-with")).count(), 3000, "{}", text(&out.stderr));
+    let mut scp = sshd.scp();
+    scp.arg("-r").arg(format!("claworc@127.0.0.1:{}", big.display())).arg(sshd.client.join("copy"));
+    let (ok, _, err) = run(scp);
+    assert!(ok, "scp -r of the directory: {err}");
+    assert_eq!(std::fs::read_dir(sshd.client.join("copy")).unwrap().count(), 3000);
+}
+
+#[test]
 fn rsync_over_ssh_both_ways() {
     require("rsync");
     let sshd = Sshd::start();
