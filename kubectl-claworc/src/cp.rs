@@ -467,14 +467,20 @@ impl Job<'_> {
                 .open(&part)
                 .map_err(|e| local_error(e, &item.local))?;
             let mut out = tokio::fs::File::from_std(out);
+            // The size the plan saw, as tar copies a file: reading on to EOF costs a
+            // small file russh-sftp's whole read-ahead (64 requests answered EOF).
+            let mut left = item.size;
             let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let n = file.read(&mut buf).await.map_err(|e| remote_io_error(e, self.instance, &item.remote))?;
+            while left > 0 {
+                let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let n =
+                    file.read(&mut buf[..want]).await.map_err(|e| remote_io_error(e, self.instance, &item.remote))?;
                 if n == 0 {
                     break;
                 }
                 out.write_all(&buf[..n]).await.map_err(|e| local_error(e, &item.local))?;
                 progress.lock().expect("progress").add(n as u64);
+                left -= n as u64;
             }
             out.flush().await.map_err(|e| local_error(e, &item.local))?;
             drop(out);
