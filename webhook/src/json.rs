@@ -21,13 +21,15 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T, capacity: usize) -> serde_json::
     }
 }
 
-/// What this writer leaves to serde_json (see the module documentation).
+/// What a partial serde `Serializer` of this crate does not handle: here, what
+/// this writer leaves to serde_json (see the module documentation); also what
+/// `validate`'s field-name reader refuses (anything but a struct).
 #[derive(Debug)]
 pub struct Unsupported;
 
 impl std::fmt::Display for Unsupported {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not supported by the fast JSON writer")
+        f.write_str("not supported by this serializer")
     }
 }
 
@@ -375,11 +377,16 @@ struct KeyWriter<'a> {
     out: &'a mut Vec<u8>,
 }
 
+/// `Serializer` methods that answer [`Unsupported`], for the partial serializers
+/// of this crate (here and in `validate`).
 macro_rules! unsupported {
     ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<$ok, Unsupported> { Err(Unsupported) })*
+        $(fn $method(self, $(_: $arg),*) -> Result<$ok, $crate::json::Unsupported> {
+            Err($crate::json::Unsupported)
+        })*
     };
 }
+pub(crate) use unsupported;
 
 impl ser::Serializer for KeyWriter<'_> {
     type Ok = ();

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, SELinuxOptions, Secur
 use serde_json::Value;
 
 use crate::inject::{self, Config};
+use crate::json::Unsupported;
 
 /// The capabilities Pod Security `restricted` lets a container add.
 pub const ALLOWED_CAPABILITIES: &[&str] = &["NET_BIND_SERVICE"];
@@ -475,67 +476,44 @@ fn field_names<T: serde::Serialize>(value: &T) -> Option<Vec<&'static str>> {
     Some(names.0)
 }
 
+/// Anything but a struct is [`Unsupported`]: the reader has nothing to say about it.
 struct FieldNames(Vec<&'static str>);
-
-/// Anything but a struct: [`FieldNames`] has nothing to say about it.
-#[derive(Debug)]
-struct NotAStruct;
-
-impl std::fmt::Display for NotAStruct {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not a struct")
-    }
-}
-
-impl std::error::Error for NotAStruct {}
-
-impl serde::ser::Error for NotAStruct {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        NotAStruct
-    }
-}
 
 impl serde::ser::SerializeStruct for &mut FieldNames {
     type Ok = ();
-    type Error = NotAStruct;
+    type Error = Unsupported;
 
-    fn serialize_field<T: ?Sized + serde::Serialize>(&mut self, key: &'static str, _: &T) -> Result<(), NotAStruct> {
+    fn serialize_field<T: ?Sized + serde::Serialize>(&mut self, key: &'static str, _: &T) -> Result<(), Unsupported> {
         self.0.push(key);
         Ok(())
     }
 
-    fn end(self) -> Result<(), NotAStruct> {
+    fn end(self) -> Result<(), Unsupported> {
         Ok(())
     }
 }
 
-macro_rules! not_a_struct {
-    ($($method:ident($($arg:ty),*) -> $ok:ty;)*) => {
-        $(fn $method(self, $(_: $arg),*) -> Result<$ok, NotAStruct> { Err(NotAStruct) })*
-    };
-}
-
 impl serde::Serializer for &mut FieldNames {
     type Ok = ();
-    type Error = NotAStruct;
-    type SerializeSeq = serde::ser::Impossible<(), NotAStruct>;
-    type SerializeTuple = serde::ser::Impossible<(), NotAStruct>;
-    type SerializeTupleStruct = serde::ser::Impossible<(), NotAStruct>;
-    type SerializeTupleVariant = serde::ser::Impossible<(), NotAStruct>;
-    type SerializeMap = serde::ser::Impossible<(), NotAStruct>;
+    type Error = Unsupported;
+    type SerializeSeq = serde::ser::Impossible<(), Unsupported>;
+    type SerializeTuple = serde::ser::Impossible<(), Unsupported>;
+    type SerializeTupleStruct = serde::ser::Impossible<(), Unsupported>;
+    type SerializeTupleVariant = serde::ser::Impossible<(), Unsupported>;
+    type SerializeMap = serde::ser::Impossible<(), Unsupported>;
     type SerializeStruct = Self;
-    type SerializeStructVariant = serde::ser::Impossible<(), NotAStruct>;
+    type SerializeStructVariant = serde::ser::Impossible<(), Unsupported>;
 
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, NotAStruct> {
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self, Unsupported> {
         Ok(self)
     }
 
-    fn serialize_some<T: ?Sized + serde::Serialize>(self, _: &T) -> Result<(), NotAStruct> {
-        Err(NotAStruct)
+    fn serialize_some<T: ?Sized + serde::Serialize>(self, _: &T) -> Result<(), Unsupported> {
+        Err(Unsupported)
     }
 
-    fn serialize_newtype_struct<T: ?Sized + serde::Serialize>(self, _: &'static str, _: &T) -> Result<(), NotAStruct> {
-        Err(NotAStruct)
+    fn serialize_newtype_struct<T: ?Sized + serde::Serialize>(self, _: &'static str, _: &T) -> Result<(), Unsupported> {
+        Err(Unsupported)
     }
 
     fn serialize_newtype_variant<T: ?Sized + serde::Serialize>(
@@ -544,11 +522,11 @@ impl serde::Serializer for &mut FieldNames {
         _: u32,
         _: &'static str,
         _: &T,
-    ) -> Result<(), NotAStruct> {
-        Err(NotAStruct)
+    ) -> Result<(), Unsupported> {
+        Err(Unsupported)
     }
 
-    not_a_struct! {
+    crate::json::unsupported! {
         serialize_bool(bool) -> ();
         serialize_i8(i8) -> ();
         serialize_i16(i16) -> ();
