@@ -14,12 +14,13 @@
 //!
 //! and subtract a run of 1 to leave out the setup (divide by 200).
 
+mod peers;
+
 use std::time::Instant;
 
 use claworc_webhook::inject::Config;
 use claworc_webhook::{review, server};
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use peers::{floor, kube_rs_example as peer};
 use serde_json::Value;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -32,30 +33,6 @@ fn webhook(body: &[u8], mutate: bool, cfg: &Config) -> Vec<u8> {
     let req = server::parse_review(body).unwrap();
     let res = if mutate { review::mutate(&req, cfg) } else { review::validate(&req, cfg) };
     server::review_json(res).unwrap()
-}
-
-/// The floor: parse `AdmissionReview<DynamicObject>`, allow.
-fn floor(body: &[u8]) -> Vec<u8> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
-    let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-    serde_json::to_vec(&AdmissionResponse::from(&req).into_review()).unwrap()
-}
-
-/// The kube-rs example: the floor plus one label added as a JSONPatch.
-fn peer(body: &[u8]) -> Vec<u8> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
-    let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-    let mut res = AdmissionResponse::from(&req);
-    if let Some(obj) = &req.object {
-        let mut ops = Vec::new();
-        if obj.metadata.labels.is_none() {
-            ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels", "value": {}}));
-        }
-        ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels/admission", "value": "modified-by-admission-controller"}));
-        let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
-        res = res.with_patch(patch).unwrap();
-    }
-    serde_json::to_vec(&res.into_review()).unwrap()
 }
 
 /// The opted-in review after the webhook's own patch: what `/validate` gets.
@@ -115,7 +92,7 @@ fn main() {
             size_of::<Container>(),
             size_of::<PodSpec>(),
             size_of::<k8s_openapi::api::apps::v1::Deployment>(),
-            size_of::<AdmissionRequest<k8s_openapi::api::apps::v1::Deployment>>()
+            size_of::<kube::core::admission::AdmissionRequest<k8s_openapi::api::apps::v1::Deployment>>()
         );
     }
     println!("in-process CPU per request (no HTTP, no TLS), best of 3 × {n}, µs:");

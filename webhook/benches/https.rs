@@ -7,6 +7,7 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod peers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,14 +143,7 @@ async fn drive_at(
 /// answer `AdmissionResponse::from(&req)`.
 fn floor_router() -> Router {
     async fn allow(body: axum::body::Bytes) -> impl IntoResponse {
-        use kube::core::DynamicObject;
-        use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-        let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).unwrap();
-        let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_vec(&AdmissionResponse::from(&req).into_review()).unwrap(),
-        )
+        ([(header::CONTENT_TYPE, "application/json")], peers::floor(&body))
     }
     Router::new().route("/mutate", post(allow)).route("/validate", post(allow))
 }
@@ -159,21 +153,7 @@ fn floor_router() -> Router {
 /// JSONPatch (`with_patch`), answer `into_review()`.
 fn kube_rs_example_router() -> Router {
     async fn mutate(body: axum::body::Bytes) -> impl IntoResponse {
-        use kube::core::DynamicObject;
-        use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
-        let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).unwrap();
-        let req: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-        let mut res = AdmissionResponse::from(&req);
-        if let Some(obj) = &req.object {
-            let mut ops = Vec::new();
-            if obj.metadata.labels.is_none() {
-                ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels", "value": {}}));
-            }
-            ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels/admission", "value": "modified-by-admission-controller"}));
-            let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
-            res = res.with_patch(patch).unwrap();
-        }
-        ([(header::CONTENT_TYPE, "application/json")], serde_json::to_vec(&res.into_review()).unwrap())
+        ([(header::CONTENT_TYPE, "application/json")], peers::kube_rs_example(&body))
     }
     Router::new().route("/mutate", post(mutate)).route("/validate", post(mutate))
 }
