@@ -100,15 +100,16 @@ pub async fn open_port_forward(ctx: &Ctx, instance: &Instance) -> Result<PortFor
         let (mut sink, mut messages) = ws.split();
         let (mut from_ssh, mut to_ssh) = tokio::io::split(ours);
         let up = async {
-            let mut buf = vec![0u8; MESSAGE + 1];
-            buf[0] = DATA;
             loop {
-                let n = from_ssh.read(&mut buf[1..]).await?;
+                // Read straight into the message (the channel byte first): no copy.
+                let mut message = Vec::with_capacity(MESSAGE + 1);
+                message.push(DATA);
+                let n = (&mut from_ssh).take(MESSAGE as u64).read_buf(&mut message).await?;
                 if n == 0 {
                     // Our end is done sending; the pod's may still be talking.
                     return std::future::pending().await;
                 }
-                sink.send(Message::binary(buf[..=n].to_vec())).await?;
+                sink.send(Message::binary(message)).await?;
             }
         };
         let down = async {
