@@ -14,9 +14,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use claworc_contract::sftp_batch::{self, Fetched, Outcome};
 use russh::server::{Handle as SessionHandle, Msg};
 use russh::{Channel, ChannelId, ChannelStream};
-use russh_sftp::protocol::{Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version};
+use russh_sftp::protocol::{
+    Attrs, Data, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+};
 use russh_sftp::server::StatusReply;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -144,14 +147,20 @@ fn ok(id: u32) -> Status {
 }
 
 fn io_error(e: std::io::Error) -> StatusReply {
+    let (code, text) = io_status(&e);
+    code.with_message(text)
+}
+
+/// An I/O error as SFTP says it: the status code and the system's words without
+/// Rust's " (os error N)", as OpenSSH's sftp-server says them.
+fn io_status(e: &std::io::Error) -> (StatusCode, String) {
     let code = match e.kind() {
         std::io::ErrorKind::NotFound => StatusCode::NoSuchFile,
         std::io::ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
         _ => StatusCode::Failure,
     };
-    // The system's words without Rust's " (os error N)", as OpenSSH's sftp-server says them.
     let text = e.to_string();
-    code.with_message(text.split(" (os error").next().unwrap_or(&text))
+    (code, text.split(" (os error").next().unwrap_or(&text).to_string())
 }
 
 /// Every file system call, READ and WRITE included, on tokio's blocking pool:
@@ -225,7 +234,32 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn init(&mut self, _version: u32, _ext: HashMap<String, String>) -> Result<Version, Self::Error> {
-        Ok(Version::new())
+        let mut version = Version::new();
+        for name in [sftp_batch::PUT_FILES, sftp_batch::GET_FILES] {
+            version.extensions.insert(name.into(), sftp_batch::VERSION.into());
+        }
+        Ok(version)
+    }
+
+    /// The batches of [`sftp_batch`]: each on the blocking pool in one go.
+    async fn extended(&mut self, id: u32, request: String, data: Vec<u8>) -> Result<Packet, Self::Error> {
+        let malformed = |e: sftp_batch::Malformed| StatusCode::BadMessage.with_message(e.to_string());
+        let (home, conn) = (self.home.clone(), self.conn);
+        let data = match request.as_str() {
+            sftp_batch::PUT_FILES => {
+                let files = sftp_batch::decode_put(&data).map_err(malformed)?;
+                let outcomes =
+                    blocking(move || Ok(files.into_iter().map(|f| put_file(&home, conn, f)).collect::<Vec<_>>()))
+                        .await?;
+                sftp_batch::encode_put_reply(&outcomes)
+            }
+            sftp_batch::GET_FILES => {
+                let paths = sftp_batch::decode_get(&data).map_err(malformed)?;
+                blocking(move || Ok(sftp_batch::encode_get_reply(&get_files(&home, &paths)))).await?
+            }
+            _ => return Err(self.unimplemented()),
+        };
+        Ok(Packet::ExtendedReply(ExtendedReply { id, data }))
     }
 
     async fn open(
@@ -426,6 +460,87 @@ impl russh_sftp::server::Handler for Sftp {
         blocking(move || std::os::unix::fs::symlink(targetpath, link)).await?;
         Ok(ok(id))
     }
+}
+
+/// Temporary names of [`put_file`] in this process.
+static PUT_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One file of a [`sftp_batch::PUT_FILES`] batch: written under a temporary
+/// name beside `path` (audited as the file by file path is: the write, then
+/// the rename), then renamed over it.
+fn put_file(home: &Path, conn: audit::Conn, file: sftp_batch::PutFile) -> Outcome {
+    let path = home.join(&file.path);
+    let Some(base) = path.file_name() else {
+        return Outcome::Failed { code: StatusCode::Failure as u32, message: "not a file name".into() };
+    };
+    let n = PUT_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let part = path.with_file_name(format!(".{}.claworc-{}-{n}.part", base.to_string_lossy(), std::process::id()));
+    conn.emit(Event::SftpOpenWrite { path: name(&part) });
+    let written = (|| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&part)?;
+        f.write_all(&file.data)?;
+        f.set_permissions(std::fs::Permissions::from_mode(file.mode & 0o7777))?;
+        let t = |s: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.into());
+        f.set_times(std::fs::FileTimes::new().set_accessed(t(file.atime)).set_modified(t(file.mtime)))?;
+        drop(f);
+        conn.emit(Event::SftpRename { from: name(&part), to: name(&path) });
+        std::fs::rename(&part, &path)
+    })();
+    match written {
+        Ok(()) => Outcome::Done,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            let (code, message) = io_status(&e);
+            Outcome::Failed { code: code as u32, message }
+        }
+    }
+}
+
+/// A [`sftp_batch::GET_FILES`] batch: each regular file whole, while the reply's
+/// contents stay under [`sftp_batch::MAX_BYTES`]; a file that no longer fits is skipped.
+fn get_files(home: &Path, paths: &[String]) -> Vec<Fetched> {
+    let mut left = sftp_batch::MAX_BYTES;
+    paths
+        .iter()
+        .map(|p| {
+            let none = |outcome| Fetched { outcome, mode: 0, atime: 0, mtime: 0, data: Vec::new() };
+            let read = (|| {
+                use std::io::Read;
+                use std::os::unix::fs::OpenOptionsExt;
+                // Non-blocking: opening a FIFO put where a file was would wait for a writer.
+                let nonblock = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+                let f = std::fs::OpenOptions::new().read(true).custom_flags(nonblock).open(home.join(p))?;
+                let m = f.metadata()?;
+                if !m.is_file() {
+                    return Err(std::io::Error::other("not a regular file"));
+                }
+                let mut data = Vec::with_capacity((m.len() as usize).min(left));
+                // One byte more than fits tells a file that grew past the reply.
+                f.take(left as u64 + 1).read_to_end(&mut data)?;
+                Ok((m, data))
+            })();
+            match read {
+                Ok((_, data)) if data.len() > left => none(Outcome::Skipped),
+                Ok((m, data)) => {
+                    left -= data.len();
+                    let a = attrs_of(&m);
+                    Fetched {
+                        outcome: Outcome::Done,
+                        mode: m.mode() & 0o7777,
+                        atime: a.atime.unwrap_or(0),
+                        mtime: a.mtime.unwrap_or(0),
+                        data,
+                    }
+                }
+                Err(e) => {
+                    let (code, message) = io_status(&e);
+                    none(Outcome::Failed { code: code as u32, message })
+                }
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

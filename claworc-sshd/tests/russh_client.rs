@@ -144,3 +144,109 @@ async fn x11_and_unix_socket_forwarding_are_refused() {
     let (out, status, _) = collect(&mut ch).await;
     assert_eq!((out.as_str(), status), ("still here\n", Some(0)));
 }
+
+/// The batch extension `kubectl claworc cp` uses for small files
+/// (claworc_contract::sftp_batch): advertised, files written whole with their
+/// modes and times and nothing left under a temporary name, each failure named
+/// with SFTP's status code, a file too large for the reply skipped, and anything
+/// malformed refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sftp_batches_put_and_get_files_whole() {
+    use claworc_contract::sftp_batch::{self, Outcome, PutFile};
+    use russh_sftp::client::RawSftpSession;
+    use russh_sftp::protocol::{FileAttributes, Packet, StatusCode};
+    use std::os::unix::fs::MetadataExt;
+
+    let sshd = Sshd::start();
+    let h = login(&sshd).await;
+    let ch = h.channel_open_session().await.unwrap();
+    ch.request_subsystem(true, "sftp").await.unwrap();
+    let sftp = RawSftpSession::new(ch.into_stream());
+    let version = sftp.init().await.unwrap();
+    for name in [sftp_batch::PUT_FILES, sftp_batch::GET_FILES] {
+        assert_eq!(version.extensions.get(name).map(String::as_str), Some(sftp_batch::VERSION), "{version:?}");
+    }
+    let extended = |name: &'static str, data: Vec<u8>| {
+        let sftp = &sftp;
+        async move {
+            match sftp.extended(name, data).await {
+                Ok(Packet::ExtendedReply(r)) => Ok(r.data),
+                Ok(Packet::Status(s)) => Err(s.status_code),
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    sftp.mkdir("batch", FileAttributes::empty()).await.unwrap();
+    sftp.mkdir("batch/dir", FileAttributes::empty()).await.unwrap();
+    let file = |path: &str, mode: u32, mtime: u32, data: &[u8]| PutFile {
+        path: path.into(),
+        mode,
+        atime: mtime,
+        mtime,
+        data: data.to_vec(),
+    };
+    let files = [
+        file("batch/a", 0o640, 1_600_000_000, b"hello\n"),
+        file(&format!("{}/batch/b", sshd.home.display()), 0o755, 1_600_000_100, b""),
+        file("batch/dir", 0o644, 1, b"onto a directory"),
+        file("missing/x", 0o644, 1, b"no such directory"),
+    ];
+    let reply = extended(sftp_batch::PUT_FILES, sftp_batch::encode_put(&files)).await.unwrap();
+    let outcomes = sftp_batch::decode_put_reply(&reply).unwrap();
+    assert_eq!(outcomes[..2], [Outcome::Done, Outcome::Done]);
+    assert!(
+        matches!(&outcomes[2], Outcome::Failed { code: 4, message } if message.contains("directory")),
+        "{outcomes:?}"
+    );
+    assert!(matches!(&outcomes[3], Outcome::Failed { code: 2, .. }), "{outcomes:?}");
+    let dir = sshd.home.join("batch");
+    let meta = |name: &str| std::fs::metadata(dir.join(name)).unwrap();
+    assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "hello\n");
+    assert_eq!((meta("a").mode() & 0o7777, meta("a").mtime()), (0o640, 1_600_000_000));
+    assert_eq!((meta("b").len(), meta("b").mode() & 0o7777, meta("b").mtime()), (0, 0o755, 1_600_000_100));
+    assert_eq!(meta("a").uid(), sshd.uid(), "written as the server's user");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "dir"], "nothing left under a temporary name");
+    // Audited as a file-by-file upload is: the write, then the rename.
+    let write =
+        sshd.wait_event("sftp_open_write", |v| v["path"].as_str().is_some_and(|p| p.contains("/batch/.a.claworc-")));
+    sshd.wait_event("sftp_rename", |v| v["from"] == write["path"] && v["to"] == dir.join("a").to_str().unwrap());
+
+    // Replacing a file is atomic and keeps nothing of the old one.
+    let again = [file("batch/a", 0o600, 1_600_000_200, b"again")];
+    let reply = extended(sftp_batch::PUT_FILES, sftp_batch::encode_put(&again)).await.unwrap();
+    assert_eq!(sftp_batch::decode_put_reply(&reply).unwrap(), [Outcome::Done]);
+    assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "again");
+
+    // GET: whole files with their modes and times, failures by code, and what
+    // does not fit the reply skipped.
+    let big = vec![7u8; sftp_batch::MAX_BYTES / 2 + 1];
+    let bigs = [file("batch/big1", 0o600, 5, &big), file("batch/big2", 0o600, 5, &big)];
+    let reply = extended(sftp_batch::PUT_FILES, sftp_batch::encode_put(&bigs)).await.unwrap();
+    assert_eq!(sftp_batch::decode_put_reply(&reply).unwrap(), [Outcome::Done, Outcome::Done]);
+    let paths = ["batch/a", "batch/b", "batch/nope", "batch/dir", "batch/big1", "batch/big2"];
+    let reply = extended(sftp_batch::GET_FILES, sftp_batch::encode_get(&paths)).await.unwrap();
+    let got = sftp_batch::decode_get_reply(&reply).unwrap();
+    assert_eq!(got.len(), paths.len());
+    assert_eq!(
+        (&got[0].outcome, &got[0].data[..], got[0].mode, got[0].mtime),
+        (&Outcome::Done, &b"again"[..], 0o600, 1_600_000_200)
+    );
+    assert_eq!((&got[1].outcome, got[1].data.len(), got[1].mode), (&Outcome::Done, 0, 0o755));
+    assert!(matches!(&got[2].outcome, Outcome::Failed { code: 2, .. }), "{:?}", got[2].outcome);
+    assert!(
+        matches!(&got[3].outcome, Outcome::Failed { code: 4, message } if message == "not a regular file"),
+        "{:?}",
+        got[3].outcome
+    );
+    assert_eq!((&got[4].outcome, got[4].data.len()), (&Outcome::Done, big.len()));
+    assert_eq!((&got[5].outcome, got[5].data.len()), (&Outcome::Skipped, 0));
+
+    // Malformed batches and unknown extensions: SFTP's status, and the session goes on.
+    assert_eq!(extended(sftp_batch::PUT_FILES, vec![0, 0, 0, 9]).await, Err(StatusCode::BadMessage));
+    assert_eq!(extended(sftp_batch::GET_FILES, vec![0xff; 3]).await, Err(StatusCode::BadMessage));
+    assert_eq!(extended("nope@claworc.io", vec![]).await, Err(StatusCode::OpUnsupported));
+    let reply = extended(sftp_batch::GET_FILES, sftp_batch::encode_get(&["batch/a"])).await.unwrap();
+    assert_eq!(sftp_batch::decode_get_reply(&reply).unwrap()[0].data, b"again");
+}

@@ -13,6 +13,8 @@
 //! - [`known_hosts`]: the pinned host keys of the large git hosts.
 //! - [`audit`]: the audit lines of `claworc-sshd`: written by the server, read by
 //!   `kubectl claworc audit`.
+//! - [`sftp_batch`]: many small files in one SFTP request, the extension claworc-sshd answers
+//!   and `kubectl claworc cp` sends.
 
 pub mod annotations;
 pub mod audit;
@@ -22,6 +24,7 @@ pub mod instance;
 pub mod known_hosts;
 pub mod names;
 pub mod settings;
+pub mod sftp_batch;
 
 pub use settings::{AnnotationError, Settings, StrictHostKeyChecking};
 

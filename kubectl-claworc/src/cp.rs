@@ -10,8 +10,11 @@
 //! - each file is written to a temporary name beside its destination (`.NAME.claworc-PID.part`)
 //!   and renamed when complete, so an interrupted or failed copy never leaves a partial
 //!   file under the final name;
-//! - directories are made first, then up to [`PARALLEL_FILES`] files are copied at
-//!   once (a small file costs round trips, not bandwidth);
+//! - directories are made first; then small files go in batches (many files in one
+//!   SFTP request, [`claworc_contract::sftp_batch`], on a second SFTP session of the
+//!   same connection) when the server answers them, as claworc-sshd does; the rest
+//!   file by file, up to [`PARALLEL_FILES`] at once (a small file costs round trips,
+//!   not bandwidth);
 //! - modes (permission bits) and modification times are kept, on files and on
 //!   directories (set after their contents);
 //! - a progress line on stderr when stderr is a terminal, none otherwise (CI);
@@ -25,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use claworc_contract::sftp_batch::{self, Outcome, PutFile};
 use futures::StreamExt;
-use russh_sftp::client::SftpSession;
 use russh_sftp::client::error::Error as SftpError;
-use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
+use russh_sftp::client::{RawSftpSession, SftpSession};
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::context::Ctx;
@@ -127,11 +131,7 @@ pub fn remote_part(path: &str) -> String {
 /// An SFTP error as the plugin's error: the path, the server's words, the exit code.
 pub fn sftp_error(e: SftpError, what: &str) -> Error {
     let kind = match &e {
-        SftpError::Status(s) => match s.status_code {
-            StatusCode::NoSuchFile => Kind::NotFound,
-            StatusCode::PermissionDenied => Kind::Forbidden,
-            _ => Kind::Other,
-        },
+        SftpError::Status(s) => status_kind(s.status_code as u32),
         _ => Kind::Other,
     };
     let message = match &e {
@@ -140,6 +140,20 @@ pub fn sftp_error(e: SftpError, what: &str) -> Error {
         other => other.to_string(),
     };
     Error::new(kind, format!("cp: {what}: {message} (SFTP)")).with_source(e)
+}
+
+/// The exit code an SFTP status code deserves: no such file 3, permission denied 5.
+fn status_kind(code: u32) -> Kind {
+    match code {
+        c if c == StatusCode::NoSuchFile as u32 => Kind::NotFound,
+        c if c == StatusCode::PermissionDenied as u32 => Kind::Forbidden,
+        _ => Kind::Other,
+    }
+}
+
+/// A file of a batch that failed, as [`sftp_error`] words it.
+fn batch_error(code: u32, message: &str, what: &str) -> Error {
+    Error::new(status_kind(code), format!("cp: {what}: {} (SFTP)", message.to_lowercase()))
 }
 
 /// A local I/O error, with the exit code its kind deserves.
@@ -187,6 +201,21 @@ pub async fn cp(ctx: &Ctx, args: &CpOptions) -> Result<()> {
         }
     }
     let (_, conn) = transport::connect(ctx, &instance, &args.ssh).await?;
+    let result = copy(&conn, &instance, direction, &local, &remote, args.recursive).await;
+    conn.close().await;
+    result
+}
+
+/// One copy over an open connection to `instance` (its name is for messages):
+/// `local` to `remote` or back, as `cp` plans and runs it.
+pub async fn copy(
+    conn: &transport::Connection,
+    instance: &str,
+    direction: Direction,
+    local: &Path,
+    remote: &str,
+    recursive: bool,
+) -> Result<()> {
     let channel = conn
         .handle
         .channel_open_session()
@@ -208,24 +237,68 @@ pub async fn cp(ctx: &Ctx, args: &CpOptions) -> Result<()> {
     let sftp = SftpSession::new_with_config(channel.into_stream(), config)
         .await
         .map_err(|e| sftp_error(e, &format!("{instance}: the sftp subsystem")))?;
-    let job = Job { sftp: &sftp, instance: &instance, recursive: args.recursive };
+    let mut job = Job { sftp: &sftp, batch: None, instance, recursive };
     let plan = match direction {
-        Direction::Upload => job.plan_upload(&local, &remote).await?,
-        Direction::Download => job.plan_download(&remote, &local).await?,
+        Direction::Upload => job.plan_upload(local, remote).await?,
+        Direction::Download => job.plan_download(remote, local).await?,
     };
+    if plan.iter().filter(|i| !i.dir && i.size <= sftp_batch::MAX_FILE).nth(1).is_some() {
+        job.batch = batch_session(conn).await;
+    }
     let total: u64 = plan.iter().map(|i| i.size).sum();
     let progress = Mutex::new(Progress::new(total, std::io::stderr().is_terminal()));
     let result = job.run(direction, &plan, &progress).await;
     progress.lock().expect("progress").finish();
     let _ = sftp.close().await;
-    conn.close().await;
     result
 }
 
 struct Job<'a> {
     sftp: &'a SftpSession,
+    /// The session batches go on, when the server answers them.
+    batch: Option<RawSftpSession>,
     instance: &'a str,
     recursive: bool,
+}
+
+/// A second SFTP session on the connection, for batches, when the server answers
+/// them (claworc-sshd does; with any other server, files are copied one by one).
+async fn batch_session(conn: &transport::Connection) -> Option<RawSftpSession> {
+    let channel = conn.handle.channel_open_session().await.ok()?;
+    channel.request_subsystem(true, "sftp").await.ok()?;
+    let raw = RawSftpSession::new(channel.into_stream());
+    raw.set_timeout(60);
+    let version = raw.init().await.ok()?;
+    let has = |n: &str| version.extensions.get(n).is_some_and(|v| v == sftp_batch::VERSION);
+    (has(sftp_batch::PUT_FILES) && has(sftp_batch::GET_FILES)).then_some(raw)
+}
+
+/// Batches in flight at once (the server answers them in turn; two keep it busy
+/// while the next travels).
+const PARALLEL_BATCHES: usize = 4;
+
+/// The files of a plan split into batches (each at most
+/// [`sftp_batch::MAX_FILES`] files and [`sftp_batch::MAX_BYTES`] on the wire,
+/// files of at most [`sftp_batch::MAX_FILE`]) and the files copied one by one.
+pub fn plan_batches<'a>(files: impl IntoIterator<Item = &'a Item>) -> (Vec<Vec<&'a Item>>, Vec<&'a Item>) {
+    let (mut batches, mut singles) = (Vec::<Vec<&Item>>::new(), Vec::new());
+    let mut bytes = 0;
+    for item in files {
+        let len = PutFile::wire_len(&item.remote, item.size);
+        if item.size > sftp_batch::MAX_FILE || len > sftp_batch::MAX_BYTES {
+            singles.push(item);
+            continue;
+        }
+        match batches.last_mut() {
+            Some(b) if b.len() < sftp_batch::MAX_FILES && bytes + len <= sftp_batch::MAX_BYTES => b.push(item),
+            _ => {
+                batches.push(vec![item]);
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    (batches, singles)
 }
 
 fn local_attrs(meta: &std::fs::Metadata) -> (u32, u32, u32) {
@@ -363,15 +436,28 @@ impl Job<'_> {
                 Direction::Download => local_mkdir(&item.local)?,
             }
         }
-        let copies = plan.iter().filter(|i| !i.dir).map(|item| async move {
+        let files = plan.iter().filter(|i| !i.dir);
+        let (batches, mut singles) = match &self.batch {
+            Some(_) => plan_batches(files),
+            None => (Vec::new(), files.collect()),
+        };
+        // Copies under way finish (and clean up after themselves) even after an error.
+        let mut first_error = None;
+        let batches = batches.iter().map(|b| self.copy_batch(direction, b, progress));
+        let mut batches = futures::stream::iter(batches).buffer_unordered(PARALLEL_BATCHES);
+        while let Some(result) = batches.next().await {
+            match result {
+                Ok(skipped) => singles.extend(skipped),
+                Err(e) => drop(first_error.get_or_insert(e)),
+            }
+        }
+        let copies = singles.into_iter().map(|item| async move {
             match direction {
                 Direction::Upload => self.upload_file(item, progress).await,
                 Direction::Download => self.download_file(item, progress).await,
             }
         });
         let mut copies = futures::stream::iter(copies).buffer_unordered(PARALLEL_FILES);
-        // Copies under way finish (and clean up after themselves) even after an error.
-        let mut first_error = None;
         while let Some(result) = copies.next().await {
             if let Err(e) = result {
                 first_error.get_or_insert(e);
@@ -388,6 +474,100 @@ impl Job<'_> {
             }
         }
         Ok(())
+    }
+
+    /// One batch both ways; what the server skipped is returned, to be copied one by one.
+    async fn copy_batch<'i>(
+        &self,
+        direction: Direction,
+        items: &[&'i Item],
+        progress: &Mutex<Progress>,
+    ) -> Result<Vec<&'i Item>> {
+        let batch = self.batch.as_ref().expect("batches only with a batch session");
+        let owned: Vec<Item> = items.iter().map(|i| (*i).clone()).collect();
+        let (name, request) = match direction {
+            Direction::Upload => {
+                // Read on the blocking pool; a file that grew past a batch since the
+                // plan goes one by one.
+                let read = tokio::task::spawn_blocking(move || {
+                    owned
+                        .iter()
+                        .map(|i| std::fs::read(&i.local).map_err(|e| local_error(e, &i.local)))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .await
+                .map_err(|e| Error::other(format!("cp: reading files: {e}")))??;
+                let (mut files, mut sent, mut later) = (Vec::new(), Vec::new(), Vec::new());
+                let mut bytes = 0;
+                for (item, data) in items.iter().zip(read) {
+                    let len = PutFile::wire_len(&item.remote, data.len() as u64);
+                    if data.len() as u64 > sftp_batch::MAX_FILE || bytes + len > sftp_batch::MAX_BYTES {
+                        later.push(*item);
+                        continue;
+                    }
+                    bytes += len;
+                    let (mode, atime, mtime) = (item.mode, item.atime, item.mtime);
+                    files.push(PutFile { path: item.remote.clone(), mode, atime, mtime, data });
+                    sent.push(*item);
+                }
+                let reply = self.batch_request(batch, sftp_batch::PUT_FILES, sftp_batch::encode_put(&files)).await?;
+                let outcomes = sftp_batch::decode_put_reply(&reply)
+                    .ok()
+                    .filter(|o| o.len() == sent.len())
+                    .ok_or_else(|| Error::other(format!("cp: {}: a malformed batch reply (SFTP)", self.instance)))?;
+                let mut first_error = None;
+                for (item, outcome) in sent.into_iter().zip(outcomes) {
+                    match outcome {
+                        Outcome::Done => progress.lock().expect("progress").add(item.size),
+                        Outcome::Skipped => later.push(item),
+                        Outcome::Failed { code, message } => {
+                            first_error.get_or_insert(batch_error(code, &message, &self.at(&item.remote)));
+                        }
+                    }
+                }
+                return first_error.map_or(Ok(later), Err);
+            }
+            Direction::Download => {
+                let paths: Vec<&str> = items.iter().map(|i| i.remote.as_str()).collect();
+                (sftp_batch::GET_FILES, sftp_batch::encode_get(&paths))
+            }
+        };
+        let reply = self.batch_request(batch, name, request).await?;
+        let fetched = sftp_batch::decode_get_reply(&reply)
+            .ok()
+            .filter(|f| f.len() == items.len())
+            .ok_or_else(|| Error::other(format!("cp: {}: a malformed batch reply (SFTP)", self.instance)))?;
+        let mut later = Vec::new();
+        let mut first_error = None;
+        let mut done = Vec::new();
+        for (item, f) in items.iter().zip(fetched) {
+            match f.outcome {
+                Outcome::Done => done.push((
+                    Item { mode: f.mode, atime: f.atime, mtime: f.mtime, size: f.data.len() as u64, ..(*item).clone() },
+                    f.data,
+                )),
+                Outcome::Skipped => later.push(*item),
+                Outcome::Failed { code, message } => {
+                    first_error.get_or_insert(batch_error(code, &message, &self.at(&item.remote)));
+                }
+            }
+        }
+        let bytes: u64 = done.iter().map(|(i, _)| i.size).sum();
+        tokio::task::spawn_blocking(move || done.iter().try_for_each(|(item, data)| save_local(item, data)))
+            .await
+            .map_err(|e| Error::other(format!("cp: writing files: {e}")))??;
+        progress.lock().expect("progress").add(bytes);
+        first_error.map_or(Ok(later), Err)
+    }
+
+    /// One batch request and its reply's data.
+    async fn batch_request(&self, batch: &RawSftpSession, name: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+        match batch.extended(name, data).await {
+            Ok(Packet::ExtendedReply(reply)) => Ok(reply.data),
+            Ok(Packet::Status(s)) => Err(sftp_error(SftpError::Status(s), self.instance)),
+            Ok(_) => Err(Error::other(format!("cp: {}: an unexpected answer to a batch (SFTP)", self.instance))),
+            Err(e) => Err(sftp_error(e, self.instance)),
+        }
     }
 
     async fn remote_mkdir(&self, path: &str) -> Result<()> {
@@ -454,9 +634,7 @@ impl Job<'_> {
     }
 
     async fn download_file(&self, item: &Item, progress: &Mutex<Progress>) -> Result<()> {
-        let dir = item.local.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let base = item.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-        let part = dir.join(part_name(&base));
+        let part = local_part(item);
         let result = async {
             let mut file = self.sftp.open(&item.remote).await.map_err(|e| sftp_error(e, &self.at(&item.remote)))?;
             let out = std::fs::OpenOptions::new()
@@ -485,8 +663,7 @@ impl Job<'_> {
             out.flush().await.map_err(|e| local_error(e, &item.local))?;
             drop(out);
             let _ = file.close().await;
-            set_local_attrs(&part, item)?;
-            std::fs::rename(&part, &item.local).map_err(|e| local_error(e, &item.local))
+            finish_local(&part, item)
         }
         .await;
         if result.is_err() {
@@ -494,6 +671,37 @@ impl Job<'_> {
         }
         result
     }
+}
+
+/// The temporary local path beside `item.local` a download is written under.
+fn local_part(item: &Item) -> PathBuf {
+    let dir = item.local.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = item.local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    dir.join(part_name(&base))
+}
+
+/// A complete download: its mode and times, then its final name.
+fn finish_local(part: &Path, item: &Item) -> Result<()> {
+    set_local_attrs(part, item)?;
+    std::fs::rename(part, &item.local).map_err(|e| local_error(e, &item.local))
+}
+
+/// A file of a download batch, written as [`Job::download_file`] writes one.
+fn save_local(item: &Item, data: &[u8]) -> Result<()> {
+    let part = local_part(item);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&part)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, data))
+        .map_err(|e| local_error(e, &item.local))
+        .and_then(|()| finish_local(&part, item));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    written
 }
 
 fn local_mkdir(path: &Path) -> Result<()> {
@@ -582,6 +790,37 @@ mod tests {
         assert!(part_name("x.tar").starts_with(".x.tar.claworc-") && part_name("x").ends_with(".part"));
         assert_eq!(remote_part("out.tar"), part_name("out.tar"));
         assert_eq!(remote_part("/work/out.tar"), format!("/work/{}", part_name("out.tar")));
+    }
+
+    #[test]
+    fn small_files_go_in_batches_within_the_limits() {
+        let item = |i: usize, size: u64| Item {
+            local: PathBuf::from(format!("f{i}")),
+            remote: format!("/work/f{i}"),
+            dir: false,
+            size,
+            mode: 0o644,
+            atime: 0,
+            mtime: 0,
+        };
+        let max = sftp_batch::MAX_FILE;
+        let items: Vec<Item> =
+            (0..600).map(|i| item(i, 1024)).chain([item(600, max + 1), item(601, max), item(602, 0)]).collect();
+        let (batches, singles) = plan_batches(&items);
+        assert_eq!(singles.iter().map(|i| i.size).collect::<Vec<_>>(), [max + 1], "only the file over MAX_FILE");
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 602, "every other file in a batch");
+        for b in &batches {
+            let bytes: usize = b.iter().map(|i| PutFile::wire_len(&i.remote, i.size)).sum();
+            assert!(b.len() <= sftp_batch::MAX_FILES && bytes <= sftp_batch::MAX_BYTES, "{} files, {bytes} B", b.len());
+        }
+        // Full: one more 1 KiB file would pass a limit.
+        let first: usize = batches[0].iter().map(|i| PutFile::wire_len(&i.remote, i.size)).sum();
+        let next = PutFile::wire_len(&items[batches[0].len()].remote, 1024);
+        assert!(batches[0].len() == sftp_batch::MAX_FILES || first + next > sftp_batch::MAX_BYTES, "{first} B");
+        // In plan order.
+        let order: Vec<&str> = batches.iter().flatten().map(|i| i.remote.as_str()).collect();
+        assert_eq!(order.first().copied(), Some("/work/f0"));
+        assert_eq!(order.last().copied(), Some("/work/f602"));
     }
 
     #[test]
