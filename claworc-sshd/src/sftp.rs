@@ -248,9 +248,14 @@ impl russh_sftp::server::Handler for Sftp {
         let data = match request.as_str() {
             sftp_batch::PUT_FILES => {
                 let files = sftp_batch::decode_put(&data).map_err(malformed)?;
+                // One audit line per batch (or a few for long paths), not two per file:
+                // a tree of small files would otherwise fill the container's log.
+                let paths: Vec<String> = files.iter().map(|f| name(&home.join(&f.path))).collect();
+                for paths in claworc_contract::audit::put_files_lines(&paths) {
+                    conn.emit(Event::SftpPutFiles { paths: paths.to_vec() });
+                }
                 let outcomes =
-                    blocking(move || Ok(files.into_iter().map(|f| put_file(&home, conn, f)).collect::<Vec<_>>()))
-                        .await?;
+                    blocking(move || Ok(files.into_iter().map(|f| put_file(&home, f)).collect::<Vec<_>>())).await?;
                 sftp_batch::encode_put_reply(&outcomes)
             }
             sftp_batch::GET_FILES => {
@@ -466,16 +471,14 @@ impl russh_sftp::server::Handler for Sftp {
 static PUT_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One file of a [`sftp_batch::PUT_FILES`] batch: written under a temporary
-/// name beside `path` (audited as the file by file path is: the write, then
-/// the rename), then renamed over it.
-fn put_file(home: &Path, conn: audit::Conn, file: sftp_batch::PutFile) -> Outcome {
+/// name beside `path`, then renamed over it (audited with its batch).
+fn put_file(home: &Path, file: sftp_batch::PutFile) -> Outcome {
     let path = home.join(&file.path);
     let Some(base) = path.file_name() else {
         return Outcome::Failed { code: StatusCode::Failure as u32, message: "not a file name".into() };
     };
     let n = PUT_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let part = path.with_file_name(format!(".{}.claworc-{}-{n}.part", base.to_string_lossy(), std::process::id()));
-    conn.emit(Event::SftpOpenWrite { path: name(&part) });
     let written = (|| {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
@@ -485,7 +488,6 @@ fn put_file(home: &Path, conn: audit::Conn, file: sftp_batch::PutFile) -> Outcom
         let t = |s: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.into());
         f.set_times(std::fs::FileTimes::new().set_accessed(t(file.atime)).set_modified(t(file.mtime)))?;
         drop(f);
-        conn.emit(Event::SftpRename { from: name(&part), to: name(&path) });
         std::fs::rename(&part, &path)
     })();
     match written {

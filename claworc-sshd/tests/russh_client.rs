@@ -208,10 +208,14 @@ async fn sftp_batches_put_and_get_files_whole() {
     let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert_eq!(names, ["a", "b", "dir"], "nothing left under a temporary name");
-    // Audited as a file-by-file upload is: the write, then the rename.
-    let write =
-        sshd.wait_event("sftp_open_write", |v| v["path"].as_str().is_some_and(|p| p.contains("/batch/.a.claworc-")));
-    sshd.wait_event("sftp_rename", |v| v["from"] == write["path"] && v["to"] == dir.join("a").to_str().unwrap());
+    // Audited as one line for the batch, naming every file.
+    let line = sshd.wait_event("sftp_put_files", |_| true);
+    let want: Vec<String> = ["batch/a", "batch/b", "batch/dir", "missing/x"]
+        .iter()
+        .map(|p| sshd.home.join(p).to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(line["paths"], serde_json::json!(want), "{line}");
+    assert!(sshd.events("sftp_open_write").is_empty() && sshd.events("sftp_rename").is_empty());
 
     // Replacing a file is atomic and keeps nothing of the old one.
     let again = [file("batch/a", 0o600, 1_600_000_200, b"again")];

@@ -71,6 +71,13 @@ pub enum Event<S> {
         from: String,
         to: String,
     },
+    /// Files written whole by one batch (`put-files@claworc.io`, see
+    /// [`crate::sftp_batch`]): each under a temporary name, then renamed over its
+    /// path. A batch with many or long paths is written as several lines, each under
+    /// [`PUT_FILES_LINE`] bytes of paths.
+    SftpPutFiles {
+        paths: Vec<String>,
+    },
     SftpMkdir {
         path: String,
     },
@@ -133,6 +140,7 @@ impl<S> Event<S> {
             Event::SftpOpenWrite { .. } => "sftp_open_write",
             Event::SftpRemove { .. } => "sftp_remove",
             Event::SftpRename { .. } => "sftp_rename",
+            Event::SftpPutFiles { .. } => "sftp_put_files",
             Event::SftpMkdir { .. } => "sftp_mkdir",
             Event::SftpRmdir { .. } => "sftp_rmdir",
             Event::ForwardOpened { .. } => "forward_opened",
@@ -140,6 +148,28 @@ impl<S> Event<S> {
             Event::Disconnect { .. } => "disconnect",
         }
     }
+}
+
+/// Most bytes of paths on one `sftp_put_files` line: lines stay under the 16 KiB at
+/// which the container runtime splits a log line, and under log collectors' limits.
+pub const PUT_FILES_LINE: usize = 8 * 1024;
+
+/// `paths` cut into the lists of `sftp_put_files` lines (each under
+/// [`PUT_FILES_LINE`] bytes of paths, at least one path per line).
+pub fn put_files_lines(paths: &[String]) -> Vec<&[String]> {
+    let mut lines = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, p) in paths.iter().enumerate() {
+        if i > start && bytes + p.len() > PUT_FILES_LINE {
+            lines.push(&paths[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += p.len();
+    }
+    if start < paths.len() {
+        lines.push(&paths[start..]);
+    }
+    lines
 }
 
 /// Reads one log line back; `None` for anything that is not an audit line (other
@@ -205,6 +235,7 @@ mod tests {
             Event::SftpOpenWrite { path: "/p".into() },
             Event::SftpRemove { path: "/p".into() },
             Event::SftpRename { from: "/a".into(), to: "/b".into() },
+            Event::SftpPutFiles { paths: vec!["/a".into(), "/b".into()] },
             Event::SftpMkdir { path: "/p".into() },
             Event::SftpRmdir { path: "/p".into() },
             Event::ForwardOpened { host: "localhost", port: 8080 },
@@ -217,6 +248,21 @@ mod tests {
             assert_eq!(v["event"], e.name(), "{text}");
             assert_eq!(parse(&text).map(|l| l.event.name()), Some(e.name()), "{text}");
         }
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_lines_of_at_most_the_limit() {
+        let paths: Vec<String> = (0..1000).map(|i| format!("/work/tree/file-{i:04}")).collect();
+        let lines = put_files_lines(&paths);
+        assert_eq!(lines.concat(), paths, "every path once, in order");
+        assert!(lines.len() > 1);
+        for l in &lines {
+            assert!(l.iter().map(String::len).sum::<usize>() <= PUT_FILES_LINE);
+        }
+        // A path longer than the limit still gets a line of its own.
+        let long = vec!["/a".to_string(), "x".repeat(PUT_FILES_LINE + 1), "/b".to_string()];
+        assert_eq!(put_files_lines(&long), [&long[..1], &long[1..2], &long[2..]]);
+        assert!(put_files_lines(&[]).is_empty());
     }
 
     #[test]

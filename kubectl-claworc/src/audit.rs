@@ -115,6 +115,11 @@ pub fn detail(line: &ReadLine) -> String {
         Sshd::SftpOpenWrite { path } => format!("write {path}"),
         Sshd::SftpRemove { path } => format!("remove {path}"),
         Sshd::SftpRename { from, to } => format!("rename {from} -> {to}"),
+        Sshd::SftpPutFiles { paths } => match &paths[..] {
+            [one] => format!("write {one}"),
+            [first, .., last] if paths.len() > 3 => format!("write {} files: {first} … {last}", paths.len()),
+            all => format!("write {}", all.join(", ")),
+        },
         Sshd::SftpMkdir { path } => format!("mkdir {path}"),
         Sshd::SftpRmdir { path } => format!("rmdir {path}"),
         Sshd::ForwardOpened { host, port } => format!("forward to {host}:{port}"),
@@ -342,6 +347,18 @@ mod tests {
             r#"{"ts":"2026-11-26T10:00:10Z","conn":1,"peer":"127.0.0.1:4002","event":"disconnect","reason":"closed before login","duration_ms":3}"#,
         ]
         .join("\n")
+    }
+
+    #[test]
+    fn a_batch_of_files_reads_as_one_row() {
+        let line = |paths: &[&str]| {
+            let text =
+                serde_json::json!({"ts": "2026-11-26T10:00:06Z", "conn": 1, "event": "sftp_put_files", "paths": paths});
+            detail(&claworc_contract::audit::parse(&text.to_string()).unwrap())
+        };
+        assert_eq!(line(&["/w/a"]), "write /w/a");
+        assert_eq!(line(&["/w/a", "/w/b", "/w/c"]), "write /w/a, /w/b, /w/c");
+        assert_eq!(line(&["/w/a", "/w/b", "/w/c", "/w/d"]), "write 4 files: /w/a … /w/d");
     }
 
     #[test]

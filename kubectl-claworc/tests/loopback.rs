@@ -184,9 +184,9 @@ async fn cp_moves_a_tree_of_small_files_both_ways() {
     let src = work.path().join("src");
     std::fs::create_dir_all(src.join("sub")).unwrap();
     let at = |s: u64| std::time::UNIX_EPOCH + Duration::from_secs(s);
-    for i in 0..700u64 {
+    for i in 0..10000u64 {
         let p = src.join(format!("f{i}"));
-        std::fs::write(&p, format!("file {i}\n").repeat(1 + (i as usize % 200))).unwrap();
+        std::fs::write(&p, vec![b'x'; 1024]).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode([0o644, 0o600, 0o755][i as usize % 3])).unwrap();
         let f = std::fs::File::open(&p).unwrap();
         f.set_times(std::fs::FileTimes::new().set_modified(at(1_600_000_000 + i)).set_accessed(at(1))).unwrap();
