@@ -542,10 +542,13 @@ impl Job<'_> {
         let mut done = Vec::new();
         for (item, f) in items.iter().zip(fetched) {
             match f.outcome {
-                Outcome::Done => done.push((
-                    Item { mode: f.mode, atime: f.atime, mtime: f.mtime, size: f.data.len() as u64, ..(*item).clone() },
-                    f.data,
-                )),
+                Outcome::Done => {
+                    // At most the size the plan saw, as a file copied by itself.
+                    let mut data = f.data;
+                    data.truncate(usize::try_from(item.size).unwrap_or(usize::MAX));
+                    let size = data.len() as u64;
+                    done.push((Item { mode: f.mode, atime: f.atime, mtime: f.mtime, size, ..(*item).clone() }, data));
+                }
                 Outcome::Skipped => later.push(*item),
                 Outcome::Failed { code, message } => {
                     first_error.get_or_insert(batch_error(code, &message, &self.at(&item.remote)));

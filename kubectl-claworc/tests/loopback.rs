@@ -184,9 +184,9 @@ async fn cp_moves_a_tree_of_small_files_both_ways() {
     let src = work.path().join("src");
     std::fs::create_dir_all(src.join("sub")).unwrap();
     let at = |s: u64| std::time::UNIX_EPOCH + Duration::from_secs(s);
-    for i in 0..10000u64 {
+    for i in 0..700u64 {
         let p = src.join(format!("f{i}"));
-        std::fs::write(&p, vec![b'x'; 1024]).unwrap();
+        std::fs::write(&p, format!("file {i}\n").repeat(1 + (i as usize % 200))).unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode([0o644, 0o600, 0o755][i as usize % 3])).unwrap();
         let f = std::fs::File::open(&p).unwrap();
         f.set_times(std::fs::FileTimes::new().set_modified(at(1_600_000_000 + i)).set_accessed(at(1))).unwrap();
@@ -211,6 +211,23 @@ async fn cp_moves_a_tree_of_small_files_both_ways() {
     assert_eq!(tree(&back), want, "the tree downloaded");
     let parts = |t: &[(String, u32, i64, Vec<u8>)]| t.iter().filter(|f| f.0.ends_with(".part")).count();
     assert_eq!(parts(&tree(&sshd.home)), 0, "a temporary file left in the instance");
+    assert_eq!(parts(&tree(work.path())), 0, "a temporary file left here");
+
+    // A file of a batch the server's user cannot read: the SFTP error with its exit
+    // code, and the other files of the batch arrive.
+    let locked = work.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    for name in ["a", "b", "secret"] {
+        std::fs::write(locked.join(name), name).unwrap();
+    }
+    std::fs::set_permissions(locked.join("secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    cp::copy(&conn, "box", Direction::Upload, &locked, ".", true).await.unwrap();
+    let back = work.path().join("locked-back");
+    let e = cp::copy(&conn, "box", Direction::Download, &back, "locked", true).await.unwrap_err();
+    assert_eq!((e.exit_code(), e.one_line()), (5, "cp: box:locked/secret: permission denied (SFTP)".to_string()));
+    assert_eq!(std::fs::read_to_string(back.join("a")).unwrap(), "a");
+    assert_eq!(std::fs::read_to_string(back.join("b")).unwrap(), "b");
+    assert!(!back.join("secret").exists());
     assert_eq!(parts(&tree(work.path())), 0, "a temporary file left here");
     conn.close().await;
 }
