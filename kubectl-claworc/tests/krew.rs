@@ -4,8 +4,13 @@
 //! once unpacked on PATH, the real `kubectl` finds the plugin and completes
 //! `kubectl claworc <TAB>` through `kubectl_complete-claworc`.
 //!
-//! Needs `kubectl` (1.26 or later) on PATH: `tests/cluster/build` makes one, or
-//! install it from your distribution; and `tar`, `gzip`, `sha256sum`.
+//! Then krew itself installs the plugin from that manifest and archive (offline:
+//! `kubectl krew install --manifest --archive`) and `kubectl claworc` runs from
+//! krew's bin directory.
+//!
+//! Needs `kubectl` (1.26 or later) and `kubectl-krew` on PATH: `tests/cluster/build`
+//! makes both (krew from its Go module), or install them from your distribution and
+//! krew.sigs.k8s.io; and `tar`, `gzip`, `sha256sum`.
 
 use std::path::Path;
 use std::process::Command;
@@ -47,6 +52,10 @@ fn platform() -> (&'static str, &'static str) {
 #[test]
 fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plugin() {
     require("kubectl", "run tests/cluster/build (it puts kubectl in ~/.cache/claworc/…/bin) or install kubectl 1.26+");
+    require(
+        "kubectl-krew",
+        "run tests/cluster/build (it builds krew into ~/.cache/claworc/krew-*/bin) or install krew",
+    );
     for tool in ["tar", "gzip", "sha256sum", "dirname", "readlink"] {
         require(tool, "apt-get install -y tar gzip coreutils");
     }
@@ -91,7 +100,7 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     // helper run (no other kubectl-* a developer's PATH may hold).
     let tools = tmp.path().join("tools");
     std::fs::create_dir(&tools).unwrap();
-    for tool in ["kubectl", "dirname", "readlink"] {
+    for tool in ["kubectl", "kubectl-krew", "dirname", "readlink"] {
         std::os::unix::fs::symlink(which(tool), tools.join(tool)).unwrap();
     }
     let path = format!("{}:{}", unpacked.display(), tools.display());
@@ -100,6 +109,8 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     };
     let plugins = kubectl(&["plugin", "list", "--name-only"]);
     assert!(plugins.lines().any(|l| l.trim() == "kubectl-claworc"), "kubectl plugin list: {plugins}");
+    // kubectl plugin list also reports other kubectl-* (kubectl-krew): only ours matters.
+    assert!(!plugins.contains("warning"), "kubectl plugin list: {plugins}");
     let version = kubectl(&["claworc", "--version"]);
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "kubectl claworc --version: {version}");
     // kubectl's own completion hands `kubectl claworc <TAB>` to kubectl_complete-claworc.
@@ -107,4 +118,25 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     for sub in ["create", "ssh", "cp", "proxy", "audit", "tenant"] {
         assert!(words.lines().any(|l| l.split('\t').next() == Some(sub)), "kubectl claworc <TAB> lacks {sub}: {words}");
     }
+
+    // krew installs it from the manifest and the archive, as a user would from the
+    // release's assets, into a krew root of its own.
+    let krew_root = tmp.path().join("krew");
+    let manifest_arg = format!("--manifest={}", manifest_out.display());
+    let archive_arg = format!("--archive={}", archive.display());
+    let krew = |path: &str, args: &[&str]| {
+        run(Command::new("kubectl")
+            .args(args)
+            .env("PATH", path)
+            .env("KREW_ROOT", &krew_root)
+            .env("HOME", tmp.path())
+            .env("KUBECONFIG", tmp.path().join("none")))
+    };
+    krew(&tools.display().to_string(), &["krew", "install", &manifest_arg, &archive_arg]);
+    // (`kubectl krew list` needs krew's index, a git clone: its receipt says the same.)
+    let receipt = std::fs::read_to_string(krew_root.join("receipts/claworc.yaml")).expect("krew's receipt for claworc");
+    assert!(receipt.contains(concat!("version: v", env!("CARGO_PKG_VERSION"))), "{receipt}");
+    let krew_path = format!("{}:{}", krew_root.join("bin").display(), tools.display());
+    let version = krew(&krew_path, &["claworc", "--version"]);
+    assert!(version.contains(env!("CARGO_PKG_VERSION")), "kubectl claworc --version after krew install: {version}");
 }
