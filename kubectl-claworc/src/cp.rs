@@ -476,70 +476,61 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// One batch both ways; what the server skipped is returned, to be copied one by one.
+    /// One batch either way; what it did not take is returned, to be copied one by one.
     async fn copy_batch<'i>(
         &self,
         direction: Direction,
         items: &[&'i Item],
         progress: &Mutex<Progress>,
     ) -> Result<Vec<&'i Item>> {
-        let batch = self.batch.as_ref().expect("batches only with a batch session");
-        let owned: Vec<Item> = items.iter().map(|i| (*i).clone()).collect();
-        let (name, request) = match direction {
-            Direction::Upload => {
-                // Read on the blocking pool; a file that grew past a batch since the
-                // plan goes one by one.
-                let read = tokio::task::spawn_blocking(move || {
-                    owned
-                        .iter()
-                        .map(|i| std::fs::read(&i.local).map_err(|e| local_error(e, &i.local)))
-                        .collect::<Result<Vec<_>>>()
-                })
-                .await
-                .map_err(|e| Error::other(format!("cp: reading files: {e}")))??;
-                let (mut files, mut sent, mut later) = (Vec::new(), Vec::new(), Vec::new());
-                let mut bytes = 0;
-                for (item, data) in items.iter().zip(read) {
-                    let len = PutFile::wire_len(&item.remote, data.len() as u64);
-                    if data.len() as u64 > sftp_batch::MAX_FILE || bytes + len > sftp_batch::MAX_BYTES {
-                        later.push(*item);
-                        continue;
-                    }
-                    bytes += len;
-                    let (mode, atime, mtime) = (item.mode, item.atime, item.mtime);
-                    files.push(PutFile { path: item.remote.clone(), mode, atime, mtime, data });
-                    sent.push(*item);
-                }
-                let reply = self.batch_request(batch, sftp_batch::PUT_FILES, sftp_batch::encode_put(&files)).await?;
-                let outcomes = sftp_batch::decode_put_reply(&reply)
-                    .ok()
-                    .filter(|o| o.len() == sent.len())
-                    .ok_or_else(|| Error::other(format!("cp: {}: a malformed batch reply (SFTP)", self.instance)))?;
-                let mut first_error = None;
-                for (item, outcome) in sent.into_iter().zip(outcomes) {
-                    match outcome {
-                        Outcome::Done => progress.lock().expect("progress").add(item.size),
-                        Outcome::Skipped => later.push(item),
-                        Outcome::Failed { code, message } => {
-                            first_error.get_or_insert(batch_error(code, &message, &self.at(&item.remote)));
-                        }
-                    }
-                }
-                return first_error.map_or(Ok(later), Err);
+        match direction {
+            Direction::Upload => self.put_batch(items, progress).await,
+            Direction::Download => self.get_batch(items, progress).await,
+        }
+    }
+
+    async fn put_batch<'i>(&self, items: &[&'i Item], progress: &Mutex<Progress>) -> Result<Vec<&'i Item>> {
+        // Read on the blocking pool; a file that grew past a batch since the plan
+        // goes one by one.
+        let paths: Vec<PathBuf> = items.iter().map(|i| i.local.clone()).collect();
+        let read = tokio::task::spawn_blocking(move || {
+            paths.iter().map(|p| std::fs::read(p).map_err(|e| local_error(e, p))).collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::other(format!("cp: reading files: {e}")))??;
+        let (mut files, mut sent, mut later) = (Vec::new(), Vec::new(), Vec::new());
+        let mut bytes = 0;
+        for (item, data) in items.iter().zip(read) {
+            let len = PutFile::wire_len(&item.remote, data.len() as u64);
+            if data.len() as u64 > sftp_batch::MAX_FILE || bytes + len > sftp_batch::MAX_BYTES {
+                later.push(*item);
+                continue;
             }
-            Direction::Download => {
-                let paths: Vec<&str> = items.iter().map(|i| i.remote.as_str()).collect();
-                (sftp_batch::GET_FILES, sftp_batch::encode_get(&paths))
-            }
-        };
-        let reply = self.batch_request(batch, name, request).await?;
-        let fetched = sftp_batch::decode_get_reply(&reply)
-            .ok()
-            .filter(|f| f.len() == items.len())
-            .ok_or_else(|| Error::other(format!("cp: {}: a malformed batch reply (SFTP)", self.instance)))?;
-        let mut later = Vec::new();
+            bytes += len;
+            let (mode, atime, mtime) = (item.mode, item.atime, item.mtime);
+            files.push(PutFile { path: item.remote.clone(), mode, atime, mtime, data });
+            sent.push(*item);
+        }
+        let reply = self.batch_request(sftp_batch::PUT_FILES, sftp_batch::encode_put(&files)).await?;
+        let outcomes = self.reply(sftp_batch::decode_put_reply(&reply), sent.len())?;
         let mut first_error = None;
-        let mut done = Vec::new();
+        for (item, outcome) in sent.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Done => progress.lock().expect("progress").add(item.size),
+                Outcome::Skipped => later.push(item),
+                Outcome::Failed { code, message } => {
+                    first_error.get_or_insert(batch_error(code, &message, &self.at(&item.remote)));
+                }
+            }
+        }
+        first_error.map_or(Ok(later), Err)
+    }
+
+    async fn get_batch<'i>(&self, items: &[&'i Item], progress: &Mutex<Progress>) -> Result<Vec<&'i Item>> {
+        let paths: Vec<&str> = items.iter().map(|i| i.remote.as_str()).collect();
+        let reply = self.batch_request(sftp_batch::GET_FILES, sftp_batch::encode_get(&paths)).await?;
+        let fetched = self.reply(sftp_batch::decode_get_reply(&reply), items.len())?;
+        let (mut done, mut later, mut first_error) = (Vec::new(), Vec::new(), None);
         for (item, f) in items.iter().zip(fetched) {
             match f.outcome {
                 Outcome::Done => {
@@ -563,14 +554,23 @@ impl Job<'_> {
         first_error.map_or(Ok(later), Err)
     }
 
-    /// One batch request and its reply's data.
-    async fn batch_request(&self, batch: &RawSftpSession, name: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+    /// One batch request on the batch session, and its reply's data.
+    async fn batch_request(&self, name: &str, data: Vec<u8>) -> Result<Vec<u8>> {
+        let batch = self.batch.as_ref().expect("batches only with a batch session");
         match batch.extended(name, data).await {
             Ok(Packet::ExtendedReply(reply)) => Ok(reply.data),
             Ok(Packet::Status(s)) => Err(sftp_error(SftpError::Status(s), self.instance)),
             Ok(_) => Err(Error::other(format!("cp: {}: an unexpected answer to a batch (SFTP)", self.instance))),
             Err(e) => Err(sftp_error(e, self.instance)),
         }
+    }
+
+    /// A decoded batch reply with one entry per file sent.
+    fn reply<T>(&self, decoded: std::result::Result<Vec<T>, sftp_batch::Malformed>, sent: usize) -> Result<Vec<T>> {
+        decoded
+            .ok()
+            .filter(|d| d.len() == sent)
+            .ok_or_else(|| Error::other(format!("cp: {}: a malformed batch reply (SFTP)", self.instance)))
     }
 
     async fn remote_mkdir(&self, path: &str) -> Result<()> {
