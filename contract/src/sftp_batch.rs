@@ -82,39 +82,25 @@ const SKIPPED: u32 = u32::MAX;
 /// `uint32` count, then for each file: `string` path, `uint32` mode, atime,
 /// mtime, `string` contents.
 pub fn encode_put(files: &[PutFile]) -> Vec<u8> {
-    let mut w = Writer::new(files.iter().map(|f| PutFile::wire_len(&f.path, f.data.len() as u64)).sum());
-    w.u32(files.len() as u32);
+    let mut w = Writer::list(files.iter().map(|f| PutFile::wire_len(&f.path, f.data.len() as u64)).sum(), files.len());
     for f in files {
         w.bytes(f.path.as_bytes());
-        w.u32(f.mode);
-        w.u32(f.atime);
-        w.u32(f.mtime);
-        w.bytes(&f.data);
+        w.file(f.mode, f.atime, f.mtime, &f.data);
     }
     w.0
 }
 
 pub fn decode_put(data: &[u8]) -> Result<Vec<PutFile>, Malformed> {
-    let mut r = Reader::new(data, PUT_FILES);
-    let n = r.count()?;
-    let mut files = Vec::with_capacity(n);
-    for _ in 0..n {
-        files.push(PutFile {
-            path: r.string()?,
-            mode: r.u32()?,
-            atime: r.u32()?,
-            mtime: r.u32()?,
-            data: r.bytes()?.to_vec(),
-        });
-    }
-    r.end()?;
-    Ok(files)
+    decode_list(data, PUT_FILES, |r| {
+        let path = r.string()?;
+        let (mode, atime, mtime, data) = r.file()?;
+        Ok(PutFile { path, mode, atime, mtime, data })
+    })
 }
 
 /// `uint32` count, then an outcome for each file.
 pub fn encode_put_reply(outcomes: &[Outcome]) -> Vec<u8> {
-    let mut w = Writer::new(4 + outcomes.len() * 8);
-    w.u32(outcomes.len() as u32);
+    let mut w = Writer::list(4 + outcomes.len() * 8, outcomes.len());
     for o in outcomes {
         w.outcome(o);
     }
@@ -122,17 +108,12 @@ pub fn encode_put_reply(outcomes: &[Outcome]) -> Vec<u8> {
 }
 
 pub fn decode_put_reply(data: &[u8]) -> Result<Vec<Outcome>, Malformed> {
-    let mut r = Reader::new(data, PUT_FILES);
-    let n = r.count()?;
-    let outcomes = (0..n).map(|_| r.outcome()).collect::<Result<_, _>>()?;
-    r.end()?;
-    Ok(outcomes)
+    decode_list(data, PUT_FILES, Reader::outcome)
 }
 
 /// `uint32` count, then a `string` path for each file.
 pub fn encode_get(paths: &[&str]) -> Vec<u8> {
-    let mut w = Writer::new(4 + paths.iter().map(|p| 4 + p.len()).sum::<usize>());
-    w.u32(paths.len() as u32);
+    let mut w = Writer::list(4 + paths.iter().map(|p| 4 + p.len()).sum::<usize>(), paths.len());
     for p in paths {
         w.bytes(p.as_bytes());
     }
@@ -140,50 +121,57 @@ pub fn encode_get(paths: &[&str]) -> Vec<u8> {
 }
 
 pub fn decode_get(data: &[u8]) -> Result<Vec<String>, Malformed> {
-    let mut r = Reader::new(data, GET_FILES);
-    let n = r.count()?;
-    let paths = (0..n).map(|_| r.string()).collect::<Result<_, _>>()?;
-    r.end()?;
-    Ok(paths)
+    decode_list(data, GET_FILES, Reader::string)
 }
 
 /// `uint32` count, then for each file: its outcome, `uint32` mode, atime,
 /// mtime and `string` contents (all zero and empty unless done).
 pub fn encode_get_reply(files: &[Fetched]) -> Vec<u8> {
-    let mut w = Writer::new(4 + files.iter().map(|f| 24 + f.data.len()).sum::<usize>());
-    w.u32(files.len() as u32);
+    let mut w = Writer::list(4 + files.iter().map(|f| 24 + f.data.len()).sum::<usize>(), files.len());
     for f in files {
         w.outcome(&f.outcome);
-        w.u32(f.mode);
-        w.u32(f.atime);
-        w.u32(f.mtime);
-        w.bytes(&f.data);
+        w.file(f.mode, f.atime, f.mtime, &f.data);
     }
     w.0
 }
 
 pub fn decode_get_reply(data: &[u8]) -> Result<Vec<Fetched>, Malformed> {
-    let mut r = Reader::new(data, GET_FILES);
+    decode_list(data, GET_FILES, |r| {
+        let outcome = r.outcome()?;
+        let (mode, atime, mtime, data) = r.file()?;
+        Ok(Fetched { outcome, mode, atime, mtime, data })
+    })
+}
+
+/// A `uint32` count (at most [`MAX_FILES`]), that many entries, and nothing after.
+fn decode_list<'a, T>(
+    data: &'a [u8],
+    what: &'static str,
+    mut entry: impl FnMut(&mut Reader<'a>) -> Result<T, Malformed>,
+) -> Result<Vec<T>, Malformed> {
+    let mut r = Reader::new(data, what);
     let n = r.count()?;
-    let mut files = Vec::with_capacity(n);
-    for _ in 0..n {
-        files.push(Fetched {
-            outcome: r.outcome()?,
-            mode: r.u32()?,
-            atime: r.u32()?,
-            mtime: r.u32()?,
-            data: r.bytes()?.to_vec(),
-        });
-    }
+    let entries = (0..n).map(|_| entry(&mut r)).collect::<Result<_, _>>()?;
     r.end()?;
-    Ok(files)
+    Ok(entries)
 }
 
 struct Writer(Vec<u8>);
 
 impl Writer {
-    fn new(capacity: usize) -> Self {
-        Writer(Vec::with_capacity(capacity))
+    /// A list of `len` entries: its count first.
+    fn list(capacity: usize, len: usize) -> Self {
+        let mut w = Writer(Vec::with_capacity(capacity));
+        w.u32(len as u32);
+        w
+    }
+
+    /// A file's `uint32` mode, atime, mtime and `string` contents.
+    fn file(&mut self, mode: u32, atime: u32, mtime: u32, data: &[u8]) {
+        self.u32(mode);
+        self.u32(atime);
+        self.u32(mtime);
+        self.bytes(data);
     }
 
     fn u32(&mut self, v: u32) {
@@ -247,6 +235,11 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String, Malformed> {
         let b = self.bytes()?;
         String::from_utf8(b.to_vec()).map_err(|_| self.malformed())
+    }
+
+    /// What [`Writer::file`] wrote.
+    fn file(&mut self) -> Result<(u32, u32, u32, Vec<u8>), Malformed> {
+        Ok((self.u32()?, self.u32()?, self.u32()?, self.bytes()?.to_vec()))
     }
 
     fn count(&mut self) -> Result<usize, Malformed> {
