@@ -5,6 +5,12 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
 
+/// The shipped binary's allocator, for every handler compared here (the
+/// webhook's, the floor and the kube-rs example alike); each bench's `main`
+/// calls `claworc_webhook::allocator::configure()` first, as the binary does.
+#[global_allocator]
+static ALLOCATOR: claworc_webhook::allocator::Allocator = claworc_webhook::allocator::Allocator;
+
 /// The floor: parse `AdmissionReview<DynamicObject>`, allow.
 pub fn floor(body: &[u8]) -> Vec<u8> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
