@@ -67,8 +67,19 @@ pub fn inject(d: &Deployment, settings: &Settings, cfg: &Config) -> Deployment {
 /// The injected pod template of `d`: injection changes nothing else.
 pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> PodTemplateSpec {
     let t = &d.spec.template;
-    let mut template = PodTemplateSpec { metadata: t.metadata.clone(), spec: t.spec.as_ref().map(without_injected) };
-    let name = d.metadata.name.clone().unwrap_or_default();
+    let template = PodTemplateSpec { metadata: t.metadata.clone(), spec: t.spec.as_ref().map(without_injected) };
+    inject_into(template, d.metadata.name.as_deref(), settings, cfg)
+}
+
+/// [`inject_template`] of a Deployment named `name` whose pod template is
+/// `template`, taken rather than copied (mutation no longer needs the original).
+pub fn inject_into(
+    mut template: PodTemplateSpec,
+    name: Option<&str>,
+    settings: &Settings,
+    cfg: &Config,
+) -> PodTemplateSpec {
+    let name = name.unwrap_or_default().to_string();
 
     let meta = &mut template.metadata.get_or_insert_with(Default::default);
     let labels = meta.labels.get_or_insert_with(Default::default);
@@ -84,8 +95,9 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
     harden_pod(spec, settings);
     set_volumes(spec, settings);
 
-    // `without_injected` left the user's init containers only.
+    // The injected init containers are rebuilt below.
     let mut user_init = spec.init_containers.take().unwrap_or_default();
+    user_init.retain(|c| !is_claworc_container(&c.name));
     spec.containers.retain(|c| !is_claworc_container(&c.name));
     for c in spec.containers.iter_mut().chain(user_init.iter_mut()) {
         harden_container(c);
