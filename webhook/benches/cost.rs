@@ -49,7 +49,6 @@ fn injected(opted_in: &[u8], cfg: &Config) -> Vec<u8> {
 type Scenario<'a> = (&'static str, Box<dyn Fn() + 'a>);
 
 fn main() {
-    claworc_webhook::allocator::configure();
     let cfg = Config::default();
     let opted_in = fixture("admission-opted-in.json");
     let injected = injected(&opted_in, &cfg);

@@ -207,7 +207,6 @@ fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
 }
 
 fn main() {
-    claworc_webhook::allocator::configure();
     // `cargo bench` passes --bench; run as a test (`cargo test --benches`), this
     // is only a quick smoke run.
     let full = std::env::args().any(|a| a == "--bench");

@@ -70,11 +70,9 @@ enum Command {
     },
 }
 
-#[global_allocator]
-static ALLOCATOR: claworc_webhook::allocator::Allocator = claworc_webhook::allocator::Allocator;
+claworc_webhook::global_allocator!();
 
 fn main() -> ExitCode {
-    claworc_webhook::allocator::configure();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { listen, tls_cert, tls_key, sidecar_image, shutdown_delay } => {

@@ -5,11 +5,9 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
 
-/// The shipped binary's allocator, for every handler compared here (the
-/// webhook's, the floor and the kube-rs example alike); each bench's `main`
-/// calls `claworc_webhook::allocator::configure()` first, as the binary does.
-#[global_allocator]
-static ALLOCATOR: claworc_webhook::allocator::Allocator = claworc_webhook::allocator::Allocator;
+// The shipped binary's allocator, configured as there, for every handler
+// compared here (the webhook's, the floor and the kube-rs example alike).
+claworc_webhook::global_allocator!();
 
 /// The floor: parse `AdmissionReview<DynamicObject>`, allow.
 pub fn floor(body: &[u8]) -> Vec<u8> {
