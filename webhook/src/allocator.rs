@@ -34,7 +34,9 @@ macro_rules! global_allocator {
         #[global_allocator]
         static ALLOCATOR: $crate::allocator::Allocator = $crate::allocator::Allocator;
 
-        // Run by the C runtime before `main` and the Rust runtime's first allocation.
+        // Run by the C runtime before `main` and the Rust runtime's first
+        // allocation (ELF; elsewhere mimalloc keeps its defaults).
+        #[cfg(target_os = "linux")]
         #[used]
         #[unsafe(link_section = ".init_array")]
         static CONFIGURE_ALLOCATOR: extern "C" fn() = $crate::allocator::configure;

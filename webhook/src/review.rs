@@ -272,6 +272,16 @@ mod tests {
     }
 
     #[test]
+    fn a_template_injected_by_another_release_is_patched_into_this_ones() {
+        // The template is taken, not copied, when it will change for certain:
+        // the other release's sidecar and installer must still go.
+        let d = deployment(json!({}));
+        let old = Config { sidecar_image: "ghcr.io/claworc/sshd:0.0.9".into(), version: "0.0.9".into() };
+        let by_old = inject::inject(&d, &inject::settings(&d).unwrap(), &old);
+        assert_eq!(patched(&by_old), Some(injected(&d)));
+    }
+
+    #[test]
     fn an_injected_or_unrelated_deployment_gets_no_patch() {
         assert_eq!(patched(&injected(&deployment(json!({})))), None);
         let mut plain = deployment(json!({}));
