@@ -70,7 +70,8 @@ pub fn mutate_taking_template(req: &mut AdmissionRequest<Deployment>, cfg: &Conf
     let Some(d) = req.object.as_mut() else { return res };
     // Injection always writes this version into the template: a template
     // without it changes for certain, and its original is not needed to tell.
-    let stored_version = d.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
+    let stored_version =
+        d.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
     if stored_version != Some(&cfg.version) {
         let template = std::mem::take(&mut d.spec.template);
         let injected = inject::inject_into(template, d.metadata.name.as_deref(), &settings, cfg);
