@@ -167,6 +167,18 @@ impl Compound<'_, '_> {
     }
 
     fn key(&mut self, key: &str) {
+        let out = &mut *self.w.out;
+        if is_clean(key.as_bytes()) {
+            // A field name (nearly always): `,"key":` in one reservation.
+            out.reserve(key.len() + 4);
+            if !std::mem::take(&mut self.first) {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            return;
+        }
         self.comma();
         write_str(self.w.out, key);
         self.w.out.push(b':');
@@ -499,6 +511,16 @@ mod tests {
         ));
         same(&d);
         same(&Some(()));
+        // Field names are copied whole unless one needs escaping.
+        #[derive(Serialize)]
+        struct Fields {
+            #[serde(rename = "a\"b\n")]
+            odd: u8,
+            plain: u8,
+            #[serde(rename = "c\\d\u{1}")]
+            last: u8,
+        }
+        same(&Fields { odd: 1, plain: 2, last: 3 });
         same(&std::collections::BTreeMap::from([("k", 'c')]));
     }
 
