@@ -30,8 +30,8 @@ fn fixture(name: &str) -> Vec<u8> {
 
 /// `/mutate` or `/validate` as `server::admit` answers: parse, review, encode.
 fn webhook(body: &[u8], mutate: bool, cfg: &Config) -> Vec<u8> {
-    let req = server::parse_review(body).unwrap();
-    let res = if mutate { review::mutate(&req, cfg) } else { review::validate(&req, cfg) };
+    let mut req = server::parse_review(body).unwrap();
+    let res = if mutate { review::mutate_taking_template(&mut req, cfg) } else { review::validate(&req, cfg) };
     server::review_json(res).unwrap()
 }
 

@@ -67,8 +67,19 @@ pub fn inject(d: &Deployment, settings: &Settings, cfg: &Config) -> Deployment {
 /// The injected pod template of `d`: injection changes nothing else.
 pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> PodTemplateSpec {
     let t = &d.spec.template;
-    let mut template = PodTemplateSpec { metadata: t.metadata.clone(), spec: t.spec.as_ref().map(without_injected) };
-    let name = d.metadata.name.clone().unwrap_or_default();
+    let template = PodTemplateSpec { metadata: t.metadata.clone(), spec: t.spec.as_ref().map(without_injected) };
+    inject_into(template, d.metadata.name.as_deref(), settings, cfg)
+}
+
+/// [`inject_template`] of a Deployment named `name` whose pod template is
+/// `template`, taken rather than copied (mutation no longer needs the original).
+pub fn inject_into(
+    mut template: PodTemplateSpec,
+    name: Option<&str>,
+    settings: &Settings,
+    cfg: &Config,
+) -> PodTemplateSpec {
+    let name = name.unwrap_or_default().to_string();
 
     let meta = &mut template.metadata.get_or_insert_with(Default::default);
     let labels = meta.labels.get_or_insert_with(Default::default);
@@ -84,20 +95,32 @@ pub fn inject_template(d: &Deployment, settings: &Settings, cfg: &Config) -> Pod
     harden_pod(spec, settings);
     set_volumes(spec, settings);
 
-    let init = spec.init_containers.get_or_insert_with(Vec::new);
-    init.retain(|c| !is_claworc_container(&c.name));
+    // The injected init containers are rebuilt below.
+    let mut user_init = spec.init_containers.take().unwrap_or_default();
+    user_init.retain(|c| !is_claworc_container(&c.name));
     spec.containers.retain(|c| !is_claworc_container(&c.name));
-    for c in spec.containers.iter_mut().chain(init.iter_mut()) {
+    for c in spec.containers.iter_mut().chain(user_init.iter_mut()) {
         harden_container(c);
         set_known_hosts(c, settings);
     }
-    let target = target_index(spec, settings).map(|i| spec.containers[i].clone()).unwrap_or_default();
-    let home = home(&target);
-    set_home_volume(spec, &home);
-    let ids = session_ids(spec, &target, settings);
-    let init = spec.init_containers.get_or_insert_with(Vec::new);
-    init.insert(0, installer(cfg, ids));
-    init.insert(1, sidecar(settings, &target, &home, ids));
+    // The target is read in place (a Container is over 2 KiB, and cloning it
+    // copies every string it holds): only the volumes and init containers change below.
+    let no_target;
+    let target = match target_index(spec, settings) {
+        Some(i) => &spec.containers[i],
+        None => {
+            no_target = Container::default();
+            &no_target
+        }
+    };
+    let home = home(target);
+    set_home_volume(&mut spec.volumes, &home);
+    let ids = session_ids(spec.security_context.as_ref(), target, settings);
+    let mut init = Vec::with_capacity(user_init.len() + 2);
+    init.push(installer(cfg, ids));
+    init.push(sidecar(settings, target, &home, ids));
+    init.append(&mut user_init);
+    spec.init_containers = Some(init);
     template
 }
 
@@ -326,8 +349,8 @@ pub fn home(target: &Container) -> Home {
 }
 
 /// The `claworc-home` volume exists exactly when the home needs it.
-fn set_home_volume(spec: &mut PodSpec, home: &Home) {
-    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+fn set_home_volume(volumes: &mut Option<Vec<Volume>>, home: &Home) {
+    let volumes = volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| v.name != VOLUME_HOME);
     if *home == Home::EmptyDir {
         volumes.push(empty_dir(VOLUME_HOME, None, HOME_SIZE));
@@ -353,8 +376,7 @@ fn empty_dir(name: &str, medium: Option<&str>, size: &str) -> Volume {
 
 /// The UID and GID sessions run as: the target container's, else the pod's
 /// (which [`harden_pod`] always sets), so files are shared with the workload.
-fn session_ids(spec: &PodSpec, target: &Container, s: &Settings) -> (i64, i64) {
-    let pod = spec.security_context.as_ref();
+fn session_ids(pod: Option<&PodSecurityContext>, target: &Container, s: &Settings) -> (i64, i64) {
     let container = target.security_context.as_ref();
     let uid = container.and_then(|c| c.run_as_user).or(pod.and_then(|p| p.run_as_user)).unwrap_or(s.run_as_user);
     let gid = container.and_then(|c| c.run_as_group).or(pod.and_then(|p| p.run_as_group)).unwrap_or(s.run_as_group);

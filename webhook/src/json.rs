@@ -42,39 +42,40 @@ impl ser::Error for Unsupported {
 }
 
 /// Appends `s` as a JSON string (quoted and escaped as serde_json does).
+///
+/// Runs of bytes that need no escaping are copied with one
+/// `extend_from_slice`: eight bytes are tested at a time while eight remain,
+/// the rest one by one against a table (most strings are short keys, for
+/// which a padded word cost more than the bytes themselves).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    if is_clean(bytes) {
+        // Most strings: one copy.
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     let mut i = 0;
-    while i < bytes.len() {
-        // Skip sixteen bytes at a time while none needs escaping; the last
-        // few are checked padded with spaces (most strings are short keys).
-        loop {
-            let rest = &bytes[i..];
-            let mut padded = [b' '; 16];
-            let chunk = match rest.get(..16) {
-                Some(chunk) => chunk,
-                None => {
-                    padded[..rest.len()].copy_from_slice(rest);
-                    &padded
-                }
-            };
-            let (a, b) = chunk.split_at(8);
-            let word = |w: &[u8]| u64::from_le_bytes(w.try_into().unwrap_or_default());
-            if needs_escape(word(a)) | needs_escape(word(b)) {
+    loop {
+        while let Some(word) = bytes.get(i..i + 8) {
+            if needs_escape(u64::from_le_bytes(word.try_into().unwrap_or_default())) {
                 break;
             }
-            i = (i + 16).min(bytes.len());
-            if i == bytes.len() {
-                break;
-            }
+            i += 8;
         }
-        let end = (i + 16).min(bytes.len());
+        // Fewer than eight bytes left, or one of the next eight needs escaping.
+        let end = (i + 8).min(bytes.len());
         while i < end {
             let b = bytes[i];
             i += 1;
+            if !ESCAPE[b as usize] {
+                continue;
+            }
+            out.extend_from_slice(&bytes[start..i - 1]);
+            start = i;
             let escape: &[u8] = match b {
                 b'"' => b"\\\"",
                 b'\\' => b"\\\\",
@@ -83,22 +84,51 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
                 b'\t' => b"\\t",
                 0x08 => b"\\b",
                 0x0c => b"\\f",
-                0..0x20 => b"",
-                _ => continue,
+                _ => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+                    continue;
+                }
             };
-            out.extend_from_slice(&bytes[start..i - 1]);
-            if escape.is_empty() {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
-            } else {
-                out.extend_from_slice(escape);
-            }
-            start = i;
+            out.extend_from_slice(escape);
+        }
+        if i >= bytes.len() {
+            break;
         }
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
+
+/// Whether no byte of `bytes` needs escaping: word by word, the last word
+/// overlapping the one before it, or byte by byte below eight bytes.
+#[inline]
+fn is_clean(bytes: &[u8]) -> bool {
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    let n = bytes.len();
+    if n < 8 {
+        return bytes.iter().all(|&b| !ESCAPE[b as usize]);
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if needs_escape(word(at)) {
+            return false;
+        }
+        at += 8;
+    }
+    !needs_escape(word(n - 8))
+}
+
+/// Which bytes a JSON string escapes: control characters, '"' and '\\'.
+static ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    table
+};
 
 /// Whether any byte of `x` is below 0x20, '"' or '\\'. Exact as an answer
 /// for the whole word: a byte ≥ 0x80 is never flagged (nor needs escaping),
@@ -137,6 +167,18 @@ impl Compound<'_, '_> {
     }
 
     fn key(&mut self, key: &str) {
+        let out = &mut *self.w.out;
+        if is_clean(key.as_bytes()) {
+            // A field name (nearly always): `,"key":` in one reservation.
+            out.reserve(key.len() + 4);
+            if !std::mem::take(&mut self.first) {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            return;
+        }
         self.comma();
         write_str(self.w.out, key);
         self.w.out.push(b':');
@@ -469,6 +511,16 @@ mod tests {
         ));
         same(&d);
         same(&Some(()));
+        // Field names are copied whole unless one needs escaping.
+        #[derive(Serialize)]
+        struct Fields {
+            #[serde(rename = "a\"b\n")]
+            odd: u8,
+            plain: u8,
+            #[serde(rename = "c\\d\u{1}")]
+            last: u8,
+        }
+        same(&Fields { odd: 1, plain: 2, last: 3 });
         same(&std::collections::BTreeMap::from([("k", 'c')]));
     }
 

@@ -70,6 +70,8 @@ enum Command {
     },
 }
 
+claworc_webhook::global_allocator!();
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

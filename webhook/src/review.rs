@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse};
 
 use claworc_contract::instance::{is_instance, opted_in};
+use claworc_contract::names::ANNOTATION_INJECTED;
 
 use crate::inject::{self, Config};
 use crate::validate::{self, Verdict};
@@ -46,30 +47,46 @@ fn subject(req: &AdmissionRequest<Deployment>) -> Subject<'_> {
 /// before injection would hide it (e.g. by setting
 /// `allowPrivilegeEscalation: false` over the user's `true`).
 pub fn mutate(req: &AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResponse {
-    let res = AdmissionResponse::from(req);
-    let d = match subject(req) {
-        Subject::Unrelated => return res,
-        Subject::OptingOut(d) => return patch_template(req, res, d, inject::remove(d)),
-        Subject::OptedIn(d) => d,
-    };
-    let settings = match validate::before_injection(d) {
-        Ok(s) => s,
-        Err(refused) => return res.deny(join(refused)),
-    };
-    let injected = inject::inject_template(d, &settings, cfg);
-    patch_template(req, res, d, injected)
+    mutate_taking_template(&mut req.clone(), cfg)
 }
 
-/// Allows `d` with its pod template replaced by `template` (no patch when equal).
+/// [`mutate`] for a caller that no longer needs the request's pod template
+/// (the server): the template of `req.object` may be taken (left empty) and
+/// injected in place, rather than copied first. The answer is [`mutate`]'s,
+/// which is this on a copy.
+pub fn mutate_taking_template(req: &mut AdmissionRequest<Deployment>, cfg: &Config) -> AdmissionResponse {
+    let res = AdmissionResponse::from(&*req);
+    let settings = match subject(req) {
+        Subject::Unrelated => return res,
+        Subject::OptingOut(d) => {
+            let template = inject::remove(d);
+            return if template == d.spec.template { res } else { patch_template(req, res, &template) };
+        }
+        Subject::OptedIn(d) => match validate::before_injection(d) {
+            Ok(s) => s,
+            Err(refused) => return res.deny(join(refused)),
+        },
+    };
+    let Some(d) = req.object.as_mut() else { return res };
+    // Injection always writes this version into the template: a template
+    // without it changes for certain, and its original is not needed to tell.
+    let stored_version =
+        d.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
+    if stored_version != Some(&cfg.version) {
+        let template = std::mem::take(&mut d.spec.template);
+        let injected = inject::inject_into(template, d.metadata.name.as_deref(), &settings, cfg);
+        return patch_template(req, res, &injected);
+    }
+    let injected = inject::inject_template(d, &settings, cfg);
+    if injected == d.spec.template { res } else { patch_template(req, res, &injected) }
+}
+
+/// Allows the request with its object's pod template replaced by `template`.
 fn patch_template(
     req: &AdmissionRequest<Deployment>,
     res: AdmissionResponse,
-    d: &Deployment,
-    template: PodTemplateSpec,
+    template: &PodTemplateSpec,
 ) -> AdmissionResponse {
-    if template == d.spec.template {
-        return res;
-    }
     // Injection changes only the pod template, so the patch is one `replace` of
     // it: cheaper than diffing two JSON trees, and the same on every call.
     #[derive(serde::Serialize)]
@@ -78,7 +95,7 @@ fn patch_template(
         path: &'static str,
         value: &'a PodTemplateSpec,
     }
-    let replace = [Replace { op: "replace", path: "/spec/template", value: &template }];
+    let replace = [Replace { op: "replace", path: "/spec/template", value: template }];
     // kube-core keeps `patchType` private: `with_patch` sets it, then the bytes are ours.
     // Sized for an injected template, so that the buffer does not grow step by step.
     match (crate::json::to_vec(&replace, 8 * 1024), res.with_patch(json_patch::Patch(Vec::new()))) {
@@ -253,6 +270,16 @@ mod tests {
     fn the_patch_turns_the_deployment_into_the_injected_one() {
         let d = deployment(json!({}));
         assert_eq!(patched(&d), Some(injected(&d)));
+    }
+
+    #[test]
+    fn a_template_injected_by_another_release_is_patched_into_this_ones() {
+        // The template is taken, not copied, when it will change for certain:
+        // the other release's sidecar and installer must still go.
+        let d = deployment(json!({}));
+        let old = Config { sidecar_image: "ghcr.io/claworc/sshd:0.0.9".into(), version: "0.0.9".into() };
+        let by_old = inject::inject(&d, &inject::settings(&d).unwrap(), &old);
+        assert_eq!(patched(&by_old), Some(injected(&d)));
     }
 
     #[test]

@@ -210,12 +210,15 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     let start = Instant::now();
     let content_length =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let parsed = match read_body(req.into_body(), content_length).await {
+    let mut parsed = match read_body(req.into_body(), content_length).await {
         Ok(body) => parse_review(&body).map_err(Refusal::bad_request),
         Err(refusal) => Err(refusal),
     };
-    let (subject, answer) = match &parsed {
-        Ok(request) => (Subject::of(request), answer(&state.inner.config, endpoint, request)),
+    let (subject, answer) = match &mut parsed {
+        Ok(request) => {
+            let answer = answer(&state.inner.config, endpoint, request);
+            (Subject::of(request), answer)
+        }
         Err(refusal) => (Subject::default(), Err(refusal.clone())),
     };
     let elapsed = start.elapsed();
@@ -245,15 +248,16 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
 
 /// The review of a parsed request: its outcome, the AdmissionReview to send
 /// and, for a denial, the reason. A panic in the review is answered with a 500
-/// instead of a dropped connection.
+/// instead of a dropped connection. `/mutate` may take the object's pod
+/// template out of `request` ([`review::mutate_taking_template`]).
 fn answer(
     config: &Config,
     endpoint: Endpoint,
-    request: &AdmissionRequest<Deployment>,
+    request: &mut AdmissionRequest<Deployment>,
 ) -> Result<(Outcome, Vec<u8>, String), Refusal> {
     let internal = |message: &str| Refusal { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() };
     let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match endpoint {
-        Endpoint::Mutate => review::mutate(request, config),
+        Endpoint::Mutate => review::mutate_taking_template(request, config),
         Endpoint::Validate => review::validate(request, config),
     }))
     .map_err(|_| internal("internal error while reviewing the request"))?;
