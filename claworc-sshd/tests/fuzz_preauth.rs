@@ -540,7 +540,7 @@ fn preauth_inputs_never_panic() {
     while !workers.iter().all(|w| w.is_finished()) {
         std::thread::sleep(Duration::from_millis(200));
         let secs = started.elapsed().as_secs();
-        if secs > 0 && secs % 60 == 0 && started.elapsed().subsec_millis() < 200 {
+        if secs > 0 && secs.is_multiple_of(60) && started.elapsed().subsec_millis() < 200 {
             let n = totals.inputs.load(Ordering::Relaxed);
             eprintln!("fuzz_preauth: {n} inputs in {secs} s, {} panics", PANICS.load(Ordering::SeqCst));
         }

@@ -273,8 +273,8 @@ async fn batch_session(conn: &transport::Connection) -> Option<RawSftpSession> {
     (has(sftp_batch::PUT_FILES) && has(sftp_batch::GET_FILES)).then_some(raw)
 }
 
-/// Batches in flight at once (the server answers them in turn; two keep it busy
-/// while the next travels).
+/// Batches in flight at once: the server answers them in turn, and the ones
+/// waiting keep it busy while answers and requests travel.
 const PARALLEL_BATCHES: usize = 4;
 
 /// The files of a plan split into batches (each at most
@@ -448,7 +448,9 @@ impl Job<'_> {
         while let Some(result) = batches.next().await {
             match result {
                 Ok(skipped) => singles.extend(skipped),
-                Err(e) => drop(first_error.get_or_insert(e)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         let copies = singles.into_iter().map(|item| async move {
@@ -510,6 +512,9 @@ impl Job<'_> {
             let (mode, atime, mtime) = (item.mode, item.atime, item.mtime);
             files.push(PutFile { path: item.remote.clone(), mode, atime, mtime, data });
             sent.push(*item);
+        }
+        if files.is_empty() {
+            return Ok(later);
         }
         let reply = self.batch_request(sftp_batch::PUT_FILES, sftp_batch::encode_put(&files)).await?;
         let outcomes = self.reply(sftp_batch::decode_put_reply(&reply), sent.len())?;
