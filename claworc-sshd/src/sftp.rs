@@ -484,9 +484,13 @@ fn put_file(home: &Path, file: sftp_batch::PutFile) -> Outcome {
         use std::os::unix::fs::OpenOptionsExt;
         let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&part)?;
         f.write_all(&file.data)?;
-        f.set_permissions(std::fs::Permissions::from_mode(file.mode & 0o7777))?;
-        let t = |s: u32| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s.into());
-        f.set_times(std::fs::FileTimes::new().set_accessed(t(file.atime)).set_modified(t(file.mtime)))?;
+        let attrs = FileAttributes {
+            permissions: Some(file.mode),
+            atime: Some(file.atime),
+            mtime: Some(file.mtime),
+            ..FileAttributes::empty()
+        };
+        set_attrs(&part, Some(&f), &attrs)?;
         drop(f);
         std::fs::rename(&part, &path)
     })();
