@@ -14,17 +14,11 @@ use claworc_contract::names::ENV_SSHD_CONFIG;
 use claworc_sshd::config::Config;
 use claworc_sshd::server::Server;
 
-/// mimalloc, not the libc's: musl's allocator made the static build's tunnels
-/// and SFTP much slower (docs/claworc-sshd.md, "Measured").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-unsafe extern "C" {
-    /// mimalloc's `mi_option_set` (linked in by the mimalloc crate).
-    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-}
-/// `mi_option_arena_eager_commit` (mimalloc 3's `mimalloc.h`).
-const MI_OPTION_ARENA_EAGER_COMMIT: std::ffi::c_int = 4;
+// mimalloc, not the libc's: musl's allocator made the static build's tunnels
+// and SFTP much slower (docs/claworc-sshd.md, "Measured"). Arenas are committed
+// on demand, from before the first allocation: with the default (eager on Linux)
+// the RSS stayed at its peak, 80 MiB after a 512 MiB SFTP transfer instead of 11 MiB.
+claworc_allocator::global_allocator!();
 
 const USAGE: &str = "usage: claworc-sshd [--config FILE] | install DEST | probe PORT | --version\n\
   Serves SSH on 127.0.0.1 (docs/claworc-sshd.md). Without --config, the config text is read from $CLAWORC_SSHD_CONFIG, else the defaults apply.\n\
@@ -93,11 +87,6 @@ fn tool(args: &[String]) -> Option<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    // Arenas committed on demand, so freed memory goes back to the system:
-    // with the default (eager on Linux) the RSS stayed at its peak, 80 MiB
-    // after a 512 MiB SFTP transfer instead of 11 MiB.
-    // SAFETY: sets a plain integer option; no memory is touched.
-    unsafe { mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let Some(code) = tool(&args) {
         return code;

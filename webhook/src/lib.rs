@@ -11,9 +11,7 @@
 //! - [`tls`]: the rustls provider and the serving certificate re-read on change.
 //! - [`metrics`]: request counts and latency histograms in Prometheus text.
 //! - [`certs`]: `gen-certs`, a CA and a serving certificate for the webhook Service.
-//! - [`allocator`]: mimalloc, for the binary and the benchmarks.
 
-pub mod allocator;
 pub mod certs;
 pub mod inject;
 pub mod json;

@@ -70,7 +70,7 @@ enum Command {
     },
 }
 
-claworc_webhook::global_allocator!();
+claworc_allocator::global_allocator!();
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 // The shipped binary's allocator, configured as there, for every handler
 // compared here (the webhook's, the floor and the kube-rs example alike).
-claworc_webhook::global_allocator!();
+claworc_allocator::global_allocator!();
 
 /// The floor: parse `AdmissionReview<DynamicObject>`, allow.
 pub fn floor(body: &[u8]) -> Vec<u8> {
