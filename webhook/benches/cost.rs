@@ -28,6 +28,14 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The opted-in review both benchmarks send: `CLAWORC_BENCH_FIXTURE`, a file of
+/// tests/fixtures/ (default `admission-opted-in.json`, written by hand;
+/// `admission-kubectl-apply.json` is a `kubectl apply` as kube-apiserver
+/// sends it, with its managedFields and last-applied annotation).
+fn bench_fixture() -> String {
+    std::env::var("CLAWORC_BENCH_FIXTURE").unwrap_or_else(|_| "admission-opted-in.json".into())
+}
+
 /// `/mutate` or `/validate` as `server::admit` answers: parse, review, encode.
 fn webhook(body: &[u8], mutate: bool, cfg: &Config) -> Vec<u8> {
     let mut req = server::parse_review(body).unwrap();
@@ -50,7 +58,7 @@ type Scenario<'a> = (&'static str, Box<dyn Fn() + 'a>);
 
 fn main() {
     let cfg = Config::default();
-    let opted_in = fixture("admission-opted-in.json");
+    let opted_in = fixture(&bench_fixture());
     let injected = injected(&opted_in, &cfg);
     let scenarios: [Scenario; 6] = [
         ("floor-opted-in", Box::new(|| drop(std::hint::black_box(floor(&opted_in))))),

@@ -5,7 +5,10 @@
 //! Environment: `CLAWORC_BENCH_CLIENTS` (default 4), `CLAWORC_BENCH_REQUESTS`
 //! (per scenario, default 8000), `CLAWORC_BENCH_PACED_CLIENTS` (the runs at
 //! half the saturating rate, default 32: each client then waits several
-//! milliseconds between requests, well above the timer's 1 ms granularity).
+//! milliseconds between requests, well above the timer's 1 ms granularity),
+//! `CLAWORC_BENCH_FIXTURE` (the opted-in review, a file of tests/fixtures/:
+//! default `admission-opted-in.json`; `admission-kubectl-apply.json` is what
+//! kube-apiserver sends for a `kubectl apply`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -233,7 +236,9 @@ fn main() {
         let kube_rs = Server::start_with(opts(), AppState::new(Default::default()), kube_rs_example_router()).await.unwrap();
 
         // mutate: an opted-in Deployment, answered with a patch.
-        let opted_in = common::fixture("admission-opted-in.json");
+        // `CLAWORC_BENCH_FIXTURE` as in benches/cost.rs.
+        let fixture = std::env::var("CLAWORC_BENCH_FIXTURE").unwrap_or_else(|_| "admission-opted-in.json".into());
+        let opted_in = common::fixture(&fixture);
         // validate: the same Deployment after the patch, answered allowed.
         let mut c = Client::connect(webhook.local_addr(), &[&certs.ca_cert]).await.unwrap();
         let (_, review) = c.post("/mutate", opted_in.clone()).await.unwrap();

@@ -34,9 +34,26 @@ fn patch(response: &Value) -> Option<json_patch::Patch> {
 
 #[tokio::test]
 async fn mutates_an_opted_in_deployment_and_the_result_validates() {
+    mutate_then_validate("admission-opted-in.json").await;
+}
+
+/// A `kubectl apply` as kube-apiserver sends it (captured from the test
+/// cluster's apiserver: defaulted fields, managedFields, the last-applied
+/// annotation): the patch leaves the Deployment's own metadata alone.
+#[tokio::test]
+async fn mutates_a_kubectl_apply_as_the_apiserver_sends_it() {
+    let deployment = mutate_then_validate("admission-kubectl-apply.json").await;
+    let metadata = &deployment["metadata"];
+    assert!(metadata["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string(), "{metadata}");
+    assert_eq!(metadata["managedFields"][0]["manager"], "kubectl-client-side-apply", "{metadata}");
+}
+
+/// Mutates the review in `fixture`, checks what a user would see, validates
+/// the result and mutates it again (no patch); returns the patched Deployment.
+async fn mutate_then_validate(fixture_name: &str) -> Value {
     let t = TestServer::start("mutate").await;
     let mut c = t.client().await;
-    let body = fixture("admission-opted-in.json");
+    let body = fixture(fixture_name);
 
     let (status, review) = c.post("/mutate", body.clone()).await.unwrap();
     assert_eq!(status, StatusCode::OK);
@@ -82,6 +99,7 @@ async fn mutates_an_opted_in_deployment_and_the_result_validates() {
         "{metrics}"
     );
     t.stop().await;
+    deployment
 }
 
 #[tokio::test]
