@@ -171,8 +171,10 @@ fn kube_rs_example_router() -> Router {
 }
 
 /// Below the floor, for reference: no admission types at all, only the request's
-/// uid read back (the least a correct webhook can do).
-fn uid_echo_router() -> Router {
+/// uid read back (the least a correct webhook can do). With `answer_bytes`, the
+/// answer carries a `patch` of `A`s that makes it that long: what an answer's
+/// size alone costs, apart from making it.
+fn uid_echo_router(answer_bytes: Option<usize>) -> Router {
     #[derive(serde::Deserialize)]
     struct Review {
         request: Uid,
@@ -181,15 +183,19 @@ fn uid_echo_router() -> Router {
     struct Uid {
         uid: String,
     }
-    async fn allow(body: axum::body::Bytes) -> impl IntoResponse {
+    async fn allow(answer_bytes: Option<usize>, body: axum::body::Bytes) -> impl IntoResponse {
         let uid = serde_json::from_slice::<Review>(&body).map(|r| r.request.uid).unwrap_or_default();
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            format!(
-                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{{"uid":{uid:?},"allowed":true}}}}"#
-            ),
-        )
+        let mut answer = format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{{"uid":{uid:?},"allowed":true}}}}"#
+        );
+        if let Some(n) = answer_bytes {
+            let pad = n.saturating_sub(answer.len() + r#","patch":"""#.len());
+            answer.truncate(answer.len() - 2);
+            answer.push_str(&format!(r#","patch":"{}"}}}}"#, "A".repeat(pad)));
+        }
+        ([(header::CONTENT_TYPE, "application/json")], answer)
     }
+    let allow = move |body| allow(answer_bytes, body);
     Router::new().route("/mutate", post(allow)).route("/validate", post(allow))
 }
 
@@ -232,7 +238,7 @@ fn main() {
         let opts = || ServeOptions::new("127.0.0.1:0".parse().unwrap(), &certs.tls_cert, &certs.tls_key);
         let webhook = Server::start(opts()).await.unwrap();
         let floor = Server::start_with(opts(), AppState::new(Default::default()), floor_router()).await.unwrap();
-        let uid_echo = Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router()).await.unwrap();
+        let uid_echo = Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router(None)).await.unwrap();
         let kube_rs = Server::start_with(opts(), AppState::new(Default::default()), kube_rs_example_router()).await.unwrap();
 
         // mutate: an opted-in Deployment, answered with a patch.
@@ -242,6 +248,11 @@ fn main() {
         // validate: the same Deployment after the patch, answered allowed.
         let mut c = Client::connect(webhook.local_addr(), &[&certs.ca_cert]).await.unwrap();
         let (_, review) = c.post("/mutate", opted_in.clone()).await.unwrap();
+        let answer_bytes = serde_json::to_vec(&review).unwrap().len();
+        let uid_echo_sized =
+            Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router(Some(answer_bytes)))
+                .await
+                .unwrap();
         let patch_b64 = review["response"]["patch"].clone();
         let patch_bytes: k8s_openapi::ByteString = serde_json::from_value(patch_b64).expect("mutate returns a patch");
         let patch: json_patch::Patch = serde_json::from_slice(&patch_bytes.0).unwrap();
@@ -255,10 +266,12 @@ fn main() {
         // machine may be shared, and noise only ever makes figures worse.
         let rounds = env_usize("CLAWORC_BENCH_ROUNDS", if full { 3 } else { 1 }).max(1);
         // Each review is compared with the floor fed the same body.
-        let mut best: [Option<Figures>; 7] = Default::default();
+        let mut best: [Option<Figures>; 8] = Default::default();
         for _ in 0..rounds {
             let figs = [
                 drive("uid echo (reference)", &uid_echo, &certs.ca_cert, "/mutate", opted_in.clone(), clients, total).await,
+                drive("uid echo, mutate's answer size", &uid_echo_sized, &certs.ca_cert, "/mutate", opted_in.clone(), clients, total)
+                    .await,
                 drive("floor, opted-in body", &floor, &certs.ca_cert, "/mutate", opted_in.clone(), clients, total).await,
                 drive("mutate (opted-in → patch)", &webhook, &certs.ca_cert, "/mutate", opted_in.clone(), clients, total)
                     .await,
@@ -276,7 +289,7 @@ fn main() {
                 }
             }
         }
-        let [echo, floor_m, mutate, floor_v, validate, peer_m, peer_v] = best.map(Option::unwrap);
+        let [echo, echo_sized, floor_m, mutate, floor_v, validate, peer_m, peer_v] = best.map(Option::unwrap);
         // The latency target: p99 at half the saturating rate (what a webhook
         // with headroom sees), each request timed from when it was due, or
         // from when its client's timer woke if the client was idle then.
@@ -316,6 +329,7 @@ fn main() {
         );
         for (f, floor) in [
             (&echo, &floor_m),
+            (&echo_sized, &floor_m),
             (&floor_m, &floor_m),
             (&mutate, &floor_m),
             (&peer_m, &floor_m),
@@ -369,6 +383,7 @@ fn main() {
         webhook.shutdown().await.unwrap();
         floor.shutdown().await.unwrap();
         uid_echo.shutdown().await.unwrap();
+        uid_echo_sized.shutdown().await.unwrap();
         kube_rs.shutdown().await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     });

@@ -156,10 +156,14 @@ fn fixture(name: &str) -> Vec<u8> {
 fn no_request_body_makes_the_review_panic() {
     let inputs: u64 = std::env::var("CLAWORC_FUZZ_INPUTS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
     let seed: u64 = std::env::var("CLAWORC_FUZZ_SEED").ok().and_then(|n| n.parse().ok()).unwrap_or(0x5eed_c1a0);
-    let corpus: Vec<Vec<u8>> =
-        ["admission-opted-in.json", "admission-privileged.json", "admission-not-opted-in.json", "admission-kubectl-apply.json"]
-            .map(fixture)
-            .into();
+    let corpus: Vec<Vec<u8>> = [
+        "admission-opted-in.json",
+        "admission-privileged.json",
+        "admission-not-opted-in.json",
+        "admission-kubectl-apply.json",
+    ]
+    .map(fixture)
+    .into();
     let mut values: Vec<Value> = corpus.iter().map(|b| serde_json::from_slice(b).unwrap()).collect();
     // An UPDATE with an injected old object, so opting out is explored too.
     let injected = {
