@@ -6,11 +6,13 @@
 //!
 //! Then krew itself installs the plugin from that manifest and archive (offline:
 //! `kubectl krew install --manifest --archive`) and `kubectl claworc` runs from
-//! krew's bin directory.
+//! krew's bin directory; and, as once the manifest is in an index, from a git
+//! index of its own (`KREW_DEFAULT_INDEX_URI`) with the archive served on
+//! loopback: `kubectl krew update`, `install claworc`, `list`, `uninstall`.
 //!
 //! Needs `kubectl` (1.26 or later) and `kubectl-krew` on PATH: `tests/cluster/build`
 //! makes both (krew from its Go module), or install them from your distribution and
-//! krew.sigs.k8s.io; and `tar`, `gzip`, `sha256sum`.
+//! krew.sigs.k8s.io; and `tar`, `gzip`, `sha256sum`, `git`.
 
 use std::path::Path;
 use std::process::Command;
@@ -59,6 +61,7 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     for tool in ["tar", "gzip", "sha256sum", "dirname", "readlink"] {
         require(tool, "apt-get install -y tar gzip coreutils");
     }
+    require("git", "apt-get install -y git (krew clones its index with it)");
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (dist, manifest_out) = (tmp.path().join("dist"), tmp.path().join("claworc.yaml"));
@@ -100,7 +103,7 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     // helper run (no other kubectl-* a developer's PATH may hold).
     let tools = tmp.path().join("tools");
     std::fs::create_dir(&tools).unwrap();
-    for tool in ["kubectl", "kubectl-krew", "dirname", "readlink"] {
+    for tool in ["kubectl", "kubectl-krew", "dirname", "readlink", "git"] {
         std::os::unix::fs::symlink(which(tool), tools.join(tool)).unwrap();
     }
     let path = format!("{}:{}", unpacked.display(), tools.display());
@@ -124,19 +127,92 @@ fn the_krew_archive_matches_its_manifest_and_kubectl_finds_and_completes_the_plu
     let krew_root = tmp.path().join("krew");
     let manifest_arg = format!("--manifest={}", manifest_out.display());
     let archive_arg = format!("--archive={}", archive.display());
-    let krew = |path: &str, args: &[&str]| {
+    let krew_in = |krew_root: &Path, index: &Path, path: &str, args: &[&str]| {
         run(Command::new("kubectl")
             .args(args)
             .env("PATH", path)
-            .env("KREW_ROOT", &krew_root)
+            .env("KREW_ROOT", krew_root)
+            // Never the real krew-index on GitHub: this test's own, or none.
+            .env("KREW_DEFAULT_INDEX_URI", index)
+            .env("KREW_NO_UPGRADE_CHECK", "1")
             .env("HOME", tmp.path())
             .env("KUBECONFIG", tmp.path().join("none")))
     };
+    let no_index = tmp.path().join("no-index");
+    let krew = |path: &str, args: &[&str]| krew_in(&krew_root, &no_index, path, args);
     krew(&tools.display().to_string(), &["krew", "install", &manifest_arg, &archive_arg]);
-    // (`kubectl krew list` needs krew's index, a git clone: its receipt says the same.)
     let receipt = std::fs::read_to_string(krew_root.join("receipts/claworc.yaml")).expect("krew's receipt for claworc");
     assert!(receipt.contains(concat!("version: v", env!("CARGO_PKG_VERSION"))), "{receipt}");
     let krew_path = format!("{}:{}", krew_root.join("bin").display(), tools.display());
     let version = krew(&krew_path, &["claworc", "--version"]);
     assert!(version.contains(env!("CARGO_PKG_VERSION")), "kubectl claworc --version after krew install: {version}");
+
+    // From an index, as `kubectl krew install claworc` works once the manifest is
+    // in one: a git repository holding plugins/claworc.yaml, the manifest with
+    // its uri pointing at the archive served on loopback (krew downloads over
+    // HTTP only).
+    let url = serve_on_loopback(std::fs::read(&archive).unwrap(), &archive_name);
+    let index = tmp.path().join("index");
+    std::fs::create_dir_all(index.join("plugins")).unwrap();
+    let indexed = std::fs::read_to_string(&manifest_out).unwrap().replace(uri, &url);
+    std::fs::write(index.join("plugins/claworc.yaml"), indexed).unwrap();
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .args([
+                "-c",
+                "user.name=claworc tests",
+                "-c",
+                "user.email=tests@claworc.invalid",
+                "-c",
+                "init.defaultBranch=master",
+            ])
+            .args(args)
+            .current_dir(&index)
+            .env("HOME", tmp.path()))
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "claworc"]);
+    let indexed_root = tmp.path().join("krew-indexed");
+    let krew = |path: &str, args: &[&str]| krew_in(&indexed_root, &index, path, args);
+    let tools_path = tools.display().to_string();
+    krew(&tools_path, &["krew", "update"]);
+    krew(&tools_path, &["krew", "install", "claworc"]);
+    let list = krew(&tools_path, &["krew", "list"]);
+    assert!(list.lines().any(|l| l.split_whitespace().next() == Some("claworc")), "kubectl krew list: {list}");
+    let krew_path = format!("{}:{}", indexed_root.join("bin").display(), tools.display());
+    let version = krew(&krew_path, &["claworc", "--version"]);
+    assert!(
+        version.contains(env!("CARGO_PKG_VERSION")),
+        "kubectl claworc --version after krew install claworc: {version}"
+    );
+    krew(&tools_path, &["krew", "uninstall", "claworc"]);
+    let list = krew(&tools_path, &["krew", "list"]);
+    assert!(!list.contains("claworc"), "kubectl krew list after uninstall: {list}");
+    assert!(!indexed_root.join("bin/kubectl-claworc").exists(), "krew uninstall left the plugin's link");
+}
+
+/// Serves `body` to every HTTP request on a loopback port, from a thread that
+/// lives as long as the test; returns the URL of `name` there.
+fn serve_on_loopback(body: Vec<u8>, name: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/{name}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut line = String::new();
+            // The request's head, up to its empty line.
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let mut stream = &stream;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&body));
+        }
+    });
+    url
 }
