@@ -43,7 +43,9 @@ async fn mutates_an_opted_in_deployment_and_the_result_validates() {
 #[tokio::test]
 async fn mutates_a_kubectl_apply_as_the_apiserver_sends_it() {
     let deployment = mutate_then_validate("admission-kubectl-apply.json").await;
+    let sent: Value = serde_json::from_slice(&fixture("admission-kubectl-apply.json")).unwrap();
     let metadata = &deployment["metadata"];
+    assert_eq!(metadata, &sent["request"]["object"]["metadata"], "the patch changed the Deployment's metadata");
     assert!(metadata["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string(), "{metadata}");
     assert_eq!(metadata["managedFields"][0]["manager"], "kubectl-client-side-apply", "{metadata}");
 }
