@@ -27,6 +27,8 @@ enum Subject<'a> {
     OptingOut(&'a Deployment),
 }
 
+/// The old object is only asked whether it is an instance: from the wire it
+/// carries nothing else ([`crate::wire::parse_review`]).
 fn subject(req: &AdmissionRequest<Deployment>) -> Subject<'_> {
     let Some(d) = req.object.as_ref() else { return Subject::Unrelated };
     if d.metadata.deletion_timestamp.is_some() {

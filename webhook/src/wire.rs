@@ -13,7 +13,9 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
-/// Parses an `admission.k8s.io/v1` AdmissionReview carrying a Deployment.
+/// Parses an `admission.k8s.io/v1` AdmissionReview carrying a Deployment. The
+/// old object of an UPDATE is read only as far as telling whether it is an
+/// instance needs (see `OldObject`).
 pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest<Deployment>, String> {
     // kube-core's `AdmissionReview` flattens its `TypeMeta`, which makes serde
     // buffer the whole review (the Deployments included) in a generic tree and
@@ -87,7 +89,7 @@ struct Request {
     #[serde(default)]
     object: Option<Object>,
     #[serde(default)]
-    old_object: Option<Object>,
+    old_object: Option<OldObject>,
     #[serde(default)]
     dry_run: bool,
 }
@@ -108,7 +110,7 @@ impl From<Request> for AdmissionRequest<Deployment> {
             operation: r.operation,
             user_info: r.user_info,
             object: r.object.map(Object::into_deployment),
-            old_object: r.old_object.map(Object::into_deployment),
+            old_object: r.old_object.map(OldObject::into_deployment),
             dry_run: r.dry_run,
             options: None,
         }
@@ -137,6 +139,110 @@ impl Object {
         Deployment {
             metadata: self.metadata.map(Metadata::into_object_meta).unwrap_or_default(),
             spec: self.spec.unwrap_or_default(),
+            status: None,
+        }
+    }
+}
+
+/// The old object of an UPDATE, read only as far as
+/// [`is_instance`](claworc_contract::instance::is_instance) looks, which is all
+/// that the review reads of it (an UPDATE is judged when the old or the new
+/// object is an instance): the Deployment's labels, the pod template's labels
+/// and annotations, and the names of its containers and volumes. On an UPDATE
+/// the old object is as large as the new one, and reading it in full cost as
+/// much as the rest of the request.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OldObject {
+    #[serde(default, deserialize_with = "deployment_api_version")]
+    api_version: (),
+    #[serde(default, deserialize_with = "deployment_kind")]
+    kind: (),
+    #[serde(default)]
+    metadata: Option<OldMetadata>,
+    #[serde(default)]
+    spec: Option<OldSpec>,
+}
+
+#[derive(serde::Deserialize)]
+struct OldMetadata {
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+struct OldSpec {
+    #[serde(default)]
+    template: Option<OldTemplate>,
+}
+
+#[derive(serde::Deserialize)]
+struct OldTemplate {
+    #[serde(default)]
+    metadata: Option<TemplateMarks>,
+    #[serde(default)]
+    spec: Option<OldPod>,
+}
+
+#[derive(serde::Deserialize)]
+struct TemplateMarks {
+    #[serde(default)]
+    labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OldPod {
+    #[serde(default)]
+    containers: Vec<Named>,
+    #[serde(default)]
+    init_containers: Option<Vec<Named>>,
+    #[serde(default)]
+    ephemeral_containers: Option<Vec<Named>>,
+    #[serde(default)]
+    volumes: Option<Vec<Named>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Named {
+    #[serde(default)]
+    name: String,
+}
+
+impl OldObject {
+    /// A Deployment holding only what was read: enough for `is_instance`, and
+    /// for nothing else.
+    fn into_deployment(self) -> Deployment {
+        use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodSpec, PodTemplateSpec, Volume};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+        let ((), ()) = (self.api_version, self.kind);
+        let template = self.spec.and_then(|s| s.template);
+        let container = |n: Named| Container { name: n.name, ..Default::default() };
+        let pod = |p: OldPod| PodSpec {
+            containers: p.containers.into_iter().map(container).collect(),
+            init_containers: p.init_containers.map(|c| c.into_iter().map(container).collect()),
+            ephemeral_containers: p
+                .ephemeral_containers
+                .map(|c| c.into_iter().map(|n| EphemeralContainer { name: n.name, ..Default::default() }).collect()),
+            volumes: p.volumes.map(|v| v.into_iter().map(|n| Volume { name: n.name, ..Default::default() }).collect()),
+            ..Default::default()
+        };
+        let template = template.map(|t| PodTemplateSpec {
+            metadata: t.metadata.map(|m| ObjectMeta {
+                labels: m.labels,
+                annotations: m.annotations,
+                ..Default::default()
+            }),
+            spec: t.spec.map(pod),
+        });
+        Deployment {
+            metadata: ObjectMeta { labels: self.metadata.and_then(|m| m.labels), ..Default::default() },
+            spec: k8s_openapi::api::apps::v1::DeploymentSpec {
+                template: template.unwrap_or_default(),
+                ..Default::default()
+            },
             status: None,
         }
     }
@@ -346,6 +452,87 @@ mod tests {
         );
         assert!(parse_review(b"[]").is_err());
         assert!(parse_review(b"null").is_err());
+    }
+
+    /// The old object of an UPDATE is read only as far as `is_instance` looks:
+    /// with and without each claworc marker, it answers as the whole object does.
+    #[test]
+    fn the_old_object_answers_is_instance_as_the_whole_one() {
+        use claworc_contract::instance::is_instance;
+        use serde_json::{Value, json};
+        let fixture = |name: &str| -> Value {
+            let path = format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        };
+        let plain = fixture("admission-not-opted-in.json")["request"]["object"].clone();
+        let opted_in = fixture("admission-opted-in.json");
+        let injected = {
+            let req = parse_review(&serde_json::to_vec(&opted_in).unwrap()).unwrap();
+            let res = crate::review::mutate(&req, &crate::inject::Config::default());
+            let patch: json_patch::Patch = serde_json::from_slice(res.patch.as_ref().unwrap()).unwrap();
+            let mut object = opted_in["request"]["object"].clone();
+            json_patch::patch(&mut object, &patch).unwrap();
+            object
+        };
+        let with = |edit: &dyn Fn(&mut Value)| {
+            let mut o = plain.clone();
+            edit(&mut o);
+            o
+        };
+        let push = |list: &mut Value, item: Value| {
+            if list.is_null() {
+                *list = json!([]);
+            }
+            list.as_array_mut().unwrap().push(item);
+        };
+        let cases = [
+            (plain.clone(), false),
+            (opted_in["request"]["object"].clone(), true),
+            (fixture("admission-kubectl-apply.json")["request"]["object"].clone(), true),
+            (injected, true),
+            (with(&|o| o["metadata"]["labels"]["claworc.io/ssh"] = json!("disabled")), true),
+            (with(&|o| o["spec"]["template"]["metadata"]["labels"]["claworc.io/instance"] = json!("x")), true),
+            (with(&|o| o["spec"]["template"]["metadata"]["annotations"]["claworc.io/injected"] = json!("0.1.0")), true),
+            (with(&|o| push(&mut o["spec"]["template"]["spec"]["containers"], json!({"name": "claworc-sshd"}))), true),
+            (
+                with(&|o| push(&mut o["spec"]["template"]["spec"]["initContainers"], json!({"name": "claworc-sshd"}))),
+                true,
+            ),
+            (
+                with(&|o| {
+                    push(
+                        &mut o["spec"]["template"]["spec"]["ephemeralContainers"],
+                        json!({"name": "claworc-sshd-install"}),
+                    )
+                }),
+                true,
+            ),
+            (
+                with(&|o| {
+                    push(&mut o["spec"]["template"]["spec"]["volumes"], json!({"name": "claworc-run", "emptyDir": {}}))
+                }),
+                true,
+            ),
+            (
+                with(&|o| push(&mut o["spec"]["template"]["spec"]["volumes"], json!({"name": "data", "emptyDir": {}}))),
+                false,
+            ),
+            (with(&|o| o["metadata"]["annotations"]["claworc.io/ssh-port"] = json!("2222")), false),
+        ];
+        for (i, (old, instance)) in cases.into_iter().enumerate() {
+            let whole: Deployment = serde_json::from_value(old.clone()).unwrap();
+            let mut review = fixture("admission-not-opted-in.json");
+            review["request"]["operation"] = json!("UPDATE");
+            review["request"]["oldObject"] = old;
+            let req = parse_review(&serde_json::to_vec(&review).unwrap()).unwrap();
+            let read = req.old_object.expect("the old object");
+            assert_eq!(is_instance(&whole), instance, "case {i}: the whole object");
+            assert_eq!(is_instance(&read), instance, "case {i}: the old object as read");
+        }
+        // Its apiVersion and kind are still checked.
+        let mut review = fixture("admission-not-opted-in.json");
+        review["request"]["oldObject"] = json!({"apiVersion": "v1", "kind": "Pod"});
+        assert!(parse_review(&serde_json::to_vec(&review).unwrap()).unwrap_err().contains("malformed"));
     }
 
     #[test]
