@@ -179,13 +179,13 @@ struct OldSpec {
 #[derive(serde::Deserialize)]
 struct OldTemplate {
     #[serde(default)]
-    metadata: Option<TemplateMarks>,
+    metadata: Option<OldTemplateMetadata>,
     #[serde(default)]
     spec: Option<OldPod>,
 }
 
 #[derive(serde::Deserialize)]
-struct TemplateMarks {
+struct OldTemplateMetadata {
     #[serde(default)]
     labels: Option<std::collections::BTreeMap<String, String>>,
     #[serde(default)]
