@@ -27,20 +27,9 @@ pub fn kube_rs_example(body: &[u8]) -> Vec<u8> {
         if obj.metadata.labels.is_none() {
             ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels", "value": {}}));
         }
-        ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels/admission", "value": label_value()}));
+        ops.push(serde_json::json!({"op": "add", "path": "/metadata/labels/admission", "value": "modified-by-admission-controller"}));
         let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops)).unwrap();
         res = res.with_patch(patch).unwrap();
     }
     serde_json::to_vec(&res.into_review()).unwrap()
-}
-
-/// The example's label value: its own, or with `CLAWORC_BENCH_PEER_PATCH_BYTES=N`
-/// N bytes, so that it answers a patch the size of the webhook's (about 4500
-/// bytes for the opted-in fixture; docs/architecture.md, "the answer's size").
-fn label_value() -> &'static str {
-    static VALUE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    VALUE.get_or_init(|| match std::env::var("CLAWORC_BENCH_PEER_PATCH_BYTES").ok().and_then(|n| n.parse().ok()) {
-        Some(n) => "x".repeat(n),
-        None => "modified-by-admission-controller".into(),
-    })
 }
