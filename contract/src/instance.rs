@@ -37,6 +37,11 @@ pub fn has_markers(template: &PodTemplateSpec) -> bool {
 }
 
 /// Whether this Deployment is an instance: opted in, or marked by claworc.
+///
+/// The webhook reads an UPDATE's old object only as far as this looks (its
+/// `wire::OldObject`: labels, the template's labels and annotations, container
+/// and volume names): a marker read from anywhere else must be read there too,
+/// and its unit test given a case for it.
 pub fn is_instance(d: &Deployment) -> bool {
     opted_in(d)
         || d.metadata.labels.as_ref().is_some_and(|l| l.contains_key(LABEL_SSH))
