@@ -82,7 +82,10 @@ const SKIPPED: u32 = u32::MAX;
 /// `uint32` count, then for each file: `string` path, `uint32` mode, atime,
 /// mtime, `string` contents.
 pub fn encode_put(files: &[PutFile]) -> Vec<u8> {
-    let mut w = Writer::list(files.iter().map(|f| PutFile::wire_len(&f.path, f.data.len() as u64)).sum(), files.len());
+    let mut w = Writer::list(
+        4 + files.iter().map(|f| PutFile::wire_len(&f.path, f.data.len() as u64)).sum::<usize>(),
+        files.len(),
+    );
     for f in files {
         w.bytes(f.path.as_bytes());
         w.file(f.mode, f.atime, f.mtime, &f.data);
