@@ -267,6 +267,7 @@ fn main() {
         let rounds = env_usize("CLAWORC_BENCH_ROUNDS", if full { 3 } else { 1 }).max(1);
         // Each review is compared with the floor fed the same body.
         let mut best: [Option<Figures>; 8] = Default::default();
+        let mut paired: Vec<[f64; 4]> = Vec::new();
         for _ in 0..rounds {
             let figs = [
                 drive("uid echo (reference)", &uid_echo, &certs.ca_cert, "/mutate", opted_in.clone(), clients, total).await,
@@ -283,6 +284,16 @@ fn main() {
                 drive("kube-rs example, injected body", &kube_rs, &certs.ca_cert, "/mutate", injected.clone(), clients, total)
                     .await,
             ];
+            // Each review over the example fed the same body, within this
+            // round: requests per second, and the example's CPU time per
+            // request over the review's.
+            let [_, _, _, ref mutate, _, ref validate, ref peer_m, ref peer_v] = figs;
+            paired.push([
+                mutate.throughput / peer_m.throughput,
+                peer_m.cpu.as_secs_f64() / mutate.cpu.as_secs_f64().max(1e-9),
+                validate.throughput / peer_v.throughput,
+                peer_v.cpu.as_secs_f64() / validate.cpu.as_secs_f64().max(1e-9),
+            ]);
             for (b, f) in best.iter_mut().zip(figs) {
                 if b.as_ref().is_none_or(|b| f.throughput > b.throughput) {
                     *b = Some(f);
@@ -379,6 +390,21 @@ fn main() {
             );
         }
         println!("targets: {}", if all_ok { "all hold" } else { "some missed" });
+        // The same comparison round by round, each review beside the example
+        // run in the same round: steadier than two best rounds when the
+        // machine's load drifts.
+        let spread = |i: usize| {
+            let mut v: Vec<f64> = paired.iter().map(|p| p[i] * 100.0).collect();
+            v.sort_by(f64::total_cmp);
+            format!("{:.0} % ({:.0}–{:.0})", v[v.len() / 2], v[0], v[v.len() - 1])
+        };
+        println!(
+            "relative to the kube-rs example in the same round, median (range) of {rounds}: mutate req/s {}, by CPU time {}; validate req/s {}, by CPU time {}",
+            spread(0),
+            spread(1),
+            spread(2),
+            spread(3)
+        );
 
         webhook.shutdown().await.unwrap();
         floor.shutdown().await.unwrap();
