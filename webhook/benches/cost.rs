@@ -1,7 +1,8 @@
 //! `cargo bench -p claworc-webhook --bench cost`: the CPU cost of one admission
 //! request in-process (no HTTP, no TLS), for the webhook's `/mutate` and
 //! `/validate` beside the floor and the kube-rs example fed the same bodies
-//! (the same handlers as in `benches/https.rs`).
+//! (the same handlers as in `benches/https.rs`), and `/mutate` as the next
+//! step would make it (`peers/prototype.rs`, not the product).
 //!
 //! With no argument, prints µs per request (best of 3 runs). With
 //! `SCENARIO N`, runs that scenario N times and nothing else, for an
@@ -60,10 +61,11 @@ fn main() {
     let cfg = Config::default();
     let opted_in = fixture(&bench_fixture());
     let injected = injected(&opted_in, &cfg);
-    let scenarios: [Scenario; 6] = [
+    let scenarios: [Scenario; 7] = [
         ("floor-opted-in", Box::new(|| drop(std::hint::black_box(floor(&opted_in))))),
         ("peer-opted-in", Box::new(|| drop(std::hint::black_box(peer(&opted_in))))),
         ("mutate", Box::new(|| drop(std::hint::black_box(webhook(&opted_in, true, &cfg))))),
+        ("prototype", Box::new(|| drop(std::hint::black_box(peers::prototype::mutate(&opted_in))))),
         ("floor-injected", Box::new(|| drop(std::hint::black_box(floor(&injected))))),
         ("peer-injected", Box::new(|| drop(std::hint::black_box(peer(&injected))))),
         ("validate", Box::new(|| drop(std::hint::black_box(webhook(&injected, false, &cfg))))),
@@ -103,6 +105,11 @@ fn main() {
             size_of::<kube::core::admission::AdmissionRequest<k8s_openapi::api::apps::v1::Deployment>>()
         );
     }
+    println!(
+        "prototype (benches/peers/prototype.rs, not the product) answers as the webhook does: {}",
+        peers::prototype::matches_webhook(&opted_in, |body, m| webhook(body, m, &cfg))
+            .map_or_else(|e| e, |()| "yes".into())
+    );
     println!("in-process CPU per request (no HTTP, no TLS), best of 3 × {n}, µs:");
     for (name, run) in &scenarios {
         let best = (0..3)

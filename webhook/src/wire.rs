@@ -390,7 +390,7 @@ static BASE64_PAIRS: [u16; 4096] = {
 
 /// Appends `data` in standard base64 with padding, six bytes (eight
 /// characters) at a time: a third of the base64 crate's instructions here.
-pub(crate) fn encode_base64(out: &mut Vec<u8>, data: &[u8]) {
+pub fn encode_base64(out: &mut Vec<u8>, data: &[u8]) {
     let pair = |bits: u64| u64::from(BASE64_PAIRS[(bits & 0xfff) as usize]);
     let start = out.len();
     out.resize(start + data.len().div_ceil(3) * 4, 0);

@@ -33,3 +33,4 @@ pub fn kube_rs_example(body: &[u8]) -> Vec<u8> {
     }
     serde_json::to_vec(&res.into_review()).unwrap()
 }
+pub mod prototype;
