@@ -106,7 +106,7 @@ fn main() {
         );
     }
     println!(
-        "prototype (benches/peers/prototype.rs, not the product) answers as the webhook does: {}",
+        "prototype (webhook/benches/peers/prototype.rs, not the product) answers as the webhook does: {}",
         peers::prototype::matches_webhook(&opted_in, |body, m| webhook(body, m, &cfg))
             .map_or_else(|e| e, |()| "yes".into())
     );

@@ -433,7 +433,7 @@ fn main() {
             claworc_webhook::server::review_json(res).unwrap()
         };
         println!(
-            "prototype (benches/peers/prototype.rs, not the product) answers as the webhook does: {}",
+            "prototype (webhook/benches/peers/prototype.rs, not the product) answers as the webhook does: {}",
             peers::prototype::matches_webhook(&opted_in, webhook_in_process).map_or_else(|e| e, |()| "yes".into())
         );
 

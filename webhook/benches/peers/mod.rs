@@ -1,6 +1,8 @@
 //! The handlers the benchmarks compare the webhook with, one copy for both
 //! (`benches/cost.rs` in-process, `benches/https.rs` behind the same server).
 
+pub mod prototype;
+
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
@@ -33,4 +35,3 @@ pub fn kube_rs_example(body: &[u8]) -> Vec<u8> {
     }
     serde_json::to_vec(&res.into_review()).unwrap()
 }
-pub mod prototype;
