@@ -270,54 +270,34 @@ fn field(out: &mut Vec<u8>, key: &str, v: &str) {
     write_str(out, v);
 }
 
+/// A mount injection adds: volume, path, subPath, readOnly.
 type Extra<'s> = (&'s str, &'s str, Option<&'s str>, bool);
 
-fn mounts(out: &mut Vec<u8>, before: &[Extra], ms: &[Mount], extra: &[Extra]) {
+fn mount(out: &mut Vec<u8>, name: &str, path: &str, sub: Option<&str>, read_only: Option<bool>) {
+    out.extend_from_slice(b"{\"name\":");
+    write_str(out, name);
+    field(out, "mountPath", path);
+    if let Some(s) = sub {
+        field(out, "subPath", s);
+    }
+    if let Some(r) = read_only {
+        out.extend_from_slice(if r { b",\"readOnly\":true" } else { b",\"readOnly\":false" });
+    }
+    out.push(b'}');
+}
+
+fn mounts<'s>(out: &mut Vec<u8>, before: &[Extra<'s>], ms: &'s [Mount<'_>], after: &[Extra<'s>]) {
     out.extend_from_slice(b",\"volumeMounts\":[");
-    let mut first = true;
-    let mut sep = |out: &mut Vec<u8>| {
-        if !std::mem::take(&mut first) {
+    let injected = |&(name, path, sub, ro): &Extra<'s>| -> (&'s str, &'s str, Option<&'s str>, Option<bool>) {
+        (name, path, sub, ro.then_some(true))
+    };
+    let theirs = ms.iter().map(|m| (&*m.name.0, &*m.mount_path.0, m.sub_path.as_ref().map(|s| &*s.0), m.read_only));
+    let all = before.iter().map(injected).chain(theirs).chain(after.iter().map(injected));
+    for (i, (name, path, sub, ro)) in all.enumerate() {
+        if i > 0 {
             out.push(b',');
         }
-    };
-    for (name, path, sub, ro) in before {
-        sep(out);
-        out.extend_from_slice(b"{\"name\":");
-        write_str(out, name);
-        field(out, "mountPath", path);
-        if let Some(s) = sub {
-            field(out, "subPath", s);
-        }
-        if *ro {
-            out.extend_from_slice(b",\"readOnly\":true");
-        }
-        out.push(b'}');
-    }
-    for m in ms {
-        sep(out);
-        out.extend_from_slice(b"{\"name\":");
-        write_str(out, &m.name.0);
-        field(out, "mountPath", &m.mount_path.0);
-        if let Some(s) = &m.sub_path {
-            field(out, "subPath", &s.0);
-        }
-        if let Some(r) = m.read_only {
-            out.extend_from_slice(if r { b",\"readOnly\":true" } else { b",\"readOnly\":false" });
-        }
-        out.push(b'}');
-    }
-    for (name, path, sub, ro) in extra {
-        sep(out);
-        out.extend_from_slice(b"{\"name\":");
-        write_str(out, name);
-        field(out, "mountPath", path);
-        if let Some(s) = sub {
-            field(out, "subPath", s);
-        }
-        if *ro {
-            out.extend_from_slice(b",\"readOnly\":true");
-        }
-        out.push(b'}');
+        mount(out, name, path, sub, ro);
     }
     out.push(b']');
 }
@@ -364,6 +344,7 @@ fn harden(sc: &Option<SecurityContext>) -> SecurityContext {
     sc
 }
 
+/// The injected containers' security context for the fixtures' session IDs (1000:1000).
 const LOCKED: &str = r#","securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":1000,"runAsNonRoot":true,"runAsUser":1000,"seccompProfile":{"type":"RuntimeDefault"}}"#;
 
 /// Whether the prototype's answer to `opted_in` is the webhook's: its patch,
@@ -431,7 +412,7 @@ pub fn mutate(body: &[u8]) -> Vec<u8> {
         .annotations
         .iter()
         .map(|(k, v)| (&*k.0, &*v.0))
-        .chain([(ANNOTATION_INJECTED, "0.2.0"), (ANNOTATION_KNOWN_HOSTS_DATA, lines.as_str())])
+        .chain([(ANNOTATION_INJECTED, claworc_contract::VERSION), (ANNOTATION_KNOWN_HOSTS_DATA, lines.as_str())])
     {
         if !std::mem::take(&mut first) {
             out.push(b',');
