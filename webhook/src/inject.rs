@@ -92,7 +92,7 @@ pub fn inject_into(
     annotations.insert(ANNOTATION_KNOWN_HOSTS_DATA.into(), known_hosts::lines_for(&settings.known_hosts));
 
     let spec = template.spec.get_or_insert_with(Default::default);
-    harden_pod(spec, settings);
+    harden_pod(&mut spec.security_context, settings);
     set_volumes(spec, settings);
 
     // The injected init containers are rebuilt below.
@@ -100,7 +100,7 @@ pub fn inject_into(
     user_init.retain(|c| !is_claworc_container(&c.name));
     spec.containers.retain(|c| !is_claworc_container(&c.name));
     for c in spec.containers.iter_mut().chain(user_init.iter_mut()) {
-        harden_container(c);
+        harden_container(&mut c.security_context);
         set_known_hosts(c, settings);
     }
     // The target is read in place (a Container is over 2 KiB, and cloning it
@@ -234,8 +234,10 @@ pub fn is_claworc_container(name: &str) -> bool {
     name == SIDECAR || name == INSTALLER
 }
 
-fn harden_pod(spec: &mut PodSpec, s: &Settings) {
-    let sc = spec.security_context.get_or_insert_with(PodSecurityContext::default);
+/// The pod's security context as injection leaves it: non-root, the settings'
+/// UID and GIDs unless set, seccomp `RuntimeDefault` unless set.
+pub fn harden_pod(sc: &mut Option<PodSecurityContext>, s: &Settings) {
+    let sc = sc.get_or_insert_with(PodSecurityContext::default);
     sc.run_as_non_root = Some(true);
     sc.run_as_user.get_or_insert(s.run_as_user);
     sc.run_as_group.get_or_insert(s.run_as_group);
@@ -244,8 +246,10 @@ fn harden_pod(spec: &mut PodSpec, s: &Settings) {
     sc.seccomp_profile.get_or_insert_with(runtime_default);
 }
 
-fn harden_container(c: &mut Container) {
-    let sc = c.security_context.get_or_insert_with(SecurityContext::default);
+/// A workload container's security context as injection leaves it: non-root,
+/// no privilege escalation, every capability dropped.
+pub fn harden_container(sc: &mut Option<SecurityContext>) {
+    let sc = sc.get_or_insert_with(SecurityContext::default);
     sc.run_as_non_root = Some(true);
     sc.allow_privilege_escalation = Some(false);
     let caps = sc.capabilities.get_or_insert_with(Capabilities::default);

@@ -18,8 +18,10 @@ use std::marker::PhantomData;
 use claworc_contract::claworc_sshd_config::SshdConfig;
 use claworc_contract::names::*;
 use claworc_contract::{Settings, known_hosts};
+use claworc_webhook::inject;
 use claworc_webhook::json::{to_vec, write_str};
-use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SeccompProfile, SecurityContext};
+use claworc_webhook::validate::ALLOWED_VOLUME_TYPES;
+use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -209,9 +211,6 @@ visit!(Vol, VolV, |m, v, k| {
     }
 });
 
-const ALLOWED: &[&str] =
-    &["configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"];
-
 fn checks(o: &Obj, denials: &mut Vec<String>) {
     if o.spec.replicas.is_some_and(|r| !(0..=1).contains(&r)) {
         denials.push("replicas".into());
@@ -221,7 +220,7 @@ fn checks(o: &Obj, denials: &mut Vec<String>) {
         denials.push("host".into());
     }
     for v in &p.volumes {
-        if v.rest.iter().any(|(k, _)| !ALLOWED.contains(&&*k.0)) {
+        if v.rest.iter().any(|(k, _)| !ALLOWED_VOLUME_TYPES.contains(&&*k.0)) {
             denials.push("volume".into());
         }
     }
@@ -240,7 +239,7 @@ fn checks(o: &Obj, denials: &mut Vec<String>) {
             denials.push("privileged".into());
         }
         for m in &c.mounts {
-            if claworc_webhook::inject::clean_path(&m.mount_path.0).is_none() {
+            if inject::clean_path(&m.mount_path.0).is_none() {
                 denials.push("mount".into());
             }
         }
@@ -332,18 +331,6 @@ fn env(out: &mut Vec<u8>, es: &[Env], extra: &[(&str, &str)]) {
     out.push(b']');
 }
 
-fn harden(sc: &Option<SecurityContext>) -> SecurityContext {
-    let mut sc = sc.clone().unwrap_or_default();
-    sc.run_as_non_root = Some(true);
-    sc.allow_privilege_escalation = Some(false);
-    let caps = sc.capabilities.get_or_insert_with(Capabilities::default);
-    let drop = caps.drop.get_or_insert_with(Vec::new);
-    if !drop.iter().any(|c| c == "ALL") {
-        drop.push("ALL".into());
-    }
-    sc
-}
-
 /// The injected containers' security context for the fixtures' session IDs (1000:1000).
 const LOCKED: &str = r#","securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]},"privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":1000,"runAsNonRoot":true,"runAsUser":1000,"seccompProfile":{"type":"RuntimeDefault"}}"#;
 
@@ -384,7 +371,7 @@ pub fn mutate(body: &[u8]) -> Vec<u8> {
     assert!(denials.is_empty(), "{denials:?}");
     let t = &o.spec.template;
     let p = &t.spec;
-    let git = format!("ssh -o StrictHostKeyChecking={} -o BatchMode=yes", s.strict_host_key_checking.as_str());
+    let git = inject::git_ssh_command(&s);
 
     let mut out = Vec::with_capacity(6 * 1024);
     out.extend_from_slice(br#"[{"op":"replace","path":"/spec/template","value":{"metadata":{"labels":{"#);
@@ -455,7 +442,9 @@ pub fn mutate(body: &[u8]) -> Vec<u8> {
             }
             out.push(b']');
         }
-        typed(&mut out, "securityContext", &harden(&c.sc));
+        let mut sc = c.sc.clone();
+        inject::harden_container(&mut sc);
+        typed(&mut out, "securityContext", &sc);
         env(&mut out, &c.env, &[(ENV_GIT_SSH_COMMAND, &git)]);
         mounts(&mut out, &[], &c.mounts, &kh);
         raw(&mut out, &c.rest);
@@ -477,12 +466,7 @@ pub fn mutate(body: &[u8]) -> Vec<u8> {
     if let Some(v) = &target.working_dir {
         field(&mut out, "workingDir", &v.0);
     }
-    let kept: Vec<Env> = target
-        .env
-        .iter()
-        .filter(|e| !["CLAWORC_SSHD_CONFIG", ENV_GIT_SSH_COMMAND, "HOME"].contains(&&*e.name.0))
-        .cloned()
-        .collect();
+    let kept: Vec<Env> = target.env.iter().filter(|e| !inject::SIDECAR_ENV.contains(&&*e.name.0)).cloned().collect();
     let home = "/home/claw";
     env(&mut out, &kept, &[(ENV_SSHD_CONFIG, &config), (ENV_GIT_SSH_COMMAND, &git), ("HOME", home)]);
     out.extend_from_slice(
@@ -492,8 +476,7 @@ pub fn mutate(body: &[u8]) -> Vec<u8> {
         br#","resources":{"limits":{"cpu":"2","memory":"2Gi"},"requests":{"cpu":"10m","memory":"32Mi"}}"#,
     );
     out.extend_from_slice(LOCKED.as_bytes());
-    let shared: Vec<Mount> =
-        target.mounts.iter().filter(|m| claworc_webhook::inject::shareable(&m.mount_path.0)).cloned().collect();
+    let shared: Vec<Mount> = target.mounts.iter().filter(|m| inject::shareable(&m.mount_path.0)).cloned().collect();
     let own = [
         (VOLUME_KEYS, KEYS_DIR, None, true),
         (VOLUME_RUN, RUN_DIR, None, true),
@@ -521,13 +504,8 @@ pub fn mutate(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(b",{\"name\":\"claworc-ssh-keys\",\"secret\":{\"defaultMode\":288,\"secretName\":");
     write_str(&mut out, &s.ssh_secret);
     out.extend_from_slice(br#"}},{"emptyDir":{"sizeLimit":"64Mi"},"name":"claworc-run"},{"emptyDir":{"medium":"Memory","sizeLimit":"1Ki"},"name":"claworc-no-token"},{"downwardAPI":{"defaultMode":420,"items":[{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.annotations['claworc.io/known-hosts-data']"},"path":"known_hosts"}]},"name":"claworc-known-hosts"}]"#);
-    let mut sc = p.sc.clone().unwrap_or_default();
-    sc.run_as_non_root = Some(true);
-    sc.run_as_user.get_or_insert(s.run_as_user);
-    sc.run_as_group.get_or_insert(s.run_as_group);
-    sc.fs_group.get_or_insert(s.run_as_group);
-    sc.fs_group_change_policy.get_or_insert_with(|| "OnRootMismatch".into());
-    sc.seccomp_profile.get_or_insert_with(|| SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() });
+    let mut sc = p.sc.clone();
+    inject::harden_pod(&mut sc, &s);
     typed(&mut out, "securityContext", &sc);
     raw(&mut out, &p.rest);
     out.extend_from_slice(b"}}}]");
