@@ -51,9 +51,14 @@ pub fn settings(d: &Deployment) -> Result<Settings, Vec<claworc_contract::Annota
 
 /// Index of the container whose image, volumes and environment the sidecar shares.
 pub fn target_index(spec: &PodSpec, settings: &Settings) -> Option<usize> {
+    target_index_of(spec.containers.iter().map(|c| c.name.as_str()), settings)
+}
+
+/// [`target_index`] among containers with these names.
+pub fn target_index_of<'n>(mut names: impl ExactSizeIterator<Item = &'n str>, settings: &Settings) -> Option<usize> {
     match &settings.target_container {
-        Some(name) => spec.containers.iter().position(|c| &c.name == name),
-        None => (!spec.containers.is_empty()).then_some(0),
+        Some(name) => names.position(|n| n == name),
+        None => (names.len() > 0).then_some(0),
     }
 }
 
@@ -79,49 +84,100 @@ pub fn inject_into(
     settings: &Settings,
     cfg: &Config,
 ) -> PodTemplateSpec {
-    let name = name.unwrap_or_default().to_string();
+    let meta = template.metadata.get_or_insert_with(Default::default);
+    mark_template(
+        meta.labels.get_or_insert_with(Default::default),
+        meta.annotations.get_or_insert_with(Default::default),
+        name,
+        settings,
+        cfg,
+    );
+    let spec = template.spec.get_or_insert_with(Default::default);
+    let pod = Pod {
+        containers: &mut spec.containers,
+        init_containers: &mut spec.init_containers,
+        volumes: &mut spec.volumes,
+        security_context: &mut spec.security_context,
+    };
+    inject_pod(pod, settings, cfg);
+    template
+}
 
-    let meta = &mut template.metadata.get_or_insert_with(Default::default);
-    let labels = meta.labels.get_or_insert_with(Default::default);
-    labels.insert(LABEL_INSTANCE.into(), name);
+/// The template's labels and annotations as injection leaves them.
+pub fn mark_template(
+    labels: &mut BTreeMap<String, String>,
+    annotations: &mut BTreeMap<String, String>,
+    name: Option<&str>,
+    settings: &Settings,
+    cfg: &Config,
+) {
+    labels.insert(LABEL_INSTANCE.into(), name.unwrap_or_default().to_string());
     labels.insert(LABEL_SSH.into(), SSH_ENABLED.into());
     labels.insert(LABEL_EGRESS.into(), settings.egress.clone());
     labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
-    let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.insert(ANNOTATION_INJECTED.into(), cfg.version.clone());
     annotations.insert(ANNOTATION_KNOWN_HOSTS_DATA.into(), known_hosts::lines_for(&settings.known_hosts));
+}
 
-    let spec = template.spec.get_or_insert_with(Default::default);
-    harden_pod(&mut spec.security_context, settings);
-    set_volumes(spec, settings);
+/// A container as injection reads and writes it: a k8s-openapi `Container`,
+/// or [`crate::partial`]'s, which keeps the fields injection never reads as
+/// raw JSON. Injection builds its own containers as `Container`s.
+pub trait PodContainer: From<Container> {
+    fn container(&self) -> &Container;
+    fn container_mut(&mut self) -> &mut Container;
+}
+
+impl PodContainer for Container {
+    fn container(&self) -> &Container {
+        self
+    }
+    fn container_mut(&mut self) -> &mut Container {
+        self
+    }
+}
+
+/// The parts of a pod spec injection changes (it leaves every other field as it is).
+pub struct Pod<'p, C> {
+    pub containers: &'p mut Vec<C>,
+    pub init_containers: &'p mut Option<Vec<C>>,
+    pub volumes: &'p mut Option<Vec<Volume>>,
+    pub security_context: &'p mut Option<PodSecurityContext>,
+}
+
+/// Injects into a pod spec: the hardening, the claworc volumes, `known_hosts`
+/// and `GIT_SSH_COMMAND` in every container, and the installer and sidecar
+/// (rebuilt) first among the init containers.
+pub fn inject_pod<C: PodContainer>(spec: Pod<'_, C>, settings: &Settings, cfg: &Config) {
+    harden_pod(spec.security_context, settings);
+    set_volumes(spec.volumes, settings);
 
     // The injected init containers are rebuilt below.
     let mut user_init = spec.init_containers.take().unwrap_or_default();
-    user_init.retain(|c| !is_claworc_container(&c.name));
-    spec.containers.retain(|c| !is_claworc_container(&c.name));
+    user_init.retain(|c| !is_claworc_container(&c.container().name));
+    spec.containers.retain(|c| !is_claworc_container(&c.container().name));
     for c in spec.containers.iter_mut().chain(user_init.iter_mut()) {
+        let c = c.container_mut();
         harden_container(&mut c.security_context);
         set_known_hosts(c, settings);
     }
     // The target is read in place (a Container is over 2 KiB, and cloning it
     // copies every string it holds): only the volumes and init containers change below.
     let no_target;
-    let target = match target_index(spec, settings) {
-        Some(i) => &spec.containers[i],
+    let target = match target_index_of(spec.containers.iter().map(|c| c.container().name.as_str()), settings) {
+        Some(i) => spec.containers[i].container(),
         None => {
             no_target = Container::default();
             &no_target
         }
     };
     let home = home(target);
-    set_home_volume(&mut spec.volumes, &home);
+    set_home_volume(spec.volumes, &home);
     let ids = session_ids(spec.security_context.as_ref(), target, settings);
     let mut init = Vec::with_capacity(user_init.len() + 2);
-    init.push(installer(cfg, ids));
-    init.push(sidecar(settings, target, &home, ids));
+    init.push(installer(cfg, ids).into());
+    init.push(sidecar(settings, target, &home, ids).into());
     init.append(&mut user_init);
-    spec.init_containers = Some(init);
-    template
+    *spec.init_containers = Some(init);
 }
 
 /// A copy of `spec` without the init containers injection makes (it rebuilds
@@ -388,8 +444,8 @@ fn session_ids(pod: Option<&PodSecurityContext>, target: &Container, s: &Setting
 }
 
 /// Adds (or rewrites) the claworc volumes ([`set_home_volume`] adds the home).
-fn set_volumes(spec: &mut PodSpec, s: &Settings) {
-    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+fn set_volumes(volumes: &mut Option<Vec<Volume>>, s: &Settings) {
+    let volumes = volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| !VOLUMES.contains(&v.name.as_str()));
     volumes.extend(claworc_volumes(s));
 }
