@@ -12,7 +12,9 @@ use claworc_contract::Settings;
 use claworc_contract::instance::opted_in;
 use claworc_contract::names::*;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, SELinuxOptions, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, PodSecurityContext, PodSpec, PodTemplateSpec, SELinuxOptions, SecurityContext, Volume, VolumeMount,
+};
 use serde_json::Value;
 
 use crate::inject::{self, Config};
@@ -205,79 +207,14 @@ fn check(d: &Deployment, recheck: Option<&Config>) -> (Verdict, Option<Settings>
 }
 
 fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
-    for (field, on) in [("hostNetwork", pod.host_network), ("hostPID", pod.host_pid), ("hostIPC", pod.host_ipc)] {
-        if on == Some(true) {
-            v.denials.push(format!(
-                "spec.template.spec.{field}: true is not allowed: it exposes the node to the workload; remove it"
-            ));
-        }
-    }
+    check_host_namespaces([pod.host_network, pod.host_pid, pod.host_ipc], v);
     for vol in pod.volumes.iter().flatten() {
-        let at = format_args!("spec.template.spec.volumes[{:?}]", vol.name);
-        let Some(kinds) = field_names(vol) else {
-            // Fail closed: a volume whose fields cannot be read is not let through.
-            v.denials.push(format!("{at}: its type cannot be read; use a PersistentVolumeClaim or an emptyDir"));
-            continue;
-        };
-        for kind in kinds.into_iter().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(k)) {
-            let fix = if kind == "hostPath" {
-                "host paths are not allowed; use a PersistentVolumeClaim or an emptyDir"
-            } else {
-                "this volume type is not allowed under Pod Security \"restricted\"; use a PersistentVolumeClaim (backed by any storage class), a csi volume, an emptyDir, a configMap or a secret"
-            };
-            v.denials.push(format!("{at}.{kind}: {fix}"));
-        }
-        if vol.name.starts_with(VOLUME_PREFIX) && !inject::VOLUMES.contains(&vol.name.as_str()) {
-            v.denials.push(format!(
-                "{at}: the {VOLUME_PREFIX} prefix is reserved for what claworc injects; rename the volume"
-            ));
-        }
+        check_volume(vol, v);
     }
-    let at = "spec.template.spec.securityContext";
     if let Some(sc) = &pod.security_context {
-        if sc.run_as_user == Some(0) {
-            v.denials.push(format!(
-                "{at}.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID (default 1000)"
-            ));
-        }
-        for (field, gid) in [("runAsGroup", sc.run_as_group), ("fsGroup", sc.fs_group)] {
-            if gid == Some(0) {
-                v.denials.push(format!(
-                    "{at}.{field}: 0 (the root group) is not allowed; remove it or use a non-zero GID (default 1000)"
-                ));
-            }
-        }
-        if sc.supplemental_groups.iter().flatten().any(|g| *g == 0) {
-            v.denials
-                .push(format!("{at}.supplementalGroups: 0 (the root group) is not allowed; remove it from the list"));
-        }
-        if sc.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
-            v.denials.push(format!("{at}.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
-        }
-        if sc.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
-            v.denials
-                .push(format!("{at}.appArmorProfile.type: Unconfined is not allowed; use RuntimeDefault or remove it"));
-        }
-        check_selinux(at, sc.se_linux_options.as_ref(), v);
-        for sysctl in sc.sysctls.iter().flatten().filter(|s| !SAFE_SYSCTLS.contains(&s.name.as_str())) {
-            v.denials.push(format!(
-                "{at}.sysctls[{:?}]: not one of the sysctls Pod Security allows ({}); remove it",
-                sysctl.name,
-                SAFE_SYSCTLS.join(", ")
-            ));
-        }
-        if sc.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
-            v.denials.push(format!("{at}.windowsOptions.hostProcess: true is not allowed; remove it"));
-        }
+        check_pod_security_context(sc, v);
     }
-    let annotations = template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
-    for (key, value) in annotations.into_iter().flatten().filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION)) {
-        if value != "runtime/default" && !value.starts_with("localhost/") {
-            v.denials.push(format!(
-                "spec.template.metadata.annotations[{key:?}]: {value:?} is not allowed; use \"runtime/default\" or remove it"
-            ));
-        }
-    }
+    check_apparmor_annotations(template.metadata.as_ref().and_then(|m| m.annotations.as_ref()), v);
     let containers =
         pod.containers.iter().map(|c| ("containers", &c.name, &c.security_context, &c.ports, &c.volume_mounts));
     let init = pod
@@ -291,23 +228,113 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
         .flatten()
         .map(|c| ("ephemeralContainers", &c.name, &c.security_context, &c.ports, &c.volume_mounts));
     for (kind, name, sc, ports, mounts) in containers.chain(init).chain(ephemeral) {
-        let at = format!("spec.template.spec.{kind}[{name:?}]");
-        for p in ports.iter().flatten().filter(|p| p.host_port.is_some_and(|h| h != 0)) {
+        check_container_entry(kind, name, sc.as_ref(), ports.as_deref(), mounts.as_deref(), v);
+    }
+}
+
+/// `hostNetwork`, `hostPID` and `hostIPC`, in that order.
+pub(crate) fn check_host_namespaces(flags: [Option<bool>; 3], v: &mut Verdict) {
+    for (field, on) in ["hostNetwork", "hostPID", "hostIPC"].into_iter().zip(flags) {
+        if on == Some(true) {
             v.denials.push(format!(
-                "{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`",
-                p.container_port
+                "spec.template.spec.{field}: true is not allowed: it exposes the node to the workload; remove it"
             ));
         }
-        if let Some(sc) = sc {
-            check_container(&at, sc, v);
+    }
+}
+
+pub(crate) fn check_volume(vol: &Volume, v: &mut Verdict) {
+    let at = format_args!("spec.template.spec.volumes[{:?}]", vol.name);
+    let Some(kinds) = field_names(vol) else {
+        // Fail closed: a volume whose fields cannot be read is not let through.
+        v.denials.push(format!("{at}: its type cannot be read; use a PersistentVolumeClaim or an emptyDir"));
+        return;
+    };
+    for kind in kinds.into_iter().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(k)) {
+        let fix = if kind == "hostPath" {
+            "host paths are not allowed; use a PersistentVolumeClaim or an emptyDir"
+        } else {
+            "this volume type is not allowed under Pod Security \"restricted\"; use a PersistentVolumeClaim (backed by any storage class), a csi volume, an emptyDir, a configMap or a secret"
+        };
+        v.denials.push(format!("{at}.{kind}: {fix}"));
+    }
+    if vol.name.starts_with(VOLUME_PREFIX) && !inject::VOLUMES.contains(&vol.name.as_str()) {
+        v.denials
+            .push(format!("{at}: the {VOLUME_PREFIX} prefix is reserved for what claworc injects; rename the volume"));
+    }
+}
+
+pub(crate) fn check_pod_security_context(sc: &PodSecurityContext, v: &mut Verdict) {
+    let at = "spec.template.spec.securityContext";
+    if sc.run_as_user == Some(0) {
+        v.denials
+            .push(format!("{at}.runAsUser: 0 (root) is not allowed; remove it or use a non-zero UID (default 1000)"));
+    }
+    for (field, gid) in [("runAsGroup", sc.run_as_group), ("fsGroup", sc.fs_group)] {
+        if gid == Some(0) {
+            v.denials.push(format!(
+                "{at}.{field}: 0 (the root group) is not allowed; remove it or use a non-zero GID (default 1000)"
+            ));
         }
-        if inject::is_claworc_container(name) && kind != "initContainers" {
-            v.denials.push(format!("{at}: the name {name} is reserved for claworc's sidecar; rename the container"));
+    }
+    if sc.supplemental_groups.iter().flatten().any(|g| *g == 0) {
+        v.denials.push(format!("{at}.supplementalGroups: 0 (the root group) is not allowed; remove it from the list"));
+    }
+    if sc.seccomp_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        v.denials.push(format!("{at}.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
+    }
+    if sc.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
+        v.denials.push(format!("{at}.appArmorProfile.type: Unconfined is not allowed; use RuntimeDefault or remove it"));
+    }
+    check_selinux(at, sc.se_linux_options.as_ref(), v);
+    for sysctl in sc.sysctls.iter().flatten().filter(|s| !SAFE_SYSCTLS.contains(&s.name.as_str())) {
+        v.denials.push(format!(
+            "{at}.sysctls[{:?}]: not one of the sysctls Pod Security allows ({}); remove it",
+            sysctl.name,
+            SAFE_SYSCTLS.join(", ")
+        ));
+    }
+    if sc.windows_options.as_ref().and_then(|w| w.host_process) == Some(true) {
+        v.denials.push(format!("{at}.windowsOptions.hostProcess: true is not allowed; remove it"));
+    }
+}
+
+/// The pod template's AppArmor annotations (the field's older form).
+pub(crate) fn check_apparmor_annotations(annotations: Option<&BTreeMap<String, String>>, v: &mut Verdict) {
+    for (key, value) in annotations.into_iter().flatten().filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION)) {
+        if value != "runtime/default" && !value.starts_with("localhost/") {
+            v.denials.push(format!(
+                "spec.template.metadata.annotations[{key:?}]: {value:?} is not allowed; use \"runtime/default\" or remove it"
+            ));
         }
-        if !inject::is_claworc_container(name) {
-            for m in mounts.iter().flatten() {
-                check_mount(&at, &m.name, &m.mount_path, v);
-            }
+    }
+}
+
+/// One container, init container or ephemeral container (`kind` names the list).
+pub(crate) fn check_container_entry(
+    kind: &str,
+    name: &str,
+    sc: Option<&SecurityContext>,
+    ports: Option<&[ContainerPort]>,
+    mounts: Option<&[VolumeMount]>,
+    v: &mut Verdict,
+) {
+    let at = format!("spec.template.spec.{kind}[{name:?}]");
+    for p in ports.into_iter().flatten().filter(|p| p.host_port.is_some_and(|h| h != 0)) {
+        v.denials.push(format!(
+            "{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`",
+            p.container_port
+        ));
+    }
+    if let Some(sc) = sc {
+        check_container(&at, sc, v);
+    }
+    if inject::is_claworc_container(name) && kind != "initContainers" {
+        v.denials.push(format!("{at}: the name {name} is reserved for claworc's sidecar; rename the container"));
+    }
+    if !inject::is_claworc_container(name) {
+        for m in mounts.into_iter().flatten() {
+            check_mount(&at, &m.name, &m.mount_path, v);
         }
     }
 }
