@@ -21,6 +21,18 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T, capacity: usize) -> serde_json::
     }
 }
 
+/// Appends `value` as compact JSON to `out` ([`to_vec`] into a buffer being written).
+pub fn extend<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> serde_json::Result<()> {
+    let start = out.len();
+    match value.serialize(&mut Writer { out: &mut *out }) {
+        Ok(()) => Ok(()),
+        Err(Unsupported) => {
+            out.truncate(start);
+            serde_json::to_writer(out, value)
+        }
+    }
+}
+
 /// What a partial serde `Serializer` of this crate does not handle: here, what
 /// this writer leaves to serde_json (see the module documentation); also what
 /// `validate`'s field-name reader refuses (anything but a struct).

@@ -5,6 +5,8 @@
 //!   sidecar, security contexts, `known_hosts` and labels (pure).
 //! - [`validate`]: a Deployment → denials and warnings (pure).
 //! - [`review`]: AdmissionReview requests → responses for `/mutate` and `/validate` (pure).
+//! - [`partial`]: the common answers (allowed, with or without a patch) from a
+//!   borrowed, partial model of the review; [`review`] answers the rest.
 //! - [`server`]: the HTTPS server: routes, body limit, health and readiness.
 //! - [`wire`]: the AdmissionReview wire format (parsing, and the patch as base64).
 //! - [`json`]: a compact JSON writer for the patch (serde_json's output, escaped faster).
@@ -16,6 +18,7 @@ pub mod certs;
 pub mod inject;
 pub mod json;
 pub mod metrics;
+pub mod partial;
 pub mod review;
 pub mod server;
 pub mod tls;

@@ -4,8 +4,8 @@
 //!
 //! Request path: TLS (rustls, TLS 1.2/1.3) → hyper (HTTP/1.1 or h2) → axum
 //! [`router`] → [`admit`]: read the body (at most [`BODY_LIMIT`]), parse the
-//! `admission.k8s.io/v1` AdmissionReview, call [`review::mutate`] or
-//! [`review::validate`], answer `response.into_review()`, record metrics and
+//! `admission.k8s.io/v1` AdmissionReview, answer from [`partial`] when it can,
+//! else call [`review::mutate`] or [`review::validate`], answer `response.into_review()`, record metrics and
 //! write one log line.
 
 use std::net::SocketAddr;
@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 
 use crate::inject::Config;
 use crate::metrics::{Endpoint, Metrics, Outcome};
-use crate::review;
+use crate::{partial, review};
 pub use crate::tls::install_crypto_provider;
 use crate::tls::watch_certificates;
 use crate::wire::operation;
@@ -189,6 +189,10 @@ struct Subject<'a> {
 }
 
 impl<'a> Subject<'a> {
+    fn of_partial(a: &'a partial::Answer<'_>) -> Self {
+        Subject { uid: &a.uid, namespace: &a.namespace, name: &a.name, operation: a.operation, dry_run: a.dry_run }
+    }
+
     fn of(request: &'a AdmissionRequest<Deployment>) -> Self {
         let name = if request.name.is_empty() {
             request.object.as_ref().and_then(|d| d.metadata.generate_name.as_deref()).unwrap_or("")
@@ -210,16 +214,21 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     let start = Instant::now();
     let content_length =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let mut parsed = match read_body(req.into_body(), content_length).await {
-        Ok(body) => parse_review(&body).map_err(Refusal::bad_request),
-        Err(refusal) => Err(refusal),
+    let body = read_body(req.into_body(), content_length).await;
+    // The common answers first, from the partial model; the typed review for the rest.
+    let fast = body.as_ref().ok().and_then(|body| answer_partial(&state.inner.config, endpoint, body));
+    let mut parsed = match (&fast, &body) {
+        (Some(_), _) => Err(Refusal::bad_request("")),
+        (None, Ok(body)) => parse_review(body).map_err(Refusal::bad_request),
+        (None, Err(refusal)) => Err(refusal.clone()),
     };
-    let (subject, answer) = match &mut parsed {
-        Ok(request) => {
+    let (subject, answer) = match (&fast, &mut parsed) {
+        (Some((a, answer)), _) => (Subject::of_partial(a), answer.clone()),
+        (None, Ok(request)) => {
             let answer = answer(&state.inner.config, endpoint, request);
             (Subject::of(request), answer)
         }
-        Err(refusal) => (Subject::default(), Err(refusal.clone())),
+        (None, Err(refusal)) => (Subject::default(), Err(refusal.clone())),
     };
     let elapsed = start.elapsed();
     let (outcome, status, detail) = match &answer {
@@ -244,6 +253,23 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
         Ok((_, body, _)) => json_response(StatusCode::OK, body),
         Err(refusal) => error_response(&refusal),
     }
+}
+
+/// [`crate::partial`]'s answer, when it has one (a panic leaves the request to the typed review).
+fn answer_partial<'b>(
+    config: &Config,
+    endpoint: Endpoint,
+    body: &'b [u8],
+) -> Option<(partial::Answer<'b>, Result<(Outcome, Vec<u8>, String), Refusal>)> {
+    let mut answer = std::panic::catch_unwind(|| match endpoint {
+        Endpoint::Mutate => partial::mutate(body, config),
+        Endpoint::Validate => partial::validate(body, config),
+    })
+    .ok()??;
+    let outcome = if answer.response.patch.is_some() { Outcome::Patched } else { Outcome::Allowed };
+    let response = std::mem::replace(&mut answer.response, kube::core::admission::AdmissionResponse::invalid(""));
+    let body = review_json(response).ok()?;
+    Some((answer, Ok((outcome, body, String::new()))))
 }
 
 /// The review of a parsed request: its outcome, the AdmissionReview to send

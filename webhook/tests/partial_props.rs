@@ -1,0 +1,124 @@
+//! Property: wherever `partial` answers, it answers as the typed review does
+//! (the oracle): the same decision, the same warnings, and a patch that
+//! stores the same Deployment. And it does answer the common requests (a
+//! fresh opted-in Deployment that is allowed, an injected one), so that the
+//! fast path cannot silently fall back for everything.
+//!
+//! `CLAWORC_PROP_CASES` sets the number of cases (default 512).
+
+use claworc_webhook::inject::Config;
+use claworc_webhook::{partial, review, wire};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::core::admission::AdmissionResponse;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+mod generate;
+use generate::deployment;
+
+fn body(old: Option<&Value>, object: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "u", "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "box", "namespace": "ns", "operation": if old.is_some() { "UPDATE" } else { "CREATE" },
+            "userInfo": {"username": "dev"}, "object": object, "oldObject": old, "dryRun": false
+        }
+    }))
+    .unwrap()
+}
+
+/// The Deployment stored when `response` is applied to `object`.
+fn stored(object: &Value, response: &AdmissionResponse) -> Deployment {
+    let mut v = object.clone();
+    if let Some(patch) = &response.patch {
+        let patch: json_patch::Patch = serde_json::from_slice(patch).unwrap();
+        json_patch::patch(&mut v, &patch).unwrap();
+    }
+    serde_json::from_value(v).unwrap()
+}
+
+/// Both answers to `body` (about `object`) at `/mutate` or `/validate`:
+/// whether the partial model answered, after checking that it answered as the typed review.
+fn agree(object: &Value, body: &[u8], mutate: bool) -> Result<bool, TestCaseError> {
+    let cfg = Config::default();
+    let typed = {
+        let req = wire::parse_review(body).map_err(TestCaseError::fail)?;
+        if mutate { review::mutate(&req, &cfg) } else { review::validate(&req, &cfg) }
+    };
+    let fast = if mutate { partial::mutate(body, &cfg) } else { partial::validate(body, &cfg) };
+    let Some(fast) = fast else { return Ok(false) };
+    let fast = fast.response;
+    prop_assert!(typed.allowed, "partial allowed what the typed review denies: {}", typed.result.message);
+    prop_assert!(fast.allowed);
+    prop_assert_eq!(&fast.uid, &typed.uid);
+    prop_assert_eq!(&fast.warnings, &typed.warnings);
+    prop_assert_eq!(fast.patch.is_some(), typed.patch.is_some(), "one patches, the other does not");
+    prop_assert_eq!(stored(object, &fast), stored(object, &typed), "the patches store different Deployments");
+    // Both answers, as the server writes them, are the same JSON.
+    let answer = |r: AdmissionResponse| -> Value {
+        let mut v: Value = serde_json::from_slice(&wire::review_json(r).unwrap()).unwrap();
+        v["response"]["patch"] = Value::Null;
+        v
+    };
+    prop_assert_eq!(answer(fast), answer(typed));
+    Ok(true)
+}
+
+fn cases() -> u32 {
+    std::env::var("CLAWORC_PROP_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn partial_answers_as_the_typed_review(d in deployment(), edit in 0usize..6) {
+        let created = body(None, &d);
+        let answered = agree(&d, &created, true)?;
+        let cfg = Config::default();
+        let req = wire::parse_review(&created).unwrap();
+        let res = review::mutate(&req, &cfg);
+        prop_assert_eq!(answered, res.allowed, "partial must answer every allowed CREATE, and only those");
+        if !res.allowed {
+            return Ok(());
+        }
+        // The stored object, sent again (an UPDATE such as `kubectl apply` makes).
+        let stored = serde_json::to_value(stored(&d, &res)).unwrap();
+        let update = body(Some(&stored), &stored);
+        prop_assert!(agree(&stored, &update, true)?, "partial must answer /mutate of an injected Deployment");
+        prop_assert!(agree(&stored, &update, false)?, "partial must answer /validate of an injected Deployment");
+        // The stored object altered as another webhook or an attacker might:
+        // partial answers only if the typed review allows it too.
+        let mut altered = stored.clone();
+        let spec = &mut altered["spec"]["template"]["spec"];
+        match edit {
+            0 => spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true),
+            1 => spec["initContainers"][1]["image"] = json!("evil:1"),
+            2 => spec["volumes"].as_array_mut().unwrap().retain(|v| v["name"] != "claworc-no-token"),
+            3 => altered["spec"]["template"]["metadata"]["labels"]["claworc.io/egress"] = json!("open"),
+            4 => spec["containers"][0]["env"] = json!([]),
+            _ => spec["containers"][0]["resources"] = json!({"limits": {"cpu": "1"}}),
+        }
+        let update = body(Some(&stored), &altered);
+        agree(&altered, &update, true)?;
+        agree(&altered, &update, false)?;
+    }
+}
+
+/// The fixtures the benchmarks send, as kube-apiserver sends them.
+#[test]
+fn partial_answers_the_fixtures_as_the_typed_review() {
+    for fixture in ["admission-opted-in.json", "admission-kubectl-apply.json"] {
+        let path = format!("{}/../tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let review: Value = serde_json::from_slice(&text).unwrap();
+        let object = &review["request"]["object"];
+        assert!(agree(object, &text, true).unwrap(), "{fixture}: partial did not answer /mutate");
+        let res = review::mutate(&wire::parse_review(&text).unwrap(), &Config::default());
+        let injected = serde_json::to_value(stored(object, &res)).unwrap();
+        let update = body(Some(&injected), &injected);
+        assert!(agree(&injected, &update, false).unwrap(), "{fixture}: partial did not answer /validate");
+    }
+}
