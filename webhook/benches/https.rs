@@ -170,14 +170,6 @@ fn kube_rs_example_router() -> Router {
     Router::new().route("/mutate", post(mutate)).route("/validate", post(mutate))
 }
 
-/// `/mutate` as the next step would make it (`peers/prototype.rs`, not the product).
-fn prototype_router() -> Router {
-    async fn mutate(body: axum::body::Bytes) -> impl IntoResponse {
-        ([(header::CONTENT_TYPE, "application/json")], peers::prototype::mutate(&body))
-    }
-    Router::new().route("/mutate", post(mutate))
-}
-
 /// Below the floor, for reference: no admission types at all, only the request's
 /// uid read back (the least a correct webhook can do). With `answer_bytes`, the
 /// answer carries a `patch` of `A`s that makes it that long: what an answer's
@@ -207,9 +199,11 @@ fn uid_echo_router(answer_bytes: Option<usize>) -> Router {
     Router::new().route("/mutate", post(allow)).route("/validate", post(allow))
 }
 
-/// CPU time per request of each stage, in-process (no HTTP, no TLS), in µs.
+/// CPU time per request of each stage, in-process (no HTTP, no TLS), in µs:
+/// the partial model's answers (what the server sends), and the typed review's
+/// (the oracle, and the answer to everything the partial model leaves to it).
 fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
-    use claworc_webhook::{inject::Config, review, server};
+    use claworc_webhook::{inject::Config, partial, review, server};
     let cfg = Config::default();
 
     let time = |f: &mut dyn FnMut()| {
@@ -219,6 +213,9 @@ fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
         }
         t.elapsed().as_secs_f64() * 1e6 / n as f64
     };
+    let answers = |fast: Option<partial::Answer>| server::review_json(fast.expect("partial answers").response).unwrap();
+    let partial_m = time(&mut || drop(std::hint::black_box(answers(partial::mutate(opted_in, &cfg)))));
+    let partial_v = time(&mut || drop(std::hint::black_box(answers(partial::validate(injected, &cfg)))));
     let req_m = server::parse_review(opted_in).unwrap();
     let req_v = server::parse_review(injected).unwrap();
     let parse = time(&mut || drop(std::hint::black_box(server::parse_review(opted_in).unwrap())));
@@ -228,7 +225,8 @@ fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
     let ser = time(&mut || drop(std::hint::black_box(server::review_json(res.clone()).unwrap())));
     println!();
     println!(
-        "CPU per request by stage (in-process, µs): parse AdmissionReview {parse:.0}, review::mutate (of a copy of the request) {mutate:.0}, review::validate {validate:.0}, serialize mutate response {ser:.0}"
+        "CPU per request by stage (in-process, µs): partial mutate (parse, review, answer) {partial_m:.0}, partial validate {partial_v:.0}; \
+         typed: parse AdmissionReview {parse:.0}, review::mutate (of a copy of the request) {mutate:.0}, review::validate {validate:.0}, serialize mutate response {ser:.0}"
     );
 }
 
@@ -248,7 +246,6 @@ fn main() {
         let floor = Server::start_with(opts(), AppState::new(Default::default()), floor_router()).await.unwrap();
         let uid_echo = Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router(None)).await.unwrap();
         let kube_rs = Server::start_with(opts(), AppState::new(Default::default()), kube_rs_example_router()).await.unwrap();
-        let prototype = Server::start_with(opts(), AppState::new(Default::default()), prototype_router()).await.unwrap();
 
         // mutate: an opted-in Deployment, answered with a patch.
         // `CLAWORC_BENCH_FIXTURE` as in benches/cost.rs.
@@ -275,8 +272,8 @@ fn main() {
         // machine may be shared, and noise only ever makes figures worse.
         let rounds = env_usize("CLAWORC_BENCH_ROUNDS", if full { 3 } else { 1 }).max(1);
         // Each review is compared with the floor fed the same body.
-        let mut best: [Option<Figures>; 9] = Default::default();
-        let mut paired: Vec<[f64; 6]> = Vec::new();
+        let mut best: [Option<Figures>; 8] = Default::default();
+        let mut paired: Vec<[f64; 4]> = Vec::new();
         for _ in 0..rounds {
             let figs = [
                 drive("uid echo (reference)", &uid_echo, &certs.ca_cert, "/mutate", opted_in.clone(), clients, total).await,
@@ -292,20 +289,16 @@ fn main() {
                     .await,
                 drive("kube-rs example, injected body", &kube_rs, &certs.ca_cert, "/mutate", injected.clone(), clients, total)
                     .await,
-                drive("prototype (not the product)", &prototype, &certs.ca_cert, "/mutate", opted_in.clone(), clients, total)
-                    .await,
             ];
             // Each review over the example fed the same body, within this
             // round: requests per second, and the example's CPU time per
             // request over the review's.
-            let [_, _, _, ref mutate, _, ref validate, ref peer_m, ref peer_v, ref prototype] = figs;
+            let [_, _, _, ref mutate, _, ref validate, ref peer_m, ref peer_v] = figs;
             paired.push([
                 mutate.throughput / peer_m.throughput,
                 peer_m.cpu.as_secs_f64() / mutate.cpu.as_secs_f64().max(1e-9),
                 validate.throughput / peer_v.throughput,
                 peer_v.cpu.as_secs_f64() / validate.cpu.as_secs_f64().max(1e-9),
-                prototype.throughput / peer_m.throughput,
-                peer_m.cpu.as_secs_f64() / prototype.cpu.as_secs_f64().max(1e-9),
             ]);
             for (b, f) in best.iter_mut().zip(figs) {
                 if b.as_ref().is_none_or(|b| f.throughput > b.throughput) {
@@ -313,7 +306,7 @@ fn main() {
                 }
             }
         }
-        let [echo, echo_sized, floor_m, mutate, floor_v, validate, peer_m, peer_v, prototype_figs] =
+        let [echo, echo_sized, floor_m, mutate, floor_v, validate, peer_m, peer_v] =
             best.map(Option::unwrap);
         // The latency target: p99 at half the saturating rate (what a webhook
         // with headroom sees), each request timed from when it was due, or
@@ -358,7 +351,6 @@ fn main() {
             (&floor_m, &floor_m),
             (&mutate, &floor_m),
             (&peer_m, &floor_m),
-            (&prototype_figs, &floor_m),
             (&floor_v, &floor_v),
             (&validate, &floor_v),
             (&peer_v, &floor_v),
@@ -414,27 +406,11 @@ fn main() {
             format!("{:.0} % ({:.0}–{:.0})", v[v.len() / 2], v[0], v[v.len() - 1])
         };
         println!(
-            "relative to the kube-rs example in the same round, median (range) of {rounds}: mutate req/s {}, by CPU time {}; validate req/s {}, by CPU time {}; prototype req/s {}, by CPU time {}",
+            "relative to the kube-rs example in the same round, median (range) of {rounds}: mutate req/s {}, by CPU time {}; validate req/s {}, by CPU time {}",
             spread(0),
             spread(1),
             spread(2),
-            spread(3),
-            spread(4),
-            spread(5)
-        );
-        let cfg = claworc_webhook::inject::Config::default();
-        let webhook_in_process = |body: &[u8], mutate: bool| {
-            let mut req = claworc_webhook::server::parse_review(body).unwrap();
-            let res = if mutate {
-                claworc_webhook::review::mutate_taking_template(&mut req, &cfg)
-            } else {
-                claworc_webhook::review::validate(&req, &cfg)
-            };
-            claworc_webhook::server::review_json(res).unwrap()
-        };
-        println!(
-            "prototype (webhook/benches/peers/prototype.rs, not the product) answers as the webhook does: {}",
-            peers::prototype::matches_webhook(&opted_in, webhook_in_process).map_or_else(|e| e, |()| "yes".into())
+            spread(3)
         );
 
         webhook.shutdown().await.unwrap();
@@ -442,7 +418,6 @@ fn main() {
         uid_echo.shutdown().await.unwrap();
         uid_echo_sized.shutdown().await.unwrap();
         kube_rs.shutdown().await.unwrap();
-        prototype.shutdown().await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -286,8 +286,7 @@ struct Pod<'a> {
 }
 
 /// A container: the fields checks and injection read as k8s-openapi's
-/// `Container` does, the rest raw. The containers claworc injects are read
-/// whole, as they are compared whole.
+/// `Container` does, the rest raw; an init container is read whole.
 #[derive(Clone, PartialEq, Default, Debug)]
 struct Ctr<'a> {
     c: Container,
@@ -354,9 +353,10 @@ read_object!(TemplateMeta, |m, t, key| {
 
 read_object!(Pod, |m, p, key| {
     "containers" => p.containers = m.next_value::<Option<_>>()?.unwrap_or_default(),
+    // Read whole: claworc's two are compared whole, and the user's are few.
     "initContainers" => {
-        let init: Option<Vec<&RawValue>> = m.next_value()?;
-        p.init_containers = init.map(|init| init.into_iter().map(init_container).collect()).transpose()?;
+        let init: Option<Vec<Container>> = m.next_value()?;
+        p.init_containers = init.map(|init| init.into_iter().map(Ctr::from).collect());
     },
     "volumes" => p.volumes = m.next_value()?,
     "securityContext" => p.security_context = m.next_value()?,
@@ -378,15 +378,6 @@ read_object!(Ctr, |m, c, key| {
     "volumeMounts" => c.c.volume_mounts = m.next_value()?,
     "ports" => c.c.ports = m.next_value()?,
 });
-
-/// An init container: the injected ones whole (they are compared whole).
-fn init_container<'a, E: serde::de::Error>(raw: &'a RawValue) -> Result<Ctr<'a>, E> {
-    let partial: Ctr = serde_json::from_str(raw.get()).map_err(E::custom)?;
-    if !inject::is_claworc_container(&partial.c.name) {
-        return Ok(partial);
-    }
-    serde_json::from_str::<Container>(raw.get()).map(Ctr::from).map_err(E::custom)
-}
 
 // ---- the rules and injection, on the model ----
 

@@ -1,8 +1,6 @@
 //! The handlers the benchmarks compare the webhook with, one copy for both
 //! (`benches/cost.rs` in-process, `benches/https.rs` behind the same server).
 
-pub mod prototype;
-
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use serde_json::Value;
