@@ -92,14 +92,7 @@ pub fn inject_into(
         settings,
         cfg,
     );
-    let spec = template.spec.get_or_insert_with(Default::default);
-    let pod = Pod {
-        containers: &mut spec.containers,
-        init_containers: &mut spec.init_containers,
-        volumes: &mut spec.volumes,
-        security_context: &mut spec.security_context,
-    };
-    inject_pod(pod, settings, cfg);
+    inject_pod(template.spec.get_or_insert_with(Default::default), settings, cfg);
     template
 }
 
@@ -119,65 +112,40 @@ pub fn mark_template(
     annotations.insert(ANNOTATION_KNOWN_HOSTS_DATA.into(), known_hosts::lines_for(&settings.known_hosts));
 }
 
-/// A container as injection reads and writes it: a k8s-openapi `Container`,
-/// or [`crate::partial`]'s, which keeps the fields injection never reads as
-/// raw JSON. Injection builds its own containers as `Container`s.
-pub trait PodContainer: From<Container> {
-    fn container(&self) -> &Container;
-    fn container_mut(&mut self) -> &mut Container;
-}
-
-impl PodContainer for Container {
-    fn container(&self) -> &Container {
-        self
-    }
-    fn container_mut(&mut self) -> &mut Container {
-        self
-    }
-}
-
-/// The parts of a pod spec injection changes (it leaves every other field as it is).
-pub struct Pod<'p, C> {
-    pub containers: &'p mut Vec<C>,
-    pub init_containers: &'p mut Option<Vec<C>>,
-    pub volumes: &'p mut Option<Vec<Volume>>,
-    pub security_context: &'p mut Option<PodSecurityContext>,
-}
-
 /// Injects into a pod spec: the hardening, the claworc volumes, `known_hosts`
 /// and `GIT_SSH_COMMAND` in every container, and the installer and sidecar
-/// (rebuilt) first among the init containers.
-pub fn inject_pod<C: PodContainer>(spec: Pod<'_, C>, settings: &Settings, cfg: &Config) {
-    harden_pod(spec.security_context, settings);
-    set_volumes(spec.volumes, settings);
+/// (rebuilt) first among the init containers. [`crate::partial`] writes the
+/// same from its model of the template.
+fn inject_pod(spec: &mut PodSpec, settings: &Settings, cfg: &Config) {
+    harden_pod(&mut spec.security_context, settings);
+    set_volumes(&mut spec.volumes, settings);
 
     // The injected init containers are rebuilt below.
     let mut user_init = spec.init_containers.take().unwrap_or_default();
-    user_init.retain(|c| !is_claworc_container(&c.container().name));
-    spec.containers.retain(|c| !is_claworc_container(&c.container().name));
+    user_init.retain(|c| !is_claworc_container(&c.name));
+    spec.containers.retain(|c| !is_claworc_container(&c.name));
     for c in spec.containers.iter_mut().chain(user_init.iter_mut()) {
-        let c = c.container_mut();
         harden_container(&mut c.security_context);
         set_known_hosts(c, settings);
     }
     // The target is read in place (a Container is over 2 KiB, and cloning it
     // copies every string it holds): only the volumes and init containers change below.
     let no_target;
-    let target = match target_index_of(spec.containers.iter().map(|c| c.container().name.as_str()), settings) {
-        Some(i) => spec.containers[i].container(),
+    let target = match target_index(spec, settings) {
+        Some(i) => &spec.containers[i],
         None => {
             no_target = Container::default();
             &no_target
         }
     };
     let home = home(target);
-    set_home_volume(spec.volumes, &home);
+    set_home_volume(&mut spec.volumes, &home);
     let ids = session_ids(spec.security_context.as_ref(), target, settings);
     let mut init = Vec::with_capacity(user_init.len() + 2);
-    init.push(installer(cfg, ids).into());
-    init.push(sidecar(settings, target, &home, ids).into());
+    init.push(installer(cfg, ids));
+    init.push(sidecar(settings, target, &home, ids));
     init.append(&mut user_init);
-    *spec.init_containers = Some(init);
+    spec.init_containers = Some(init);
 }
 
 /// A copy of `spec` without the init containers injection makes (it rebuilds
@@ -413,8 +381,13 @@ fn set_home_volume(volumes: &mut Option<Vec<Volume>>, home: &Home) {
     let volumes = volumes.get_or_insert_with(Vec::new);
     volumes.retain(|v| v.name != VOLUME_HOME);
     if *home == Home::EmptyDir {
-        volumes.push(empty_dir(VOLUME_HOME, None, HOME_SIZE));
+        volumes.push(home_volume());
     }
+}
+
+/// The `claworc-home` emptyDir, for [`Home::EmptyDir`].
+pub fn home_volume() -> Volume {
+    empty_dir(VOLUME_HOME, None, HOME_SIZE)
 }
 
 /// Size limit of the emptyDir home: room for a clone, a build, caches.
@@ -436,7 +409,7 @@ fn empty_dir(name: &str, medium: Option<&str>, size: &str) -> Volume {
 
 /// The UID and GID sessions run as: the target container's, else the pod's
 /// (which [`harden_pod`] always sets), so files are shared with the workload.
-fn session_ids(pod: Option<&PodSecurityContext>, target: &Container, s: &Settings) -> (i64, i64) {
+pub fn session_ids(pod: Option<&PodSecurityContext>, target: &Container, s: &Settings) -> (i64, i64) {
     let container = target.security_context.as_ref();
     let uid = container.and_then(|c| c.run_as_user).or(pod.and_then(|p| p.run_as_user)).unwrap_or(s.run_as_user);
     let gid = container.and_then(|c| c.run_as_group).or(pod.and_then(|p| p.run_as_group)).unwrap_or(s.run_as_group);
@@ -510,7 +483,7 @@ fn set_known_hosts(c: &mut Container, s: &Settings) {
     env.push(EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git_ssh_command(s)), ..Default::default() });
 }
 
-fn known_hosts_mounts(s: &Settings) -> Vec<VolumeMount> {
+pub fn known_hosts_mounts(s: &Settings) -> Vec<VolumeMount> {
     let mount = |name: &str, path: &str| VolumeMount {
         name: name.into(),
         mount_path: path.into(),

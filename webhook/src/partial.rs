@@ -1,28 +1,30 @@
-//! The common answers, read from a borrowed, partial model of the review.
+//! `/mutate` of a new opted-in Deployment, read from a borrowed, partial model
+//! of the review.
 //!
-//! Nearly every request is an opted-in Deployment that is allowed: `/mutate`
-//! of a new one (the whole injected template as its patch), `/mutate` and
-//! `/validate` of one already injected (no patch). For those, parsing the
-//! whole object into k8s-openapi values, and writing the template back from
-//! them, cost more than everything else the webhook does. Here the pod
-//! template is read as far as the checks and injection read it, typed as
-//! [`validate`] and [`inject`] read it (the same k8s-openapi values, the same
-//! functions), and every other field is kept as the raw JSON it arrived as:
-//! compared byte for byte, and copied into the patch as it came.
+//! The most common request, and the costliest: `/mutate` of an opted-in
+//! Deployment that is allowed and answered with the whole injected template.
+//! Parsing the object into k8s-openapi values, and writing the template back
+//! from them, cost more than everything else the webhook does. Here the pod
+//! template is read only as far as the rules and injection read it (strings
+//! borrowed from the body, the security contexts as k8s-openapi values, which
+//! [`validate`]'s rules and [`inject`]'s hardening take), every other field is
+//! kept as the raw JSON it arrived as, and the patch is written straight from
+//! that: the user's fields as they came, claworc's parts (volumes, installer,
+//! sidecar, hardened security contexts) built by [`inject`]'s own functions.
 //!
 //! This model only ever *allows*. Whatever it does not model (an object that
-//! is not opted in, or being deleted, an ephemeral container, a key given
-//! twice, a body it cannot read) and whatever any rule would deny is answered
-//! by the typed review ([`crate::review`]), which writes every denial; so is
-//! a template that differs from what injection makes (its message names the
-//! fields) and one injected by another release (whose release fields the
-//! typed review compares). `tests/partial_props.rs` checks that both models
-//! answer alike wherever this one answers.
+//! is not opted in, or being deleted, or already injected by this release; an
+//! ephemeral container; a key given twice; a body it cannot read) and
+//! whatever any rule would deny is answered by the typed review
+//! ([`crate::review`]), which writes every denial. `tests/partial_props.rs`
+//! checks that wherever this model answers, its patch stores the Deployment
+//! the typed review's patch stores.
 //!
 //! One difference is accepted: a field this model keeps raw is not checked
 //! against its schema, so a hand-written body with, say, `"resources": 5` is
-//! answered here where the typed reader would call it malformed. kube-apiserver
-//! sends only objects it has decoded, and it decodes the patched object again.
+//! patched here where the typed reader would call it malformed.
+//! kube-apiserver sends only objects it has decoded, and decodes the patched
+//! object again.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,14 +32,14 @@ use std::marker::PhantomData;
 
 use claworc_contract::Settings;
 use claworc_contract::names::*;
-use k8s_openapi::api::core::v1::{Container, PodSecurityContext, Volume};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, VolumeMount};
 use kube::core::TypeMeta;
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde::Deserialize;
 use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::inject::{self, Config, PodContainer};
+use crate::inject::{self, Config, Home};
 use crate::json::{extend, write_str};
 use crate::validate::{self, Verdict};
 
@@ -51,44 +53,19 @@ pub struct Answer<'b> {
     pub dry_run: bool,
 }
 
-/// `/mutate`: the patch that injects claworc, or none when the template is
-/// already what injection makes. `None`: for [`crate::review::mutate`].
+/// `/mutate`: the patch that injects claworc into a template this release has
+/// not injected. `None`: for [`crate::review::mutate`].
 pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
     let (request, object, settings) = read(body)?;
-    let mut template = object.spec.template;
-    let stored_version = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
-    let patch = if stored_version == Some(&cfg.version) {
-        let want = template.injected(&object.metadata.name.0, &settings, cfg);
-        (want != template).then(|| want.patch())
-    } else {
-        // Injection writes this version: the template changes for certain.
-        template.inject(&object.metadata.name.0, &settings, cfg);
-        Some(template.patch())
-    };
-    let mut response = allowed(&request.uid.0);
-    if let Some(patch) = patch {
-        response = response.with_patch(json_patch::Patch(Vec::new())).ok()?;
-        response.patch = Some(patch);
-    }
-    Some(request.answer(response))
-}
-
-/// `/validate`: allowed, with its warnings, when no rule denies the object
-/// and its template is what injection makes. `None`: for [`crate::review::validate`].
-pub fn validate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
-    let (request, object, settings) = read(body)?;
     let template = &object.spec.template;
-    if template.injected(&object.metadata.name.0, &settings, cfg) != *template {
+    let stored_version = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
+    if stored_version == Some(&cfg.version) {
+        // Perhaps no patch at all: the typed review compares.
         return None;
     }
-    let mut verdict = Verdict::default();
-    let strategy = object.spec.strategy.as_ref().and_then(|s| s.type_.as_ref()).map(|t| &*t.0);
-    let volumes = template.spec.as_ref().into_iter().flat_map(|p| p.volumes.iter().flatten());
-    validate::warn_about(strategy, volumes, &settings, &mut verdict);
-    let mut response = allowed(&request.uid.0);
-    if !verdict.warnings.is_empty() {
-        response.warnings = Some(verdict.warnings);
-    }
+    let patch = template.injected_patch(&object.metadata.name.0, &settings, cfg)?;
+    let mut response = allowed(&request.uid.0).with_patch(json_patch::Patch(Vec::new())).ok()?;
+    response.patch = Some(patch);
     Some(request.answer(response))
 }
 
@@ -248,19 +225,11 @@ struct Meta<'a> {
 struct Spec<'a> {
     #[serde(default)]
     replicas: Option<i32>,
-    #[serde(borrow, default)]
-    strategy: Option<Strategy<'a>>,
     #[serde(borrow)]
     template: Template<'a>,
 }
 
 #[derive(Deserialize)]
-struct Strategy<'a> {
-    #[serde(borrow, rename = "type", default)]
-    type_: Option<Str<'a>>,
-}
-
-#[derive(Deserialize, Clone, PartialEq, Debug)]
 struct Template<'a> {
     #[serde(borrow, default)]
     metadata: Option<TemplateMeta<'a>>,
@@ -268,44 +237,67 @@ struct Template<'a> {
     spec: Option<Pod<'a>>,
 }
 
-#[derive(Clone, PartialEq, Default, Debug)]
+#[derive(Default)]
 struct TemplateMeta<'a> {
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,
     rest: Rest<'a>,
 }
 
-#[derive(Clone, PartialEq, Default, Debug)]
+#[derive(Default)]
 struct Pod<'a> {
     containers: Vec<Ctr<'a>>,
     init_containers: Option<Vec<Ctr<'a>>>,
-    volumes: Option<Vec<Volume>>,
+    volumes: Option<Vec<Vol<'a>>>,
     security_context: Option<PodSecurityContext>,
     host: [Option<bool>; 3],
     rest: Rest<'a>,
 }
 
-/// A container: the fields checks and injection read as k8s-openapi's
-/// `Container` does, the rest raw; an init container is read whole.
-#[derive(Clone, PartialEq, Default, Debug)]
+/// A container: what the rules and injection read, and the rest.
+#[derive(Default)]
 struct Ctr<'a> {
-    c: Container,
+    name: Str<'a>,
+    image: Option<Str<'a>>,
+    image_pull_policy: Option<Str<'a>>,
+    working_dir: Option<Str<'a>>,
+    security_context: Option<SecurityContext>,
+    env: Option<Vec<Env<'a>>>,
+    env_from: Option<Raw<'a>>,
+    volume_mounts: Option<Vec<Mount<'a>>>,
+    ports: Option<Vec<Port<'a>>>,
     rest: Rest<'a>,
 }
 
-impl From<Container> for Ctr<'_> {
-    fn from(c: Container) -> Self {
-        Ctr { c, rest: Vec::new() }
-    }
+#[derive(Default)]
+struct Env<'a> {
+    name: Str<'a>,
+    value: Option<Str<'a>>,
+    value_from: Option<Raw<'a>>,
+    rest: Rest<'a>,
 }
 
-impl PodContainer for Ctr<'_> {
-    fn container(&self) -> &Container {
-        &self.c
-    }
-    fn container_mut(&mut self) -> &mut Container {
-        &mut self.c
-    }
+#[derive(Default)]
+struct Mount<'a> {
+    name: Str<'a>,
+    mount_path: Str<'a>,
+    sub_path: Option<Str<'a>>,
+    read_only: Option<bool>,
+    rest: Rest<'a>,
+}
+
+#[derive(Default)]
+struct Port<'a> {
+    container_port: i32,
+    host_port: Option<i32>,
+    rest: Rest<'a>,
+}
+
+/// A volume: its name, and its source types as the rest's keys.
+#[derive(Default)]
+struct Vol<'a> {
+    name: Str<'a>,
+    rest: Rest<'a>,
 }
 
 /// A `Deserialize` for a model with typed fields and a rest: `$field` maps a
@@ -353,11 +345,7 @@ read_object!(TemplateMeta, |m, t, key| {
 
 read_object!(Pod, |m, p, key| {
     "containers" => p.containers = m.next_value::<Option<_>>()?.unwrap_or_default(),
-    // Read whole: claworc's two are compared whole, and the user's are few.
-    "initContainers" => {
-        let init: Option<Vec<Container>> = m.next_value()?;
-        p.init_containers = init.map(|init| init.into_iter().map(Ctr::from).collect());
-    },
+    "initContainers" => p.init_containers = m.next_value()?,
     "volumes" => p.volumes = m.next_value()?,
     "securityContext" => p.security_context = m.next_value()?,
     "hostNetwork" => p.host[0] = m.next_value()?,
@@ -368,22 +356,46 @@ read_object!(Pod, |m, p, key| {
 });
 
 read_object!(Ctr, |m, c, key| {
-    "name" => c.c.name = m.next_value()?,
-    "image" => c.c.image = m.next_value()?,
-    "imagePullPolicy" => c.c.image_pull_policy = m.next_value()?,
-    "workingDir" => c.c.working_dir = m.next_value()?,
-    "securityContext" => c.c.security_context = m.next_value()?,
-    "env" => c.c.env = m.next_value()?,
-    "envFrom" => c.c.env_from = m.next_value()?,
-    "volumeMounts" => c.c.volume_mounts = m.next_value()?,
-    "ports" => c.c.ports = m.next_value()?,
+    "name" => c.name = m.next_value()?,
+    "image" => c.image = m.next_value()?,
+    "imagePullPolicy" => c.image_pull_policy = m.next_value()?,
+    "workingDir" => c.working_dir = m.next_value()?,
+    "securityContext" => c.security_context = m.next_value()?,
+    "env" => c.env = m.next_value()?,
+    "envFrom" => c.env_from = m.next_value::<Option<&RawValue>>()?.map(Raw),
+    "volumeMounts" => c.volume_mounts = m.next_value()?,
+    "ports" => c.ports = m.next_value()?,
+});
+
+read_object!(Env, |m, e, key| {
+    "name" => e.name = m.next_value()?,
+    "value" => e.value = m.next_value()?,
+    "valueFrom" => e.value_from = m.next_value::<Option<&RawValue>>()?.map(Raw),
+});
+
+read_object!(Mount, |m, v, key| {
+    "name" => v.name = m.next_value()?,
+    "mountPath" => v.mount_path = m.next_value()?,
+    "subPath" => v.sub_path = m.next_value()?,
+    "readOnly" => v.read_only = m.next_value()?,
+});
+
+read_object!(Port, |m, p, key| {
+    "containerPort" => p.container_port = m.next_value()?,
+    "hostPort" => p.host_port = m.next_value()?,
+});
+
+read_object!(Vol, |m, v, key| {
+    "name" => v.name = m.next_value()?,
 });
 
 // ---- the rules and injection, on the model ----
 
 impl Object<'_> {
     /// Whether any rule denies the object before injection (what
-    /// [`validate::before_injection`] checks, read from this model).
+    /// [`validate::before_injection`] checks, read from this model). A volume
+    /// field that is `null` or unknown counts as a source type here, which
+    /// only sends the request to the typed review.
     fn denies(&self, settings: &Settings) -> bool {
         let mut v = Verdict::default();
         let (Some(pod), false) = (&self.spec.template.spec, self.spec.replicas.is_some_and(|r| !(0..=1).contains(&r)))
@@ -392,108 +404,234 @@ impl Object<'_> {
         };
         validate::check_host_namespaces(pod.host, &mut v);
         for vol in pod.volumes.iter().flatten() {
-            validate::check_volume(vol, &mut v);
+            validate::check_volume_kinds(&vol.name.0, vol.rest.iter().map(|(k, _)| &*k.0), &mut v);
         }
         if let Some(sc) = &pod.security_context {
             validate::check_pod_security_context(sc, &mut v);
         }
         let annotations = self.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
         validate::check_apparmor_annotations(annotations, &mut v);
-        let init = pod.init_containers.iter().flatten().map(|c| ("initContainers", &c.c));
-        for (kind, c) in pod.containers.iter().map(|c| ("containers", &c.c)).chain(init) {
-            let (sc, ports, mounts) = (c.security_context.as_ref(), c.ports.as_deref(), c.volume_mounts.as_deref());
-            validate::check_container_entry(kind, &c.name, sc, ports, mounts, &mut v);
+        let init = pod.init_containers.iter().flatten().map(|c| ("initContainers", c));
+        for (kind, c) in pod.containers.iter().map(|c| ("containers", c)).chain(init) {
+            let ports = c.ports.iter().flatten().map(|p| (p.container_port, p.host_port));
+            let mounts = c.volume_mounts.iter().flatten().map(|m| (&*m.name.0, &*m.mount_path.0));
+            validate::check_container_entry(kind, &c.name.0, c.security_context.as_ref(), ports, mounts, &mut v);
         }
-        let names = pod.containers.iter().map(|c| c.c.name.as_str());
+        let names = pod.containers.iter().map(|c| &*c.name.0);
         !v.denials.is_empty() || inject::target_index_of(names, settings).is_none()
     }
 }
 
-impl<'a> Template<'a> {
-    /// What injection makes of this template ([`inject::inject_template`]).
-    fn injected(&self, name: &str, settings: &Settings, cfg: &Config) -> Template<'a> {
-        let pod = self.spec.as_ref().map(|p| Pod {
-            init_containers: p
-                .init_containers
-                .as_ref()
-                .map(|init| init.iter().filter(|c| !inject::is_claworc_container(&c.c.name)).cloned().collect()),
-            containers: p.containers.clone(),
-            volumes: p.volumes.clone(),
-            security_context: p.security_context.clone(),
-            host: p.host,
-            rest: p.rest.clone(),
-        });
-        let mut t = Template { metadata: self.metadata.clone(), spec: pod };
-        t.inject(name, settings, cfg);
-        t
-    }
+impl Template<'_> {
+    /// The JSONPatch that replaces the object's pod template with the injected
+    /// one: what [`inject::inject_into`] makes, written from this model.
+    /// `None` when a raw field the sidecar copies cannot be read.
+    fn injected_patch(&self, name: &str, s: &Settings, cfg: &Config) -> Option<Vec<u8>> {
+        let pod = self.spec.as_ref()?;
+        let target = &pod.containers[inject::target_index_of(pod.containers.iter().map(|c| &*c.name.0), s)?];
+        let target = target.typed()?;
+        let mut security_context = pod.security_context.clone();
+        inject::harden_pod(&mut security_context, s);
+        let home = inject::home(&target);
+        let ids = inject::session_ids(security_context.as_ref(), &target, s);
+        let git = inject::git_ssh_command(s);
+        let known_hosts = inject::known_hosts_mounts(s);
 
-    /// Injects in place ([`inject::inject_into`]).
-    fn inject(&mut self, name: &str, settings: &Settings, cfg: &Config) {
-        let meta = self.metadata.get_or_insert_with(Default::default);
-        let labels = meta.labels.get_or_insert_with(Default::default);
-        inject::mark_template(labels, meta.annotations.get_or_insert_with(Default::default), Some(name), settings, cfg);
-        let p = self.spec.get_or_insert_with(Default::default);
-        let pod = inject::Pod {
-            containers: &mut p.containers,
-            init_containers: &mut p.init_containers,
-            volumes: &mut p.volumes,
-            security_context: &mut p.security_context,
-        };
-        inject::inject_pod(pod, settings, cfg);
-    }
-
-    /// The JSONPatch that replaces the object's pod template with this one.
-    fn patch(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 * 1024);
         out.extend_from_slice(br#"[{"op":"replace","path":"/spec/template","value":"#);
-        let mut o = Obj::new(&mut out);
-        if let Some(m) = &self.metadata {
-            o.key("metadata");
-            let mut meta = Obj::new(o.out);
-            meta.typed("labels", &m.labels);
-            meta.typed("annotations", &m.annotations);
-            meta.rest(&m.rest);
-            meta.end();
+        let mut t = Obj::new(&mut out);
+        t.key("metadata");
+        let mut meta = Obj::new(t.out);
+        let (mut labels, mut annotations, rest) = match &self.metadata {
+            Some(m) => (m.labels.clone().unwrap_or_default(), m.annotations.clone().unwrap_or_default(), &m.rest[..]),
+            None => Default::default(),
+        };
+        inject::mark_template(&mut labels, &mut annotations, Some(name), s, cfg);
+        meta.typed("labels", &Some(labels));
+        meta.typed("annotations", &Some(annotations));
+        meta.rest(rest);
+        meta.end();
+
+        t.key("spec");
+        let mut spec = Obj::new(t.out);
+        spec.key("containers");
+        let mut list = List::new(spec.out);
+        for c in &pod.containers {
+            c.write_injected(list.next(), &git, &known_hosts);
         }
-        if let Some(p) = &self.spec {
-            o.key("spec");
-            let mut pod = Obj::new(o.out);
-            pod.key("containers");
-            ctrs(pod.out, &p.containers);
-            if let Some(init) = &p.init_containers {
-                pod.key("initContainers");
-                ctrs(pod.out, init);
-            }
-            pod.typed("volumes", &p.volumes);
-            pod.typed("securityContext", &p.security_context);
-            for (key, on) in ["hostNetwork", "hostPID", "hostIPC"].into_iter().zip(p.host) {
-                pod.typed(key, &on);
-            }
-            pod.rest(&p.rest);
-            pod.end();
+        list.end();
+        spec.key("initContainers");
+        let mut list = List::new(spec.out);
+        let _ = extend(list.next(), &inject::installer(cfg, ids));
+        let _ = extend(list.next(), &inject::sidecar(s, &target, &home, ids));
+        for c in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name.0)) {
+            c.write_injected(list.next(), &git, &known_hosts);
         }
-        o.end();
+        list.end();
+        spec.key("volumes");
+        let mut list = List::new(spec.out);
+        for v in pod.volumes.iter().flatten().filter(|v| !inject::VOLUMES.contains(&&*v.name.0)) {
+            let mut o = Obj::new(list.next());
+            o.str("name", &v.name.0);
+            o.rest(&v.rest);
+            o.end();
+        }
+        for v in inject::claworc_volumes(s) {
+            let _ = extend(list.next(), &v);
+        }
+        if home == Home::EmptyDir {
+            let _ = extend(list.next(), &inject::home_volume());
+        }
+        list.end();
+        spec.typed("securityContext", &security_context);
+        for (key, on) in ["hostNetwork", "hostPID", "hostIPC"].into_iter().zip(pod.host) {
+            spec.typed(key, &on);
+        }
+        spec.rest(&pod.rest);
+        spec.end();
+        t.end();
         out.extend_from_slice(b"}]");
-        out
+        Some(out)
     }
 }
 
-fn ctrs(out: &mut Vec<u8>, containers: &[Ctr]) {
-    out.push(b'[');
-    for (i, c) in containers.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
+impl Ctr<'_> {
+    /// This container as injection leaves a workload container: hardened,
+    /// with `known_hosts` mounted and `GIT_SSH_COMMAND` set (see `inject::set_known_hosts`).
+    fn write_injected(&self, out: &mut Vec<u8>, git: &str, known_hosts: &[VolumeMount]) {
+        let mut o = Obj::new(out);
+        o.str("name", &self.name.0);
+        o.opt_str("image", &self.image);
+        o.opt_str("imagePullPolicy", &self.image_pull_policy);
+        o.opt_str("workingDir", &self.working_dir);
+        let mut security_context = self.security_context.clone();
+        inject::harden_container(&mut security_context);
+        o.typed("securityContext", &security_context);
+        o.key("env");
+        let mut list = List::new(o.out);
+        for e in self.env.iter().flatten().filter(|e| e.name.0 != ENV_GIT_SSH_COMMAND) {
+            e.write(list.next());
         }
-        // The typed fields as k8s-openapi writes them (`name` always, so the
-        // object is never empty), then the rest.
-        let _ = extend(out, &c.c);
-        out.pop();
-        let mut o = Obj { out, first: false };
-        o.rest(&c.rest);
+        let _ = extend(list.next(), &EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git.into()), value_from: None });
+        list.end();
+        o.raw("envFrom", self.env_from);
+        o.key("volumeMounts");
+        let mut list = List::new(o.out);
+        let kept = |m: &&Mount| m.name.0 != VOLUME_KNOWN_HOSTS && m.name.0 != VOLUME_KNOWN_HOSTS_USER;
+        for m in self.volume_mounts.iter().flatten().filter(kept) {
+            m.write(list.next());
+        }
+        for m in known_hosts {
+            let _ = extend(list.next(), m);
+        }
+        list.end();
+        if let Some(ports) = &self.ports {
+            o.key("ports");
+            let mut list = List::new(o.out);
+            for p in ports {
+                let mut po = Obj::new(list.next());
+                po.typed("containerPort", &Some(p.container_port));
+                po.typed("hostPort", &p.host_port);
+                po.rest(&p.rest);
+                po.end();
+            }
+            list.end();
+        }
+        o.rest(&self.rest);
         o.end();
     }
-    out.push(b']');
+
+    /// The fields of this container the sidecar copies, as a k8s-openapi
+    /// `Container` for [`inject::sidecar`] (`None` when a raw one cannot be read).
+    fn typed(&self) -> Option<Container> {
+        let owned = |s: &Option<Str>| s.as_ref().map(|s| s.0.to_string());
+        let env = self.env.as_ref().map(|env| {
+            env.iter()
+                .map(|e| {
+                    Some(EnvVar {
+                        name: e.name.0.to_string(),
+                        value: owned(&e.value),
+                        value_from: e.value_from.map(|r| serde_json::from_str(r.0.get())).transpose().ok()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+        let mounts = self.volume_mounts.as_ref().map(|mounts| {
+            mounts
+                .iter()
+                .map(|m| {
+                    let mut json = Vec::new();
+                    m.write(&mut json);
+                    serde_json::from_slice::<VolumeMount>(&json).ok()
+                })
+                .collect::<Option<Vec<_>>>()
+        });
+        Some(Container {
+            name: self.name.0.to_string(),
+            image: owned(&self.image),
+            image_pull_policy: owned(&self.image_pull_policy),
+            working_dir: owned(&self.working_dir),
+            security_context: self.security_context.clone(),
+            env: match env {
+                Some(env) => Some(env?),
+                None => None,
+            },
+            env_from: self.env_from.map(|r| serde_json::from_str(r.0.get())).transpose().ok()?,
+            volume_mounts: match mounts {
+                Some(mounts) => Some(mounts?),
+                None => None,
+            },
+            ..Default::default()
+        })
+    }
+}
+
+impl Env<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Obj::new(out);
+        o.str("name", &self.name.0);
+        o.opt_str("value", &self.value);
+        o.raw("valueFrom", self.value_from);
+        o.rest(&self.rest);
+        o.end();
+    }
+}
+
+impl Mount<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        let mut o = Obj::new(out);
+        o.str("name", &self.name.0);
+        o.str("mountPath", &self.mount_path.0);
+        o.opt_str("subPath", &self.sub_path);
+        o.typed("readOnly", &self.read_only);
+        o.rest(&self.rest);
+        o.end();
+    }
+}
+
+/// A JSON array being written.
+struct List<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl<'o> List<'o> {
+    fn new(out: &'o mut Vec<u8>) -> Self {
+        out.push(b'[');
+        List { out, first: true }
+    }
+
+    /// Where the next element goes.
+    fn next(&mut self) -> &mut Vec<u8> {
+        if !std::mem::take(&mut self.first) {
+            self.out.push(b',');
+        }
+        self.out
+    }
+
+    fn end(self) {
+        self.out.push(b']');
+    }
 }
 
 /// A JSON object being written.
@@ -516,6 +654,17 @@ impl<'o> Obj<'o> {
         self.out.push(b':');
     }
 
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        write_str(self.out, value);
+    }
+
+    fn opt_str(&mut self, key: &str, value: &Option<Str>) {
+        if let Some(v) = value {
+            self.str(key, &v.0);
+        }
+    }
+
     /// A typed field, left out when `None` (as k8s-openapi leaves it out).
     fn typed<T: serde::Serialize>(&mut self, key: &str, value: &Option<T>) {
         if let Some(value) = value {
@@ -524,7 +673,14 @@ impl<'o> Obj<'o> {
         }
     }
 
-    fn rest(&mut self, rest: &Rest) {
+    fn raw(&mut self, key: &str, value: Option<Raw>) {
+        if let Some(v) = value {
+            self.key(key);
+            self.out.extend_from_slice(v.0.get().as_bytes());
+        }
+    }
+
+    fn rest(&mut self, rest: &[(Str, Raw)]) {
         for (key, value) in rest {
             self.key(&key.0);
             self.out.extend_from_slice(value.0.get().as_bytes());

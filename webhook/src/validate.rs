@@ -13,7 +13,7 @@ use claworc_contract::instance::opted_in;
 use claworc_contract::names::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ContainerPort, PodSecurityContext, PodSpec, PodTemplateSpec, SELinuxOptions, SecurityContext, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, PodTemplateSpec, SELinuxOptions, SecurityContext, Volume,
 };
 use serde_json::Value;
 
@@ -228,7 +228,9 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
         .flatten()
         .map(|c| ("ephemeralContainers", &c.name, &c.security_context, &c.ports, &c.volume_mounts));
     for (kind, name, sc, ports, mounts) in containers.chain(init).chain(ephemeral) {
-        check_container_entry(kind, name, sc.as_ref(), ports.as_deref(), mounts.as_deref(), v);
+        let ports = ports.iter().flatten().map(|p| (p.container_port, p.host_port));
+        let mounts = mounts.iter().flatten().map(|m| (m.name.as_str(), m.mount_path.as_str()));
+        check_container_entry(kind, name, sc.as_ref(), ports, mounts, v);
     }
 }
 
@@ -244,13 +246,20 @@ pub(crate) fn check_host_namespaces(flags: [Option<bool>; 3], v: &mut Verdict) {
 }
 
 pub(crate) fn check_volume(vol: &Volume, v: &mut Verdict) {
-    let at = format_args!("spec.template.spec.volumes[{:?}]", vol.name);
-    let Some(kinds) = field_names(vol) else {
+    match field_names(vol) {
+        Some(names) => check_volume_kinds(&vol.name, names.into_iter().filter(|k| *k != "name"), v),
         // Fail closed: a volume whose fields cannot be read is not let through.
-        v.denials.push(format!("{at}: its type cannot be read; use a PersistentVolumeClaim or an emptyDir"));
-        return;
-    };
-    for kind in kinds.into_iter().filter(|k| *k != "name" && !ALLOWED_VOLUME_TYPES.contains(k)) {
+        None => v.denials.push(format!(
+            "spec.template.spec.volumes[{:?}]: its type cannot be read; use a PersistentVolumeClaim or an emptyDir",
+            vol.name
+        )),
+    }
+}
+
+/// A volume named `name` with these source types (its fields but `name`).
+pub(crate) fn check_volume_kinds<'k>(name: &str, kinds: impl Iterator<Item = &'k str>, v: &mut Verdict) {
+    let at = format_args!("spec.template.spec.volumes[{name:?}]");
+    for kind in kinds.filter(|k| !ALLOWED_VOLUME_TYPES.contains(k)) {
         let fix = if kind == "hostPath" {
             "host paths are not allowed; use a PersistentVolumeClaim or an emptyDir"
         } else {
@@ -258,7 +267,7 @@ pub(crate) fn check_volume(vol: &Volume, v: &mut Verdict) {
         };
         v.denials.push(format!("{at}.{kind}: {fix}"));
     }
-    if vol.name.starts_with(VOLUME_PREFIX) && !inject::VOLUMES.contains(&vol.name.as_str()) {
+    if name.starts_with(VOLUME_PREFIX) && !inject::VOLUMES.contains(&name) {
         v.denials
             .push(format!("{at}: the {VOLUME_PREFIX} prefix is reserved for what claworc injects; rename the volume"));
     }
@@ -310,20 +319,20 @@ pub(crate) fn check_apparmor_annotations(annotations: Option<&BTreeMap<String, S
     }
 }
 
-/// One container, init container or ephemeral container (`kind` names the list).
-pub(crate) fn check_container_entry(
+/// One container, init container or ephemeral container (`kind` names the
+/// list), its ports as (containerPort, hostPort) and its mounts as (volume, path).
+pub(crate) fn check_container_entry<'m>(
     kind: &str,
     name: &str,
     sc: Option<&SecurityContext>,
-    ports: Option<&[ContainerPort]>,
-    mounts: Option<&[VolumeMount]>,
+    ports: impl Iterator<Item = (i32, Option<i32>)>,
+    mounts: impl Iterator<Item = (&'m str, &'m str)>,
     v: &mut Verdict,
 ) {
     let at = format!("spec.template.spec.{kind}[{name:?}]");
-    for p in ports.into_iter().flatten().filter(|p| p.host_port.is_some_and(|h| h != 0)) {
+    for (port, _) in ports.filter(|(_, host)| host.is_some_and(|h| h != 0)) {
         v.denials.push(format!(
-            "{at}.ports[{}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`",
-            p.container_port
+            "{at}.ports[{port}].hostPort: host ports are not allowed; reach the port with `kubectl claworc tunnel`"
         ));
     }
     if let Some(sc) = sc {
@@ -333,8 +342,8 @@ pub(crate) fn check_container_entry(
         v.denials.push(format!("{at}: the name {name} is reserved for claworc's sidecar; rename the container"));
     }
     if !inject::is_claworc_container(name) {
-        for m in mounts.into_iter().flatten() {
-            check_mount(&at, &m.name, &m.mount_path, v);
+        for (volume, path) in mounts {
+            check_mount(&at, volume, path, v);
         }
     }
 }
@@ -620,20 +629,15 @@ fn differences(want: &Value, have: &Value, at: &str, out: &mut Vec<String>) {
 }
 
 fn warn(d: &Deployment, s: &Settings, v: &mut Verdict) {
-    let strategy = d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref());
-    let volumes = d.spec.template.spec.iter().flat_map(|p| p.volumes.iter().flatten());
-    warn_about(strategy, volumes, s, v);
-}
-
-/// The warnings for a Deployment of this strategy type, with these volumes and settings.
-pub(crate) fn warn_about<'v>(
-    strategy: Option<&str>,
-    mut volumes: impl Iterator<Item = &'v Volume>,
-    s: &Settings,
-    v: &mut Verdict,
-) {
-    let rolling = strategy.is_none_or(|t| t == "RollingUpdate");
-    if rolling && volumes.any(|v| v.persistent_volume_claim.is_some()) {
+    let rolling = d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()).is_none_or(|t| t == "RollingUpdate");
+    let claims = d
+        .spec
+        .template
+        .spec
+        .iter()
+        .flat_map(|p| p.volumes.iter().flatten())
+        .any(|v| v.persistent_volume_claim.is_some());
+    if rolling && claims {
         v.warnings.push("spec.strategy: RollingUpdate with a PersistentVolumeClaim: a ReadWriteOnce volume keeps the new pod from starting while the old one runs; use strategy Recreate".into());
     }
     if s.host_key_fingerprint.is_none() {
