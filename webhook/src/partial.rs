@@ -43,7 +43,7 @@ use crate::inject::{self, Config, Home};
 use crate::json::{extend, write_str};
 use crate::validate::{self, Verdict};
 
-/// An answer, and what the server logs of the request.
+/// The answer (allowed, with the patch), and what the server logs of the request.
 pub struct Answer<'b> {
     pub response: AdmissionResponse,
     pub uid: Cow<'b, str>,
@@ -106,7 +106,7 @@ fn is_deployment(api_version: Option<&Str>, kind: Option<&Str>) -> bool {
     api_version.is_none_or(|v| v.0 == "apps/v1") && kind.is_none_or(|k| k.0 == "Deployment")
 }
 
-/// An allowed response (to be given a patch or warnings).
+/// An allowed response (to be given its patch).
 fn allowed(uid: &str) -> AdmissionResponse {
     let mut response = AdmissionResponse::invalid("");
     response.types = TypeMeta { api_version: "admission.k8s.io/v1".into(), kind: "AdmissionReview".into() };
@@ -119,18 +119,12 @@ fn allowed(uid: &str) -> AdmissionResponse {
 // ---- the model ----
 
 /// A string of the body: borrowed unless it was written with escapes.
-#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Clone, Debug, Default)]
+#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
 struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// A field no check or injection reads, as the body wrote it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 struct Raw<'a>(&'a RawValue);
-
-impl PartialEq for Raw<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.get() == other.0.get()
-    }
-}
 
 /// The fields of an object no check or injection reads, in the body's order.
 type Rest<'a> = Vec<(Str<'a>, Raw<'a>)>;
@@ -512,7 +506,10 @@ impl Ctr<'_> {
         for e in self.env.iter().flatten().filter(|e| e.name.0 != ENV_GIT_SSH_COMMAND) {
             e.write(list.next());
         }
-        let _ = extend(list.next(), &EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git.into()), value_from: None });
+        let _ = extend(
+            list.next(),
+            &EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git.into()), value_from: None },
+        );
         list.end();
         o.raw("envFrom", self.env_from);
         o.key("volumeMounts");

@@ -8,6 +8,7 @@
 //! else call [`review::mutate`] or [`review::validate`], answer `response.into_review()`, record metrics and
 //! write one log line.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,11 +33,11 @@ use tokio::task::JoinHandle;
 
 use crate::inject::Config;
 use crate::metrics::{Endpoint, Metrics, Outcome};
-use crate::{partial, review};
 pub use crate::tls::install_crypto_provider;
 use crate::tls::watch_certificates;
 use crate::wire::operation;
 pub use crate::wire::{parse_review, review_json};
+use crate::{partial, review};
 
 /// Largest request body accepted; larger ones are answered 413.
 pub const BODY_LIMIT: usize = 3 * 1024 * 1024;
@@ -181,18 +182,14 @@ async fn read_body(body: Body, content_length: Option<u64>) -> Result<Bytes, Ref
 /// Who an admission request is about, for its log line.
 #[derive(Default)]
 struct Subject<'a> {
-    uid: &'a str,
-    namespace: &'a str,
-    name: &'a str,
+    uid: Cow<'a, str>,
+    namespace: Cow<'a, str>,
+    name: Cow<'a, str>,
     operation: &'static str,
     dry_run: bool,
 }
 
 impl<'a> Subject<'a> {
-    fn of_partial(a: &'a partial::Answer<'_>) -> Self {
-        Subject { uid: &a.uid, namespace: &a.namespace, name: &a.name, operation: a.operation, dry_run: a.dry_run }
-    }
-
     fn of(request: &'a AdmissionRequest<Deployment>) -> Self {
         let name = if request.name.is_empty() {
             request.object.as_ref().and_then(|d| d.metadata.generate_name.as_deref()).unwrap_or("")
@@ -200,9 +197,9 @@ impl<'a> Subject<'a> {
             &request.name
         };
         Subject {
-            uid: &request.uid,
-            namespace: request.namespace.as_deref().unwrap_or(""),
-            name,
+            uid: Cow::Borrowed(&request.uid),
+            namespace: Cow::Borrowed(request.namespace.as_deref().unwrap_or("")),
+            name: Cow::Borrowed(name),
             operation: operation(&request.operation),
             dry_run: request.dry_run,
         }
@@ -215,20 +212,24 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     let content_length =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let body = read_body(req.into_body(), content_length).await;
-    // The common answers first, from the partial model; the typed review for the rest.
-    let fast = body.as_ref().ok().and_then(|body| answer_partial(&state.inner.config, endpoint, body));
-    let mut parsed = match (&fast, &body) {
-        (Some(_), _) => Err(Refusal::bad_request("")),
-        (None, Ok(body)) => parse_review(body).map_err(Refusal::bad_request),
-        (None, Err(refusal)) => Err(refusal.clone()),
-    };
-    let (subject, answer) = match (&fast, &mut parsed) {
-        (Some((a, answer)), _) => (Subject::of_partial(a), answer.clone()),
-        (None, Ok(request)) => {
-            let answer = answer(&state.inner.config, endpoint, request);
-            (Subject::of(request), answer)
+    let config = &state.inner.config;
+    let mut parsed;
+    // The commonest request from the partial model; the typed review answers the rest.
+    let (subject, answer) = match body.as_deref().ok().and_then(|body| answer_partial(config, endpoint, body)) {
+        Some(answered) => answered,
+        None => {
+            parsed = match &body {
+                Ok(body) => parse_review(body).map_err(Refusal::bad_request),
+                Err(refusal) => Err(refusal.clone()),
+            };
+            match &mut parsed {
+                Ok(request) => {
+                    let answer = answer(config, endpoint, request);
+                    (Subject::of(request), answer)
+                }
+                Err(refusal) => (Subject::default(), Err(refusal.clone())),
+            }
         }
-        (None, Err(refusal)) => (Subject::default(), Err(refusal.clone())),
     };
     let elapsed = start.elapsed();
     let (outcome, status, detail) = match &answer {
@@ -238,9 +239,9 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     state.metrics().record(endpoint, outcome, elapsed);
     tracing::info!(
         endpoint = endpoint.as_str(),
-        uid = subject.uid,
-        namespace = subject.namespace,
-        name = subject.name,
+        uid = &*subject.uid,
+        namespace = &*subject.namespace,
+        name = &*subject.name,
         operation = subject.operation,
         dry_run = subject.dry_run,
         decision = outcome.as_str(),
@@ -255,31 +256,28 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
     }
 }
 
-/// [`crate::partial`]'s answer, when it has one (a panic leaves the request to the typed review).
-fn answer_partial<'b>(
-    config: &Config,
-    endpoint: Endpoint,
-    body: &'b [u8],
-) -> Option<(partial::Answer<'b>, Result<(Outcome, Vec<u8>, String), Refusal>)> {
+/// What a request's review comes to: its outcome, the AdmissionReview to send
+/// and, for a denial, the reason; or the refusal to answer it.
+type Answered = Result<(Outcome, Vec<u8>, String), Refusal>;
+
+/// [`crate::partial`]'s answer to `/mutate`, when it has one (a panic leaves
+/// the request to the typed review, which answers it with a 500 if it panics too).
+fn answer_partial<'b>(config: &Config, endpoint: Endpoint, body: &'b [u8]) -> Option<(Subject<'b>, Answered)> {
     if endpoint != Endpoint::Mutate {
         return None;
     }
-    let mut answer = std::panic::catch_unwind(|| partial::mutate(body, config)).ok()??;
-    let outcome = if answer.response.patch.is_some() { Outcome::Patched } else { Outcome::Allowed };
-    let response = std::mem::replace(&mut answer.response, kube::core::admission::AdmissionResponse::invalid(""));
-    let body = review_json(response).ok()?;
-    Some((answer, Ok((outcome, body, String::new()))))
+    let a = std::panic::catch_unwind(|| partial::mutate(body, config)).ok()??;
+    let body = review_json(a.response).ok()?;
+    let subject =
+        Subject { uid: a.uid, namespace: a.namespace, name: a.name, operation: a.operation, dry_run: a.dry_run };
+    Some((subject, Ok((Outcome::Patched, body, String::new()))))
 }
 
 /// The review of a parsed request: its outcome, the AdmissionReview to send
 /// and, for a denial, the reason. A panic in the review is answered with a 500
 /// instead of a dropped connection. `/mutate` may take the object's pod
 /// template out of `request` ([`review::mutate_taking_template`]).
-fn answer(
-    config: &Config,
-    endpoint: Endpoint,
-    request: &mut AdmissionRequest<Deployment>,
-) -> Result<(Outcome, Vec<u8>, String), Refusal> {
+fn answer(config: &Config, endpoint: Endpoint, request: &mut AdmissionRequest<Deployment>) -> Answered {
     let internal = |message: &str| Refusal { status: StatusCode::INTERNAL_SERVER_ERROR, message: message.into() };
     let response = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match endpoint {
         Endpoint::Mutate => review::mutate_taking_template(request, config),

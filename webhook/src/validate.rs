@@ -293,7 +293,8 @@ pub(crate) fn check_pod_security_context(sc: &PodSecurityContext, v: &mut Verdic
         v.denials.push(format!("{at}.seccompProfile.type: Unconfined is not allowed; use RuntimeDefault"));
     }
     if sc.app_armor_profile.as_ref().is_some_and(|p| p.type_ == "Unconfined") {
-        v.denials.push(format!("{at}.appArmorProfile.type: Unconfined is not allowed; use RuntimeDefault or remove it"));
+        v.denials
+            .push(format!("{at}.appArmorProfile.type: Unconfined is not allowed; use RuntimeDefault or remove it"));
     }
     check_selinux(at, sc.se_linux_options.as_ref(), v);
     for sysctl in sc.sysctls.iter().flatten().filter(|s| !SAFE_SYSCTLS.contains(&s.name.as_str())) {

@@ -2,15 +2,17 @@
 //! them, mutated at the JSON level (values replaced, keys dropped, arrays
 //! grown, claworc names and security fields planted) and at the byte level
 //! (flips, cuts, splices), fed to what `/mutate` and `/validate` run:
-//! `parse_review`, then `review::mutate` / `review::validate`, then encoding.
-//! Zero panics allowed; an input that panics is written to the temp dir.
+//! `partial::mutate`, `parse_review`, then `review::mutate` /
+//! `review::validate`, then encoding. Zero panics allowed; an input that
+//! panics is written to the temp dir. And wherever `partial::mutate` answers
+//! a body the typed reader reads, the typed review patches it too.
 //!
 //! `CLAWORC_FUZZ_INPUTS` sets the number of inputs (default 20 000 here;
 //! `cargo test --release -p claworc-webhook --test fuzz` with 10 000 000 for
 //! the figure in docs/testing.md). `CLAWORC_FUZZ_SEED` picks the seed.
 
 use claworc_webhook::inject::Config;
-use claworc_webhook::{review, server};
+use claworc_webhook::{partial, review, server};
 use serde_json::{Value, json};
 
 /// xorshift64*: small, fast, reproducible from the seed.
@@ -182,7 +184,7 @@ fn no_request_body_makes_the_review_panic() {
 
     let cfg = Config::default();
     let mut rng = Rng(seed | 1);
-    let (mut parsed, mut start) = (0u64, std::time::Instant::now());
+    let (mut parsed, mut patched_by_partial, mut start) = (0u64, 0u64, std::time::Instant::now());
     std::panic::set_hook(Box::new(|_| {}));
     for n in 0..inputs {
         let base = rng.below(values.len());
@@ -196,15 +198,24 @@ fn no_request_body_makes_the_review_panic() {
             mutate_bytes(&mut body, &mut rng, other);
         }
         let outcome = std::panic::catch_unwind(|| {
-            let Ok(req) = server::parse_review(&body) else { return false };
-            for res in [review::mutate(&req, &cfg), review::validate(&req, &cfg)] {
+            let fast = partial::mutate(&body, &cfg).map(|a| server::review_json(a.response).expect("it encodes"));
+            let Ok(req) = server::parse_review(&body) else { return (false, false) };
+            let typed = review::mutate(&req, &cfg);
+            assert!(
+                fast.is_none() || typed.allowed && typed.patch.is_some(),
+                "partial patched what the typed review does not"
+            );
+            for res in [typed, review::validate(&req, &cfg)] {
                 server::review_json(res).expect("the review encodes");
             }
-            true
+            (true, fast.is_some())
         });
-        let reached = matches!(outcome, Ok(true));
+        let reached = matches!(outcome, Ok((true, _)));
         match outcome {
-            Ok(ok) => parsed += ok as u64,
+            Ok((ok, by_partial)) => {
+                parsed += ok as u64;
+                patched_by_partial += (ok && by_partial) as u64;
+            }
             Err(_) => {
                 let path = std::env::temp_dir().join(format!("claworc-fuzz-crash-{n}.json"));
                 std::fs::write(&path, &body).unwrap();
@@ -226,6 +237,8 @@ fn no_request_body_makes_the_review_panic() {
         }
     }
     let _ = std::panic::take_hook();
-    eprintln!("fuzz: {inputs} inputs from seed {seed:#x}, {parsed} parsed as AdmissionReviews, no panic");
+    eprintln!(
+        "fuzz: {inputs} inputs from seed {seed:#x}, {parsed} parsed as AdmissionReviews ({patched_by_partial} of them patched by partial::mutate, as by the typed review), no panic"
+    );
     assert!(parsed > inputs / 10, "only {parsed} of {inputs} inputs reached the review: the fuzzer is too blunt");
 }

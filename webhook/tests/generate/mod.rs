@@ -159,4 +159,3 @@ pub fn deployment() -> impl Strategy<Value = Value> {
             d
         })
 }
-
