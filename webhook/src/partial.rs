@@ -59,13 +59,35 @@ pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
     let (request, object, settings) = read(body)?;
     let template = &object.spec.template;
     let stored_version = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
+    let response = allowed(&request.uid.0);
     if stored_version == Some(&cfg.version) {
-        // Perhaps no patch at all: the typed review compares.
-        return None;
+        // Injected by this release: no patch if it is still what injection makes.
+        return template.is_injected(&object.metadata.name.0, &settings, cfg)?.then(|| request.answer(response));
     }
     let patch = template.injected_patch(&object.metadata.name.0, &settings, cfg)?;
-    let mut response = allowed(&request.uid.0).with_patch(json_patch::Patch(Vec::new())).ok()?;
+    let mut response = response.with_patch(json_patch::Patch(Vec::new())).ok()?;
     response.patch = Some(patch);
+    Some(request.answer(response))
+}
+
+/// `/validate`: allowed, with its warnings, when no rule denies the object and
+/// its template is what this release's injection makes. `None`: for
+/// [`crate::review::validate`] (which also judges another release's template).
+pub fn validate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
+    let (request, object, settings) = read(body)?;
+    let template = &object.spec.template;
+    if !template.is_injected(&object.metadata.name.0, &settings, cfg)? {
+        return None;
+    }
+    let mut verdict = Verdict::default();
+    let strategy = object.spec.strategy.as_ref().and_then(|s| s.type_.as_ref()).map(|t| &*t.0);
+    let volumes = template.spec.iter().flat_map(|p| p.volumes.iter().flatten());
+    let claims = volumes.flat_map(|v| &v.rest).any(|(k, v)| k.0 == "persistentVolumeClaim" && v.0.get() != "null");
+    validate::warn_about(strategy, claims, &settings, &mut verdict);
+    let mut response = allowed(&request.uid.0);
+    if !verdict.warnings.is_empty() {
+        response.warnings = Some(verdict.warnings);
+    }
     Some(request.answer(response))
 }
 
@@ -219,8 +241,16 @@ struct Meta<'a> {
 struct Spec<'a> {
     #[serde(default)]
     replicas: Option<i32>,
+    #[serde(borrow, default)]
+    strategy: Option<Strategy<'a>>,
     #[serde(borrow)]
     template: Template<'a>,
+}
+
+#[derive(Deserialize)]
+struct Strategy<'a> {
+    #[serde(borrow, rename = "type", default)]
+    type_: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +291,8 @@ struct Ctr<'a> {
     volume_mounts: Option<Vec<Mount<'a>>>,
     ports: Option<Vec<Port<'a>>>,
     rest: Rest<'a>,
+    /// An init container as it arrived: claworc's are compared whole.
+    raw: Option<Raw<'a>>,
 }
 
 #[derive(Default)]
@@ -292,6 +324,8 @@ struct Port<'a> {
 struct Vol<'a> {
     name: Str<'a>,
     rest: Rest<'a>,
+    /// As it arrived: claworc's are compared whole.
+    raw: Option<Raw<'a>>,
 }
 
 /// A `Deserialize` for a model with typed fields and a rest: `$field` maps a
@@ -339,8 +373,8 @@ read_object!(TemplateMeta, |m, t, key| {
 
 read_object!(Pod, |m, p, key| {
     "containers" => p.containers = m.next_value::<Option<_>>()?.unwrap_or_default(),
-    "initContainers" => p.init_containers = m.next_value()?,
-    "volumes" => p.volumes = m.next_value()?,
+    "initContainers" => p.init_containers = kept_whole(m.next_value()?, |c: &mut Ctr<'a>, raw| c.raw = Some(raw))?,
+    "volumes" => p.volumes = kept_whole(m.next_value()?, |v: &mut Vol<'a>, raw| v.raw = Some(raw))?,
     "securityContext" => p.security_context = m.next_value()?,
     "hostNetwork" => p.host[0] = m.next_value()?,
     "hostPID" => p.host[1] = m.next_value()?,
@@ -382,6 +416,21 @@ read_object!(Port, |m, p, key| {
 read_object!(Vol, |m, v, key| {
     "name" => v.name = m.next_value()?,
 });
+
+/// Each element of a list read from its raw JSON, which `keep` stores in it.
+fn kept_whole<'a, T: Deserialize<'a>, E: serde::de::Error>(
+    list: Option<Vec<&'a RawValue>>,
+    keep: impl Fn(&mut T, Raw<'a>),
+) -> Result<Option<Vec<T>>, E> {
+    let Some(list) = list else { return Ok(None) };
+    let mut out = Vec::with_capacity(list.len());
+    for raw in list {
+        let mut item: T = serde_json::from_str(raw.get()).map_err(E::custom)?;
+        keep(&mut item, Raw(raw));
+        out.push(item);
+    }
+    Ok(Some(out))
+}
 
 // ---- the rules and injection, on the model ----
 
@@ -489,7 +538,98 @@ impl Template<'_> {
     }
 }
 
+impl Template<'_> {
+    /// Whether injection would leave this template as it is (what
+    /// [`inject::inject_template`] compared with the template checks), read
+    /// from this model. `None` when a raw field the sidecar copies cannot be read.
+    fn is_injected(&self, name: &str, s: &Settings, cfg: &Config) -> Option<bool> {
+        let (Some(meta), Some(pod)) = (&self.metadata, &self.spec) else { return Some(false) };
+        let (Some(labels), Some(annotations)) = (&meta.labels, &meta.annotations) else { return Some(false) };
+        let (mut want_labels, mut want_annotations) = (labels.clone(), annotations.clone());
+        inject::mark_template(&mut want_labels, &mut want_annotations, Some(name), s, cfg);
+        if want_labels != *labels || want_annotations != *annotations {
+            return Some(false);
+        }
+        let mut security_context = pod.security_context.clone();
+        inject::harden_pod(&mut security_context, s);
+        if security_context != pod.security_context {
+            return Some(false);
+        }
+        let git = inject::git_ssh_command(s);
+        let known_hosts = inject::known_hosts_mounts(s);
+        if !pod.containers.iter().all(|c| c.is_injected_workload(&git, &known_hosts)) {
+            return Some(false);
+        }
+        let target = &pod.containers[inject::target_index_of(pod.containers.iter().map(|c| &*c.name.0), s)?];
+        let target = target.typed()?;
+        let home = inject::home(&target);
+        let ids = inject::session_ids(security_context.as_ref(), &target, s);
+        // [installer, sidecar, the user's init containers…], each as injection makes it.
+        let init = pod.init_containers.as_deref().unwrap_or_default();
+        let [installer, sidecar, user @ ..] = init else { return Some(false) };
+        let whole = |c: &Ctr| -> Option<Container> { serde_json::from_str(c.raw?.0.get()).ok() };
+        if whole(installer)? != inject::installer(cfg, ids)
+            || whole(sidecar)? != inject::sidecar(s, &target, &home, ids)
+        {
+            return Some(false);
+        }
+        if !user.iter().all(|c| !inject::is_claworc_container(&c.name.0) && c.is_injected_workload(&git, &known_hosts))
+        {
+            return Some(false);
+        }
+        // [the user's volumes…, claworc's…, the home emptyDir if it needs one].
+        let mut want = inject::claworc_volumes(s);
+        if home == Home::EmptyDir {
+            want.push(inject::home_volume());
+        }
+        let volumes = pod.volumes.as_deref().unwrap_or_default();
+        let Some(users) = volumes.len().checked_sub(want.len()) else { return Some(false) };
+        let (user, claworc) = volumes.split_at(users);
+        if user.iter().any(|v| inject::VOLUMES.contains(&&*v.name.0)) {
+            return Some(false);
+        }
+        for (have, want) in claworc.iter().zip(&want) {
+            let have: k8s_openapi::api::core::v1::Volume = serde_json::from_str(have.raw?.0.get()).ok()?;
+            if have != *want {
+                return Some(false);
+            }
+        }
+        Some(true)
+    }
+}
+
 impl Ctr<'_> {
+    /// Whether injection leaves this workload container as it is: hardened,
+    /// `GIT_SSH_COMMAND` last among its variables and the `known_hosts`
+    /// mounts last among its mounts, each once (see [`Ctr::write_injected`]).
+    fn is_injected_workload(&self, git: &str, known_hosts: &[VolumeMount]) -> bool {
+        let mut security_context = self.security_context.clone();
+        inject::harden_container(&mut security_context);
+        if security_context != self.security_context {
+            return false;
+        }
+        let Some([env @ .., last]) = self.env.as_deref() else { return false };
+        let git_var = last.name.0 == ENV_GIT_SSH_COMMAND
+            && last.value.as_ref().is_some_and(|v| v.0 == git)
+            && last.value_from.is_none()
+            && last.rest.is_empty();
+        if !git_var || env.iter().any(|e| e.name.0 == ENV_GIT_SSH_COMMAND) {
+            return false;
+        }
+        let mounts = self.volume_mounts.as_deref().unwrap_or_default();
+        let Some(users) = mounts.len().checked_sub(known_hosts.len()) else { return false };
+        let (user, ours) = mounts.split_at(users);
+        let is_known_hosts = |m: &Mount| m.name.0 == VOLUME_KNOWN_HOSTS || m.name.0 == VOLUME_KNOWN_HOSTS_USER;
+        !user.iter().any(is_known_hosts)
+            && ours.iter().zip(known_hosts).all(|(have, want)| {
+                have.name.0 == want.name
+                    && have.mount_path.0 == want.mount_path
+                    && have.sub_path.as_ref().map(|p| &*p.0) == want.sub_path.as_deref()
+                    && have.read_only == want.read_only
+                    && have.rest.is_empty()
+            })
+    }
+
     /// This container as injection leaves a workload container: hardened,
     /// with `known_hosts` mounted and `GIT_SSH_COMMAND` set (see `inject::set_known_hosts`).
     fn write_injected(&self, out: &mut Vec<u8>, git: &str, known_hosts: &[VolumeMount]) {

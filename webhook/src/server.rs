@@ -260,7 +260,7 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
 /// and, for a denial, the reason; or the refusal to answer it.
 type Answered = Result<(Outcome, Vec<u8>, String), Refusal>;
 
-/// [`crate::partial`]'s answer to `/mutate`, when it has one (a panic leaves
+/// [`crate::partial`]'s answer, when it has one (a panic leaves
 /// the request to the typed review, which answers it with a 500 if it panics too).
 fn answer_partial<'b>(config: &Config, endpoint: Endpoint, body: &'b [u8]) -> Option<(Subject<'b>, Answered)> {
     if endpoint != Endpoint::Mutate {

@@ -630,15 +630,15 @@ fn differences(want: &Value, have: &Value, at: &str, out: &mut Vec<String>) {
 }
 
 fn warn(d: &Deployment, s: &Settings, v: &mut Verdict) {
-    let rolling = d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref()).is_none_or(|t| t == "RollingUpdate");
-    let claims = d
-        .spec
-        .template
-        .spec
-        .iter()
-        .flat_map(|p| p.volumes.iter().flatten())
-        .any(|v| v.persistent_volume_claim.is_some());
-    if rolling && claims {
+    let strategy = d.spec.strategy.as_ref().and_then(|s| s.type_.as_deref());
+    let mut volumes = d.spec.template.spec.iter().flat_map(|p| p.volumes.iter().flatten());
+    warn_about(strategy, volumes.any(|v| v.persistent_volume_claim.is_some()), s, v);
+}
+
+/// The warnings for a Deployment of this strategy type, with or without a
+/// PersistentVolumeClaim among its volumes, and these settings.
+pub(crate) fn warn_about(strategy: Option<&str>, claims: bool, s: &Settings, v: &mut Verdict) {
+    if strategy.is_none_or(|t| t == "RollingUpdate") && claims {
         v.warnings.push("spec.strategy: RollingUpdate with a PersistentVolumeClaim: a ReadWriteOnce volume keeps the new pod from starting while the old one runs; use strategy Recreate".into());
     }
     if s.host_key_fingerprint.is_none() {

@@ -1,8 +1,9 @@
-//! Property: wherever `partial::mutate` answers, it answers as the typed
-//! review does (the oracle): allowed, and a patch that stores the same
-//! Deployment. And it does answer what it is for (every opted-in Deployment
-//! the typed review allows and patches in full: new, or injected by another
-//! release), so that it cannot silently leave everything to the typed review.
+//! Property: wherever `partial` answers, it answers as the typed review does
+//! (the oracle): allowed, the same warnings, and a patch that stores the same
+//! Deployment, or no patch where it has none. And it does answer what it is
+//! for (at `/mutate` every opted-in Deployment the typed review allows, new or
+//! injected by any release; at `/validate` every one this release injected),
+//! so that it cannot silently leave everything to the typed review.
 //!
 //! `CLAWORC_PROP_CASES` sets the number of cases (default 512).
 
@@ -39,18 +40,18 @@ fn stored(object: &Value, response: &AdmissionResponse) -> Deployment {
     serde_json::from_value(v).unwrap()
 }
 
-/// Both answers to `/mutate` of `body` (about `object`): whether the partial
-/// model answered, after checking that it answered as the typed review.
-fn agree(object: &Value, body: &[u8]) -> Result<bool, TestCaseError> {
+/// Both answers to `body` (about `object`) at `/mutate` or `/validate`:
+/// whether the partial model answered, after checking that it answered as the typed review.
+fn agree(object: &Value, body: &[u8], mutate: bool) -> Result<bool, TestCaseError> {
     let cfg = Config::default();
-    let typed = review::mutate(&wire::parse_review(body).map_err(TestCaseError::fail)?, &cfg);
-    let Some(fast) = partial::mutate(body, &cfg) else { return Ok(false) };
+    let req = wire::parse_review(body).map_err(TestCaseError::fail)?;
+    let typed = if mutate { review::mutate(&req, &cfg) } else { review::validate(&req, &cfg) };
+    let fast = if mutate { partial::mutate(body, &cfg) } else { partial::validate(body, &cfg) };
+    let Some(fast) = fast else { return Ok(false) };
     let fast = fast.response;
     prop_assert!(typed.allowed, "partial allowed what the typed review denies: {}", typed.result.message);
-    prop_assert!(fast.allowed && fast.patch.is_some());
-    prop_assert!(typed.patch.is_some(), "partial patches what the typed review leaves as it is");
-    prop_assert_eq!(&fast.uid, &typed.uid);
-    prop_assert_eq!(&fast.warnings, &typed.warnings);
+    prop_assert!(fast.allowed);
+    prop_assert_eq!(fast.patch.is_some(), typed.patch.is_some(), "one patches, the other does not");
     prop_assert!(stored(object, &fast) == stored(object, &typed), "the patches store different Deployments");
     // Both answers, as the server writes them, are the same JSON but for the patch's bytes.
     let answer = |r: AdmissionResponse| -> Value {
@@ -70,36 +71,53 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn partial_answers_as_the_typed_review(d in deployment(), edit in 0usize..8) {
+    fn partial_answers_as_the_typed_review(d in deployment(), edit in 0usize..22) {
         let created = body(None, &d);
-        let answered = agree(&d, &created)?;
+        let answered = agree(&d, &created, true)?;
         let res = review::mutate(&wire::parse_review(&created).unwrap(), &Config::default());
         prop_assert_eq!(answered, res.allowed, "partial must answer every allowed CREATE, and only those");
         if !res.allowed {
             return Ok(());
         }
-        // The stored object sent again: injected by this release, it is the
-        // typed review's (perhaps no patch); injected by another release,
-        // partial's (the whole template again).
+        // The stored object sent again (an UPDATE such as `kubectl apply`
+        // makes): no patch, and allowed, with the same warnings.
         let stored = serde_json::to_value(stored(&d, &res)).unwrap();
-        prop_assert!(!agree(&stored, &body(Some(&stored), &stored))?, "left to the typed review");
+        let update = body(Some(&stored), &stored);
+        prop_assert!(agree(&stored, &update, true)?, "partial must answer /mutate of what this release injected");
+        prop_assert!(agree(&stored, &update, false)?, "partial must answer /validate of what this release injected");
+        // Injected by another release: the whole template again at /mutate;
+        // /validate leaves it to the typed review.
         let mut older = stored.clone();
         older["spec"]["template"]["metadata"]["annotations"]["claworc.io/injected"] = json!("0.0.9");
-        prop_assert!(agree(&older, &body(Some(&stored), &older))?, "partial must answer another release's template");
-        // That template altered as another webhook or an attacker might:
+        let update = body(Some(&stored), &older);
+        prop_assert!(agree(&older, &update, true)?, "partial must answer another release's template");
+        agree(&older, &update, false)?;
+        // Either template altered as another webhook or an attacker might:
         // partial answers only if the typed review allows it too.
-        let spec = &mut older["spec"]["template"]["spec"];
-        match edit {
+        let mut altered = if edit % 2 == 0 { stored.clone() } else { older };
+        let spec = &mut altered["spec"]["template"]["spec"];
+        match edit / 2 {
             0 => spec["containers"][0]["securityContext"]["allowPrivilegeEscalation"] = json!(true),
             1 => spec["initContainers"][1]["image"] = json!("evil:1"),
             2 => spec["volumes"].as_array_mut().unwrap().retain(|v| v["name"] != "claworc-no-token"),
-            3 => older["spec"]["template"]["metadata"]["labels"]["claworc.io/egress"] = json!("open"),
+            3 => altered["spec"]["template"]["metadata"]["labels"]["claworc.io/egress"] = json!("open"),
             4 => spec["containers"][0]["env"] = json!([{"name": "HOME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]),
             5 => spec["containers"][0]["volumeMounts"] = json!([{"name": "data", "mountPath": "/data", "mountPropagation": "None", "subPathExpr": "$(X)"}]),
             6 => spec["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "settings"}}]),
+            7 => spec["securityContext"] = json!({"runAsUser": 1000}),
+            8 => {
+                let keys = spec["volumes"].as_array_mut().unwrap().iter_mut().find(|v| v["name"] == "claworc-ssh-keys");
+                keys.unwrap()["secret"]["secretName"] = json!("someone-elses-ssh");
+            }
+            9 => {
+                let proxy = json!({"name": "GIT_SSH_COMMAND", "value": "ssh -o ProxyCommand=evil"});
+                spec["containers"][0]["env"].as_array_mut().unwrap().insert(0, proxy);
+            }
             _ => spec["containers"][0]["resources"] = json!({"limits": {"cpu": "1"}}),
         }
-        agree(&older, &body(Some(&stored), &older))?;
+        let update = body(Some(&stored), &altered);
+        agree(&altered, &update, true)?;
+        agree(&altered, &update, false)?;
     }
 }
 
@@ -111,6 +129,11 @@ fn partial_answers_the_fixtures_as_the_typed_review() {
         let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         let review: Value = serde_json::from_slice(&text).unwrap();
         let object = &review["request"]["object"];
-        assert!(agree(object, &text).unwrap(), "{fixture}: partial did not answer /mutate");
+        assert!(agree(object, &text, true).unwrap(), "{fixture}: partial did not answer /mutate");
+        let res = review::mutate(&wire::parse_review(&text).unwrap(), &Config::default());
+        let injected = serde_json::to_value(stored(object, &res)).unwrap();
+        let update = body(Some(&injected), &injected);
+        assert!(agree(&injected, &update, true).unwrap(), "{fixture}: partial did not answer /mutate of it injected");
+        assert!(agree(&injected, &update, false).unwrap(), "{fixture}: partial did not answer /validate");
     }
 }
