@@ -200,8 +200,8 @@ fn uid_echo_router(answer_bytes: Option<usize>) -> Router {
 }
 
 /// CPU time per request of each stage, in-process (no HTTP, no TLS), in µs:
-/// `/mutate` from the partial model (what the server answers), and the typed
-/// review's stages (the oracle, and the answer to everything else).
+/// `/mutate` and `/validate` from the partial model (what the server answers),
+/// and the typed review's stages (the oracle, and the answer to everything else).
 fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
     use claworc_webhook::{inject::Config, partial, review, server};
     let cfg = Config::default();
@@ -215,6 +215,7 @@ fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
     };
     let answers = |fast: Option<partial::Answer>| server::review_json(fast.expect("partial answers").response).unwrap();
     let partial_m = time(&mut || drop(std::hint::black_box(answers(partial::mutate(opted_in, &cfg)))));
+    let partial_v = time(&mut || drop(std::hint::black_box(answers(partial::validate(injected, &cfg)))));
     let req_m = server::parse_review(opted_in).unwrap();
     let req_v = server::parse_review(injected).unwrap();
     let parse = time(&mut || drop(std::hint::black_box(server::parse_review(opted_in).unwrap())));
@@ -224,7 +225,7 @@ fn stages(opted_in: &[u8], injected: &[u8], n: usize) {
     let ser = time(&mut || drop(std::hint::black_box(server::review_json(res.clone()).unwrap())));
     println!();
     println!(
-        "CPU per request by stage (in-process, µs): partial::mutate (parse, review, answer) {partial_m:.0}; \
+        "CPU per request by stage (in-process, µs): partial::mutate (parse, review, answer) {partial_m:.0}, partial::validate {partial_v:.0}; \
          typed: parse AdmissionReview {parse:.0}, review::mutate (of a copy of the request) {mutate:.0}, review::validate {validate:.0}, serialize mutate response {ser:.0}"
     );
 }

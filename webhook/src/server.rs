@@ -260,17 +260,19 @@ async fn admit(state: &AppState, endpoint: Endpoint, req: Request) -> Response {
 /// and, for a denial, the reason; or the refusal to answer it.
 type Answered = Result<(Outcome, Vec<u8>, String), Refusal>;
 
-/// [`crate::partial`]'s answer, when it has one (a panic leaves
-/// the request to the typed review, which answers it with a 500 if it panics too).
+/// [`crate::partial`]'s answer, when it has one (a panic leaves the request to
+/// the typed review, which answers it with a 500 if it panics too).
 fn answer_partial<'b>(config: &Config, endpoint: Endpoint, body: &'b [u8]) -> Option<(Subject<'b>, Answered)> {
-    if endpoint != Endpoint::Mutate {
-        return None;
-    }
-    let a = std::panic::catch_unwind(|| partial::mutate(body, config)).ok()??;
+    let a = std::panic::catch_unwind(|| match endpoint {
+        Endpoint::Mutate => partial::mutate(body, config),
+        Endpoint::Validate => partial::validate(body, config),
+    })
+    .ok()??;
+    let outcome = if a.response.patch.is_some() { Outcome::Patched } else { Outcome::Allowed };
     let body = review_json(a.response).ok()?;
     let subject =
         Subject { uid: a.uid, namespace: a.namespace, name: a.name, operation: a.operation, dry_run: a.dry_run };
-    Some((subject, Ok((Outcome::Patched, body, String::new()))))
+    Some((subject, Ok((outcome, body, String::new()))))
 }
 
 /// The review of a parsed request: its outcome, the AdmissionReview to send
