@@ -474,7 +474,7 @@ pub fn claworc_volumes(s: &Settings) -> Vec<Volume> {
 }
 
 /// Mounts `known_hosts` (and the user's) and sets `GIT_SSH_COMMAND`.
-fn set_known_hosts(c: &mut Container, s: &Settings) {
+pub fn set_known_hosts(c: &mut Container, s: &Settings) {
     let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
     mounts.retain(|m| m.name != VOLUME_KNOWN_HOSTS && m.name != VOLUME_KNOWN_HOSTS_USER);
     mounts.extend(known_hosts_mounts(s));

@@ -271,7 +271,8 @@ struct TemplateMeta<'a> {
 #[derive(Default)]
 struct Pod<'a> {
     containers: Vec<Ctr<'a>>,
-    init_containers: Option<Vec<Ctr<'a>>>,
+    /// Read whole: claworc's are compared whole, and the user's are few.
+    init_containers: Option<Vec<Container>>,
     volumes: Option<Vec<Vol<'a>>>,
     security_context: Option<PodSecurityContext>,
     host: [Option<bool>; 3],
@@ -291,8 +292,6 @@ struct Ctr<'a> {
     volume_mounts: Option<Vec<Mount<'a>>>,
     ports: Option<Vec<Port<'a>>>,
     rest: Rest<'a>,
-    /// An init container as it arrived: claworc's are compared whole.
-    raw: Option<Raw<'a>>,
 }
 
 #[derive(Default)]
@@ -373,7 +372,7 @@ read_object!(TemplateMeta, |m, t, key| {
 
 read_object!(Pod, |m, p, key| {
     "containers" => p.containers = m.next_value::<Option<_>>()?.unwrap_or_default(),
-    "initContainers" => p.init_containers = kept_whole(m.next_value()?, |c: &mut Ctr<'a>, raw| c.raw = Some(raw))?,
+    "initContainers" => p.init_containers = m.next_value()?,
     "volumes" => p.volumes = kept_whole(m.next_value()?, |v: &mut Vol<'a>, raw| v.raw = Some(raw))?,
     "securityContext" => p.security_context = m.next_value()?,
     "hostNetwork" => p.host[0] = m.next_value()?,
@@ -454,11 +453,29 @@ impl Object<'_> {
         }
         let annotations = self.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
         validate::check_apparmor_annotations(annotations, &mut v);
-        let init = pod.init_containers.iter().flatten().map(|c| ("initContainers", c));
-        for (kind, c) in pod.containers.iter().map(|c| ("containers", c)).chain(init) {
+        for c in &pod.containers {
             let ports = c.ports.iter().flatten().map(|p| (p.container_port, p.host_port));
             let mounts = c.volume_mounts.iter().flatten().map(|m| (&*m.name.0, &*m.mount_path.0));
-            validate::check_container_entry(kind, &c.name.0, c.security_context.as_ref(), ports, mounts, &mut v);
+            validate::check_container_entry(
+                "containers",
+                &c.name.0,
+                c.security_context.as_ref(),
+                ports,
+                mounts,
+                &mut v,
+            );
+        }
+        for c in pod.init_containers.iter().flatten() {
+            let ports = c.ports.iter().flatten().map(|p| (p.container_port, p.host_port));
+            let mounts = c.volume_mounts.iter().flatten().map(|m| (m.name.as_str(), m.mount_path.as_str()));
+            validate::check_container_entry(
+                "initContainers",
+                &c.name,
+                c.security_context.as_ref(),
+                ports,
+                mounts,
+                &mut v,
+            );
         }
         let names = pod.containers.iter().map(|c| &*c.name.0);
         !v.denials.is_empty() || inject::target_index_of(names, settings).is_none()
@@ -507,8 +524,8 @@ impl Template<'_> {
         let mut list = List::new(spec.out);
         let _ = extend(list.next(), &inject::installer(cfg, ids));
         let _ = extend(list.next(), &inject::sidecar(s, &target, &home, ids));
-        for c in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name.0)) {
-            c.write_injected(list.next(), &git, &known_hosts);
+        for c in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name)) {
+            let _ = extend(list.next(), &injected_init(c, s));
         }
         list.end();
         spec.key("volumes");
@@ -567,14 +584,10 @@ impl Template<'_> {
         // [installer, sidecar, the user's init containers…], each as injection makes it.
         let init = pod.init_containers.as_deref().unwrap_or_default();
         let [installer, sidecar, user @ ..] = init else { return Some(false) };
-        let whole = |c: &Ctr| -> Option<Container> { serde_json::from_str(c.raw?.0.get()).ok() };
-        if whole(installer)? != inject::installer(cfg, ids)
-            || whole(sidecar)? != inject::sidecar(s, &target, &home, ids)
-        {
+        if *installer != inject::installer(cfg, ids) || *sidecar != inject::sidecar(s, &target, &home, ids) {
             return Some(false);
         }
-        if !user.iter().all(|c| !inject::is_claworc_container(&c.name.0) && c.is_injected_workload(&git, &known_hosts))
-        {
+        if !user.iter().all(|c| !inject::is_claworc_container(&c.name) && injected_init(c, s) == *c) {
             return Some(false);
         }
         // [the user's volumes…, claworc's…, the home emptyDir if it needs one].
@@ -596,6 +609,14 @@ impl Template<'_> {
         }
         Some(true)
     }
+}
+
+/// A user's init container as injection leaves it (see `inject::set_known_hosts`).
+fn injected_init(c: &Container, s: &Settings) -> Container {
+    let mut c = c.clone();
+    inject::harden_container(&mut c.security_context);
+    inject::set_known_hosts(&mut c, s);
+    c
 }
 
 impl Ctr<'_> {
