@@ -5,8 +5,8 @@
 //!   sidecar, security contexts, `known_hosts` and labels (pure).
 //! - [`validate`]: a Deployment → denials and warnings (pure).
 //! - [`review`]: AdmissionReview requests → responses for `/mutate` and `/validate` (pure).
-//! - [`partial`]: `/mutate` of a new opted-in Deployment (the whole injected
-//!   template as the patch) from a borrowed, partial model of the review;
+//! - [`partial`]: the common answers (an opted-in Deployment allowed, with the
+//!   injection patch or none) from a borrowed, partial model of the review;
 //!   [`review`] answers everything else (pure).
 //! - [`server`]: the HTTPS server: routes, body limit, health and readiness.
 //! - [`wire`]: the AdmissionReview wire format (parsing, and the patch as base64).

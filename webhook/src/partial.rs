@@ -1,29 +1,33 @@
-//! `/mutate` of a new opted-in Deployment, read from a borrowed, partial model
-//! of the review.
+//! The common answers, read from a borrowed, partial model of the review:
+//! `/mutate` of an opted-in Deployment that is allowed (the whole injected
+//! template as the patch, or no patch when this release injected it and it is
+//! still what injection makes) and `/validate` of one this release injected.
 //!
-//! The most common request, and the costliest: `/mutate` of an opted-in
-//! Deployment that is allowed and answered with the whole injected template.
-//! Parsing the object into k8s-openapi values, and writing the template back
-//! from them, cost more than everything else the webhook does. Here the pod
-//! template is read only as far as the rules and injection read it (strings
-//! borrowed from the body, the security contexts as k8s-openapi values, which
-//! [`validate`]'s rules and [`inject`]'s hardening take), every other field is
-//! kept as the raw JSON it arrived as, and the patch is written straight from
-//! that: the user's fields as they came, claworc's parts (volumes, installer,
-//! sidecar, hardened security contexts) built by [`inject`]'s own functions.
+//! Parsing the whole object into k8s-openapi values, and writing the template
+//! back from them, cost more than everything else the webhook does. Here the
+//! pod template is read only as far as the rules and injection read it:
+//! strings borrowed from the body; the security contexts, the init containers
+//! and claworc's volumes as the k8s-openapi values that [`validate`]'s rules
+//! and [`inject`]'s functions take; every other field kept as the raw JSON it
+//! arrived as. The patch is written straight from that: the user's fields as
+//! they came, claworc's parts serialized from [`inject`]'s own values. The
+//! re-check compares the template with what injection makes piece by piece,
+//! with the same values.
 //!
 //! This model only ever *allows*. Whatever it does not model (an object that
-//! is not opted in, or being deleted, or already injected by this release; an
-//! ephemeral container; a key given twice; a body it cannot read) and
-//! whatever any rule would deny is answered by the typed review
-//! ([`crate::review`]), which writes every denial. `tests/partial_props.rs`
-//! checks that wherever this model answers, its patch stores the Deployment
-//! the typed review's patch stores.
+//! is not opted in, or being deleted; a template another release injected; an
+//! ephemeral container; a key given twice; a body it cannot read), whatever any
+//! rule would deny and every template that differs from what injection makes
+//! are answered by the typed review ([`crate::review`]), which writes every
+//! denial with the fields it names. `tests/partial_props.rs` checks that
+//! wherever this model answers, the typed review allows too, with the same
+//! warnings and a patch that stores the same Deployment; `tests/fuzz.rs`
+//! checks the decision on every fuzzed body.
 //!
 //! One difference is accepted: a field this model keeps raw is not checked
 //! against its schema, so a hand-written body with, say, `"resources": 5` is
-//! patched here where the typed reader would call it malformed.
-//! kube-apiserver sends only objects it has decoded, and decodes the patched
+//! answered here where the typed reader would call it malformed.
+//! kube-apiserver sends only objects it has decoded, and decodes a patched
 //! object again.
 
 use std::borrow::Cow;
