@@ -47,7 +47,7 @@ use crate::inject::{self, Config, Home};
 use crate::json::{extend, write_str};
 use crate::validate::{self, Verdict};
 
-/// The answer (allowed, with the patch), and what the server logs of the request.
+/// The answer (allowed, with its patch or warnings), and what the server logs of the request.
 pub struct Answer<'b> {
     pub response: AdmissionResponse,
     pub uid: Cow<'b, str>,
@@ -57,8 +57,9 @@ pub struct Answer<'b> {
     pub dry_run: bool,
 }
 
-/// `/mutate`: the patch that injects claworc into a template this release has
-/// not injected. `None`: for [`crate::review::mutate`].
+/// `/mutate`: the patch that injects claworc, or none when this release
+/// injected the template and injection would leave it as it is. `None`: for
+/// [`crate::review::mutate`].
 pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
     let (request, object, settings) = read(body)?;
     let template = &object.spec.template;
@@ -132,7 +133,7 @@ fn is_deployment(api_version: Option<&Str>, kind: Option<&Str>) -> bool {
     api_version.is_none_or(|v| v.0 == "apps/v1") && kind.is_none_or(|k| k.0 == "Deployment")
 }
 
-/// An allowed response (to be given its patch).
+/// An allowed response (to be given its patch or warnings).
 fn allowed(uid: &str) -> AdmissionResponse {
     let mut response = AdmissionResponse::invalid("");
     response.types = TypeMeta { api_version: "admission.k8s.io/v1".into(), kind: "AdmissionReview".into() };
@@ -331,8 +332,8 @@ struct Vol<'a> {
     raw: Option<Raw<'a>>,
 }
 
-/// A `Deserialize` for a model with typed fields and a rest: `$field` maps a
-/// key to a statement reading its value, or falls through to the rest. A key
+/// A `Deserialize` for a model with typed fields and a rest: each listed key
+/// is read by its statement, any other goes to the rest as raw JSON. A key
 /// given twice is an error (the typed reader and kube-apiserver could read
 /// another value than the checks did).
 macro_rules! read_object {
