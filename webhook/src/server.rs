@@ -3,10 +3,10 @@
 //! [`crate::tls`].
 //!
 //! Request path: TLS (rustls, TLS 1.2/1.3) → hyper (HTTP/1.1 or h2) → axum
-//! [`router`] → [`admit`]: read the body (at most [`BODY_LIMIT`]), parse the
-//! `admission.k8s.io/v1` AdmissionReview, answer from [`partial`] when it can,
-//! else call [`review::mutate`] or [`review::validate`], answer `response.into_review()`, record metrics and
-//! write one log line.
+//! [`router`] → [`admit`]: read the body (at most [`BODY_LIMIT`]), answer from
+//! [`partial`] when it can, else parse the `admission.k8s.io/v1`
+//! AdmissionReview and call [`review::mutate`] or [`review::validate`]; encode
+//! the answer, record metrics and write one log line.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
