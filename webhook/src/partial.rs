@@ -723,6 +723,16 @@ impl Ctr<'_> {
             mounts
                 .iter()
                 .map(|m| {
+                    if m.rest.is_empty() {
+                        return Some(VolumeMount {
+                            name: m.name.0.to_string(),
+                            mount_path: m.mount_path.0.to_string(),
+                            sub_path: owned(&m.sub_path),
+                            read_only: m.read_only,
+                            ..Default::default()
+                        });
+                    }
+                    // The fields this model keeps raw (mountPropagation, subPathExpr…), read as written.
                     let mut json = Vec::new();
                     m.write(&mut json);
                     serde_json::from_slice::<VolumeMount>(&json).ok()
