@@ -15,7 +15,13 @@ use crate::names::{INSTALLER, LABEL_SSH, PREFIX, SIDECAR, SSH_ENABLED, VOLUME_PR
 
 /// Whether the Deployment carries the opt-in label `claworc.io/ssh: enabled`.
 pub fn opted_in(d: &Deployment) -> bool {
-    d.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SSH)).is_some_and(|v| v == SSH_ENABLED)
+    opts_in(d.metadata.labels.as_ref().and_then(|l| l.get(LABEL_SSH)).map(String::as_str))
+}
+
+/// Whether this value of the label `claworc.io/ssh` (`None`: no such label)
+/// opts the Deployment in: [`opted_in`] for a reader with no `Deployment` value.
+pub fn opts_in(ssh_label: Option<&str>) -> bool {
+    ssh_label == Some(SSH_ENABLED)
 }
 
 /// Whether the pod template carries anything claworc writes.

@@ -15,10 +15,8 @@ use serde::ser::{self, Impossible};
 /// `value` as compact JSON, exactly as `serde_json::to_vec` writes it.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T, capacity: usize) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(capacity);
-    match value.serialize(&mut Writer { out: &mut out }) {
-        Ok(()) => Ok(out),
-        Err(Unsupported) => serde_json::to_vec(value),
-    }
+    extend(&mut out, value)?;
+    Ok(out)
 }
 
 /// Appends `value` as compact JSON to `out` ([`to_vec`] into a buffer being written).

@@ -35,7 +35,10 @@ use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use claworc_contract::Settings;
+use claworc_contract::instance::opts_in;
 use claworc_contract::names::*;
+use k8s_openapi::Resource;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, VolumeMount};
 use kube::core::TypeMeta;
 use kube::core::admission::{AdmissionResponse, Operation};
@@ -46,6 +49,7 @@ use serde_json::value::RawValue;
 use crate::inject::{self, Config, Home};
 use crate::json::{extend, write_str};
 use crate::validate::{self, Verdict};
+use crate::wire;
 
 /// The answer (allowed, with its patch or warnings), and what the server logs of the request.
 pub struct Answer<'b> {
@@ -99,7 +103,7 @@ pub fn validate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
 /// The request, its opted-in object and its settings, when no rule denies it.
 fn read(body: &[u8]) -> Option<(Request<'_>, Object<'_>, Settings)> {
     let review: Review = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
-    if review.api_version?.0 != "admission.k8s.io/v1" || review.kind?.0 != "AdmissionReview" {
+    if review.api_version?.0 != wire::API_VERSION || review.kind?.0 != wire::KIND {
         return None;
     }
     let mut request = review.request?;
@@ -108,7 +112,7 @@ fn read(body: &[u8]) -> Option<(Request<'_>, Object<'_>, Settings)> {
         || !is_deployment(object.api_version.as_ref(), object.kind.as_ref())
         || request.old_object.as_ref().is_some_and(|o| !is_deployment(o.api_version.as_ref(), o.kind.as_ref()))
         || object.metadata.deletion_timestamp.is_some()
-        || object.metadata.labels.as_ref()?.get(&Str(LABEL_SSH.into())).map(|v| &*v.0) != Some(SSH_ENABLED)
+        || !opts_in(object.metadata.labels.as_ref()?.get(&Str(LABEL_SSH.into())).map(|v| &*v.0))
         || object.metadata.name.0.is_empty()
     {
         return None;
@@ -130,13 +134,14 @@ fn read(body: &[u8]) -> Option<(Request<'_>, Object<'_>, Settings)> {
 
 /// What [`crate::wire`] requires of an object's `apiVersion` and `kind`.
 fn is_deployment(api_version: Option<&Str>, kind: Option<&Str>) -> bool {
-    api_version.is_none_or(|v| v.0 == "apps/v1") && kind.is_none_or(|k| k.0 == "Deployment")
+    api_version.is_none_or(|v| v.0 == <Deployment as Resource>::API_VERSION)
+        && kind.is_none_or(|k| k.0 == <Deployment as Resource>::KIND)
 }
 
 /// An allowed response (to be given its patch or warnings).
 fn allowed(uid: &str) -> AdmissionResponse {
     let mut response = AdmissionResponse::invalid("");
-    response.types = TypeMeta { api_version: "admission.k8s.io/v1".into(), kind: "AdmissionReview".into() };
+    response.types = TypeMeta { api_version: wire::API_VERSION.into(), kind: wire::KIND.into() };
     response.uid = uid.to_string();
     response.allowed = true;
     response.result = Default::default();
@@ -445,10 +450,8 @@ impl Object<'_> {
     /// only sends the request to the typed review.
     fn denies(&self, settings: &Settings) -> bool {
         let mut v = Verdict::default();
-        let (Some(pod), false) = (&self.spec.template.spec, self.spec.replicas.is_some_and(|r| !(0..=1).contains(&r)))
-        else {
-            return true;
-        };
+        let Some(pod) = &self.spec.template.spec else { return true };
+        validate::check_replicas(self.spec.replicas, &mut v);
         validate::check_host_namespaces(pod.host, &mut v);
         for vol in pod.volumes.iter().flatten() {
             validate::check_volume_kinds(&vol.name.0, vol.rest.iter().map(|(k, _)| &*k.0), &mut v);

@@ -179,11 +179,7 @@ fn check(d: &Deployment, recheck: Option<&Config>) -> (Verdict, Option<Settings>
         }
     };
     let spec = &d.spec;
-    if let Some(r) = spec.replicas.filter(|r| !(0..=1).contains(r)) {
-        v.denials.push(format!(
-            "spec.replicas: {r} is not allowed: an instance runs 0 or 1 pod; set replicas to 1 (or 0 to stop it)"
-        ));
-    }
+    check_replicas(spec.replicas, &mut v);
     let empty = PodSpec::default();
     let pod = spec.template.spec.as_ref().unwrap_or(&empty);
     check_pod(&spec.template, pod, &mut v);
@@ -231,6 +227,14 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
         let ports = ports.iter().flatten().map(|p| (p.container_port, p.host_port));
         let mounts = mounts.iter().flatten().map(|m| (m.name.as_str(), m.mount_path.as_str()));
         check_container_entry(kind, name, sc.as_ref(), ports, mounts, v);
+    }
+}
+
+pub(crate) fn check_replicas(replicas: Option<i32>, v: &mut Verdict) {
+    if let Some(r) = replicas.filter(|r| !(0..=1).contains(r)) {
+        v.denials.push(format!(
+            "spec.replicas: {r} is not allowed: an instance runs 0 or 1 pod; set replicas to 1 (or 0 to stop it)"
+        ));
     }
 }
 

@@ -10,8 +10,8 @@ use kube::core::admission::AdmissionReview;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 
 /// The `apiVersion` and `kind` the webhook answers.
-const API_VERSION: &str = "admission.k8s.io/v1";
-const KIND: &str = "AdmissionReview";
+pub(crate) const API_VERSION: &str = "admission.k8s.io/v1";
+pub(crate) const KIND: &str = "AdmissionReview";
 
 /// Parses an `admission.k8s.io/v1` AdmissionReview carrying a Deployment. The
 /// old object of an UPDATE is read only as far as telling whether it is an
@@ -390,7 +390,7 @@ static BASE64_PAIRS: [u16; 4096] = {
 
 /// Appends `data` in standard base64 with padding, six bytes (eight
 /// characters) at a time: a third of the base64 crate's instructions here.
-pub fn encode_base64(out: &mut Vec<u8>, data: &[u8]) {
+fn encode_base64(out: &mut Vec<u8>, data: &[u8]) {
     let pair = |bits: u64| u64::from(BASE64_PAIRS[(bits & 0xfff) as usize]);
     let start = out.len();
     out.resize(start + data.len().div_ceil(3) * 4, 0);
