@@ -20,8 +20,8 @@ use claworc_contract::{Settings, VERSION, known_hosts};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile, DownwardAPIVolumeSource,
-    EmptyDirVolumeSource, EnvVar, ExecAction, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    EmptyDirVolumeSource, EnvFromSource, EnvVar, ExecAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
     VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -425,17 +425,29 @@ fn set_volumes(volumes: &mut Option<Vec<Volume>>, s: &Settings) {
 
 /// The canonical claworc volumes for these settings.
 pub fn claworc_volumes(s: &Settings) -> Vec<Volume> {
-    let mut volumes = Vec::with_capacity(4);
-    volumes.push(Volume {
+    let mut volumes = vec![keys_volume(&s.ssh_secret)];
+    volumes.extend(claworc_volumes_fixed(s.known_hosts_configmap.as_deref()));
+    volumes
+}
+
+/// The instance's keys: its Secret.
+pub fn keys_volume(secret: &str) -> Volume {
+    Volume {
         name: VOLUME_KEYS.into(),
         secret: Some(SecretVolumeSource {
-            secret_name: Some(s.ssh_secret.clone()),
+            secret_name: Some(secret.into()),
             // root:fsGroup 0440: claworc-sshd, running as a fsGroup member, can read.
             default_mode: Some(0o440),
             ..Default::default()
         }),
         ..Default::default()
-    });
+    }
+}
+
+/// The claworc volumes after [`keys_volume`]: they depend only on the user's
+/// `known_hosts` ConfigMap (the same for most instances).
+pub fn claworc_volumes_fixed(known_hosts_configmap: Option<&str>) -> Vec<Volume> {
+    let mut volumes = Vec::with_capacity(4);
     volumes.push(empty_dir(VOLUME_RUN, None, RUN_SIZE));
     volumes.push(empty_dir(VOLUME_NO_TOKEN, Some("Memory"), "1Ki"));
     volumes.push(Volume {
@@ -454,11 +466,11 @@ pub fn claworc_volumes(s: &Settings) -> Vec<Volume> {
         }),
         ..Default::default()
     });
-    if let Some(cm) = &s.known_hosts_configmap {
+    if let Some(cm) = known_hosts_configmap {
         volumes.push(Volume {
             name: VOLUME_KNOWN_HOSTS_USER.into(),
             config_map: Some(ConfigMapVolumeSource {
-                name: cm.clone(),
+                name: cm.into(),
                 default_mode: Some(0o644),
                 items: Some(vec![KeyToPath {
                     key: CONFIGMAP_KNOWN_HOSTS.into(),
@@ -556,8 +568,41 @@ pub fn installer(cfg: &Config, ids: (i64, i64)) -> Container {
 
 /// The canonical `claworc-sshd` sidecar: the delivered binary, run in the
 /// `target` container's image, working directory and environment, with its
-/// volume mounts (those [`shareable`]) and claworc's own.
+/// volume mounts (those [`shareable`]) and claworc's own. It is the fields
+/// drawn from the workload ([`sidecar_from_workload`]) on the fields that
+/// depend only on the SSH port and the session IDs ([`sidecar_fixed`]); the
+/// two set no field in common.
 pub fn sidecar(s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) -> Container {
+    let from_workload = sidecar_from_workload(s, target, home);
+    Container {
+        image: from_workload.image,
+        image_pull_policy: Some(from_workload.image_pull_policy),
+        working_dir: from_workload.working_dir,
+        env: Some(from_workload.env),
+        env_from: from_workload.env_from,
+        volume_mounts: Some(from_workload.volume_mounts),
+        ..sidecar_fixed(s.ssh_port, ids)
+    }
+}
+
+/// The sidecar's fields drawn from the target container (and the settings),
+/// serialized as those of a `Container`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarFromWorkload {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    pub image_pull_policy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    pub env: Vec<EnvVar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_from: Option<Vec<EnvFromSource>>,
+    pub volume_mounts: Vec<VolumeMount>,
+}
+
+/// The sidecar's image, pull policy, working directory, environment and mounts.
+pub fn sidecar_from_workload(s: &Settings, target: &Container, home: &Home) -> SidecarFromWorkload {
     let mut mounts = vec![
         VolumeMount {
             name: VOLUME_KEYS.into(),
@@ -591,18 +636,26 @@ pub fn sidecar(s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) -
     env.push(var(ENV_SSHD_CONFIG, SshdConfig::from_settings(s).render()));
     env.push(var(ENV_GIT_SSH_COMMAND, git_ssh_command(s)));
     env.push(var("HOME", home.path().to_string()));
+    SidecarFromWorkload {
+        image: target.image.clone(),
+        image_pull_policy: target.image_pull_policy.clone().unwrap_or_else(|| default_pull_policy(target)),
+        working_dir: target.working_dir.clone(),
+        env,
+        env_from: target.env_from.clone(),
+        volume_mounts: mounts,
+    }
+}
+
+/// The sidecar's fields that depend only on the SSH port and the session IDs
+/// (the same for most instances, so [`crate::partial`] writes them once).
+pub fn sidecar_fixed(ssh_port: u16, ids: (i64, i64)) -> Container {
     Container {
         name: SIDECAR.into(),
-        image: target.image.clone(),
-        image_pull_policy: Some(target.image_pull_policy.clone().unwrap_or_else(|| default_pull_policy(target))),
         restart_policy: Some("Always".into()),
         command: Some(vec![SSHD_BINARY.into()]),
-        working_dir: target.working_dir.clone(),
-        env: Some(env),
-        env_from: target.env_from.clone(),
         ports: Some(vec![ContainerPort {
             name: Some(SSH_PORT_NAME.into()),
-            container_port: s.ssh_port.into(),
+            container_port: ssh_port.into(),
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
@@ -610,12 +663,11 @@ pub fn sidecar(s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) -
         // bounded so a session cannot take the workload's node share.
         resources: Some(resources(("10m", "32Mi"), ("2", "2Gi"))),
         security_context: Some(locked_down(ids)),
-        volume_mounts: Some(mounts),
         // Ready only when SSH answers on the pod's loopback (a tcpSocket probe
         // would dial the pod IP, where claworc-sshd does not listen). The probe
         // is the delivered binary itself: the workload's image may have no tools.
         readiness_probe: Some(Probe {
-            exec: Some(ExecAction { command: Some(vec![SSHD_BINARY.into(), "probe".into(), s.ssh_port.to_string()]) }),
+            exec: Some(ExecAction { command: Some(vec![SSHD_BINARY.into(), "probe".into(), ssh_port.to_string()]) }),
             period_seconds: Some(3),
             timeout_seconds: Some(3),
             success_threshold: Some(1),

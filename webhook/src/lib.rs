@@ -8,6 +8,8 @@
 //! - [`partial`]: the common answers (an opted-in Deployment allowed, with the
 //!   injection patch or none) from a borrowed, partial model of the review;
 //!   [`review`] answers everything else (pure).
+//! - [`written`]: claworc's parts that most instances share (installer,
+//!   sidecar's fixed fields, volumes), serialized once per thread for [`partial`].
 //! - [`server`]: the HTTPS server: routes, body limit, health and readiness.
 //! - [`wire`]: the AdmissionReview wire format (parsing, and the patch as base64).
 //! - [`json`]: a compact JSON writer for the patch (serde_json's output, escaped faster).
@@ -25,3 +27,4 @@ pub mod server;
 pub mod tls;
 pub mod validate;
 pub mod wire;
+pub mod written;

@@ -49,7 +49,7 @@ use serde_json::value::RawValue;
 use crate::inject::{self, Config, Home};
 use crate::json::{extend, write_str};
 use crate::validate::{self, Verdict};
-use crate::wire;
+use crate::{wire, written};
 
 /// The answer (allowed, with its patch or warnings), and what the server logs of the request.
 pub struct Answer<'b> {
@@ -530,8 +530,8 @@ impl Template<'_> {
         list.end();
         spec.key("initContainers");
         let mut list = List::new(spec.out);
-        let _ = extend(list.next(), &inject::installer(cfg, ids));
-        let _ = extend(list.next(), &inject::sidecar(s, &target, &home, ids));
+        written::installer(list.next(), cfg, ids);
+        written::sidecar(list.next(), s, &target, &home, ids);
         for c in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name)) {
             let _ = extend(list.next(), &injected_init(c, s));
         }
@@ -544,9 +544,7 @@ impl Template<'_> {
             o.rest(&v.rest);
             o.end();
         }
-        for v in inject::claworc_volumes(s) {
-            let _ = extend(list.next(), &v);
-        }
+        written::claworc_volumes(list.next(), s);
         if home == Home::EmptyDir {
             let _ = extend(list.next(), &inject::home_volume());
         }

@@ -123,8 +123,8 @@ pub fn deployment() -> impl Strategy<Value = Value> {
         (prop::bool::weighted(0.1), prop::bool::weighted(0.1)),
         optional(vec![json!({"container.apparmor.security.beta.kubernetes.io/work": "unconfined"}), json!({"container.apparmor.security.beta.kubernetes.io/work": "runtime/default"})]),
         prop::collection::btree_map(
-            pick(vec!["claworc.io/ssh-port", "claworc.io/forward-ports", "claworc.io/target-container", "claworc.io/run-as-user", "claworc.io/egress"]),
-            prop_oneof![6 => pick(vec!["2222", "3000,8080", "web", "1001", "none"]), 1 => pick(vec!["0", "x y"])],
+            pick(vec!["claworc.io/ssh-port", "claworc.io/forward-ports", "claworc.io/target-container", "claworc.io/run-as-user", "claworc.io/egress", "claworc.io/known-hosts-configmap"]),
+            prop_oneof![6 => pick(vec!["2222", "2022", "3000,8080", "web", "1001", "none", "hosts"]), 1 => pick(vec!["0", "x y"])],
             0..2,
         ),
         optional(vec![json!(1), json!(2), json!(0)]),
