@@ -39,7 +39,7 @@ use claworc_contract::instance::opts_in;
 use claworc_contract::names::*;
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, Volume, VolumeMount};
 use kube::core::TypeMeta;
 use kube::core::admission::{AdmissionResponse, Operation};
 use serde::Deserialize;
@@ -65,8 +65,8 @@ pub struct Answer<'b> {
 /// injected the template and injection would leave it as it is. `None`: for
 /// [`crate::review::mutate`].
 pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
-    let (request, object, settings) = read(body)?;
-    let template = &object.spec.template;
+    let (request, mut object, settings) = read(body)?;
+    let template = &mut object.spec.template;
     let stored_version = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
     let response = allowed(&request.uid.0);
     if stored_version == Some(&cfg.version) {
@@ -83,11 +83,11 @@ pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
 /// its template is what this release's injection makes. `None`: for
 /// [`crate::review::validate`] (which also judges another release's template).
 pub fn validate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
-    let (request, object, settings) = read(body)?;
-    let template = &object.spec.template;
-    if !template.is_injected(&object.metadata.name.0, &settings, cfg)? {
+    let (request, mut object, settings) = read(body)?;
+    if !object.spec.template.is_injected(&object.metadata.name.0, &settings, cfg)? {
         return None;
     }
+    let template = &object.spec.template;
     let mut verdict = Verdict::default();
     let strategy = object.spec.strategy.as_ref().and_then(|s| s.type_.as_ref()).map(|t| &*t.0);
     let volumes = template.spec.iter().flat_map(|p| p.volumes.iter().flatten());
@@ -530,8 +530,8 @@ impl Template<'_> {
         list.end();
         spec.key("initContainers");
         let mut list = List::new(spec.out);
-        written::installer(list.next(), cfg, ids);
-        written::sidecar(list.next(), s, &target, &home, ids);
+        written::write_installer(list.next(), cfg, ids);
+        written::write_sidecar(list.next(), s, &target, &home, ids);
         for c in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name)) {
             let _ = extend(list.next(), &injected_init(c, s));
         }
@@ -544,7 +544,7 @@ impl Template<'_> {
             o.rest(&v.rest);
             o.end();
         }
-        written::claworc_volumes(list.next(), s);
+        written::write_claworc_volumes(list.next(), s);
         if home == Home::EmptyDir {
             let _ = extend(list.next(), &inject::home_volume());
         }
@@ -565,8 +565,9 @@ impl Template<'_> {
     /// Whether injection would leave this template as it is (what
     /// [`inject::inject_template`] compared with the template checks), read
     /// from this model. `None` when a raw field the sidecar copies cannot be read.
-    fn is_injected(&self, name: &str, s: &Settings, cfg: &Config) -> Option<bool> {
-        let (Some(meta), Some(pod)) = (&self.metadata, &self.spec) else { return Some(false) };
+    /// The sidecar is compared in place and left without its workload fields.
+    fn is_injected(&mut self, name: &str, s: &Settings, cfg: &Config) -> Option<bool> {
+        let (Some(meta), Some(pod)) = (&self.metadata, &mut self.spec) else { return Some(false) };
         let (Some(labels), Some(annotations)) = (&meta.labels, &meta.annotations) else { return Some(false) };
         let (mut want_labels, mut want_annotations) = (labels.clone(), annotations.clone());
         inject::mark_template(&mut want_labels, &mut want_annotations, Some(name), s, cfg);
@@ -588,27 +589,30 @@ impl Template<'_> {
         let home = inject::home(&target);
         let ids = inject::session_ids(security_context.as_ref(), &target, s);
         // [installer, sidecar, the user's init containers…], each as injection makes it.
-        let init = pod.init_containers.as_deref().unwrap_or_default();
+        let init = pod.init_containers.as_deref_mut().unwrap_or_default();
         let [installer, sidecar, user @ ..] = init else { return Some(false) };
-        if *installer != inject::installer(cfg, ids) || *sidecar != inject::sidecar(s, &target, &home, ids) {
+        let from_workload = inject::sidecar_from_workload(s, &target, &home);
+        if *installer != written::installer(cfg, ids).value
+            || !inject::take_is_sidecar(sidecar, &written::sidecar_fixed(s.ssh_port, ids).value, &from_workload)
+        {
             return Some(false);
         }
         if !user.iter().all(|c| !inject::is_claworc_container(&c.name) && injected_init(c, s) == *c) {
             return Some(false);
         }
         // [the user's volumes…, claworc's…, the home emptyDir if it needs one].
-        let mut want = inject::claworc_volumes(s);
-        if home == Home::EmptyDir {
-            want.push(inject::home_volume());
-        }
+        let keys = inject::keys_volume(&s.ssh_secret);
+        let fixed = written::claworc_volumes_fixed(s.known_hosts_configmap.as_deref());
+        let home_volume = (home == Home::EmptyDir).then(inject::home_volume);
+        let want: Vec<&Volume> = std::iter::once(&keys).chain(&fixed.value).chain(&home_volume).collect();
         let volumes = pod.volumes.as_deref().unwrap_or_default();
         let Some(users) = volumes.len().checked_sub(want.len()) else { return Some(false) };
         let (user, claworc) = volumes.split_at(users);
         if user.iter().any(|v| inject::VOLUMES.contains(&&*v.name.0)) {
             return Some(false);
         }
-        for (have, want) in claworc.iter().zip(&want) {
-            let have: k8s_openapi::api::core::v1::Volume = serde_json::from_str(have.raw?.0.get()).ok()?;
+        for (have, want) in claworc.iter().zip(want) {
+            let have: Volume = serde_json::from_str(have.raw?.0.get()).ok()?;
             if have != *want {
                 return Some(false);
             }

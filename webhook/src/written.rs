@@ -1,66 +1,96 @@
-//! claworc's parts that most instances share, as JSON text: [`inject`]'s own
-//! values for the inputs they depend on (the configuration, the session IDs,
-//! the SSH port, the user's `known_hosts` ConfigMap), serialized once per
-//! thread and kept for the inputs last asked. Building and serializing them
-//! for every request was a fifth of `/mutate`'s work; the text is the same
-//! either way (`tests/partial_props.rs` compares the patches).
+//! claworc's parts that most instances share: [`inject`]'s own values for the
+//! inputs they depend on (the configuration, the session IDs, the SSH port,
+//! the user's `known_hosts` ConfigMap), made and serialized once per thread
+//! and kept for the inputs last asked. [`crate::partial`] writes their text
+//! into the patch and compares templates with their values. Making them for
+//! every request was a fifth of `/mutate`'s work; the answers are the same
+//! either way (`tests/partial_props.rs` compares them with the typed review's).
 
 use std::cell::RefCell;
+use std::rc::Rc;
+use std::thread::LocalKey;
 
 use claworc_contract::Settings;
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, Volume};
 
 use crate::inject::{self, Config, Home};
 use crate::json::extend;
 
-/// What a kept text was made from.
-#[derive(PartialEq)]
-enum Key {
-    Installer { image: String, ids: (i64, i64) },
-    SidecarFixed { port: u16, ids: (i64, i64) },
-    VolumesFixed { known_hosts_configmap: Option<String> },
+/// One of the shared parts: inject's value, and its JSON text.
+pub struct Part<T> {
+    pub value: T,
+    pub text: Box<[u8]>,
 }
 
-/// Texts kept per thread, at most this many (then they are made afresh).
+/// The parts of one kind kept on a thread, with the inputs each was made from.
+type Kept<K, T> = RefCell<Vec<(K, Rc<Part<T>>)>>;
+
+/// Parts kept per thread and kind, at most this many (then they are made afresh).
 const KEPT: usize = 16;
 
 thread_local! {
-    static TEXTS: RefCell<Vec<(Key, Box<[u8]>)>> = const { RefCell::new(Vec::new()) };
+    static INSTALLERS: Kept<(String, (i64, i64)), Container> = const { RefCell::new(Vec::new()) };
+    static SIDECARS: Kept<(u16, (i64, i64)), Container> = const { RefCell::new(Vec::new()) };
+    static VOLUMES: Kept<Option<String>, Vec<Volume>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Appends the text kept for `key`, making it first if there is none.
-fn write_kept(out: &mut Vec<u8>, key: Key, make: impl FnOnce() -> Vec<u8>) {
-    TEXTS.with_borrow_mut(|texts| {
-        if let Some((_, text)) = texts.iter().find(|(k, _)| *k == key) {
-            out.extend_from_slice(text);
-            return;
+/// The part kept for the inputs `is` matches, else `make`'s, kept under `key`.
+fn kept<K, T: serde::Serialize>(
+    store: &'static LocalKey<Kept<K, T>>,
+    is: impl Fn(&K) -> bool,
+    key: impl FnOnce() -> K,
+    make: impl FnOnce() -> T,
+) -> Rc<Part<T>> {
+    store.with_borrow_mut(|parts| {
+        if let Some((_, part)) = parts.iter().find(|(k, _)| is(k)) {
+            return part.clone();
         }
-        let text = make().into_boxed_slice();
-        out.extend_from_slice(&text);
-        if texts.len() == KEPT {
-            texts.clear();
+        let value = make();
+        let mut text = Vec::with_capacity(1024);
+        let _ = extend(&mut text, &value);
+        let part = Rc::new(Part { value, text: text.into_boxed_slice() });
+        if parts.len() == KEPT {
+            parts.clear();
         }
-        texts.push((key, text));
-    });
-}
-
-fn json(value: &impl serde::Serialize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
-    let _ = extend(&mut out, value);
-    out
+        parts.push((key(), part.clone()));
+        part
+    })
 }
 
 /// [`inject::installer`].
-pub fn installer(out: &mut Vec<u8>, cfg: &Config, ids: (i64, i64)) {
-    let key = Key::Installer { image: cfg.sidecar_image.clone(), ids };
-    write_kept(out, key, || json(&inject::installer(cfg, ids)));
+pub fn installer(cfg: &Config, ids: (i64, i64)) -> Rc<Part<Container>> {
+    kept(
+        &INSTALLERS,
+        |(image, i)| *image == cfg.sidecar_image && *i == ids,
+        || (cfg.sidecar_image.clone(), ids),
+        || inject::installer(cfg, ids),
+    )
 }
 
-/// [`inject::sidecar`]: [`inject::sidecar_fixed`] kept, with the fields of
+/// [`inject::sidecar_fixed`].
+pub fn sidecar_fixed(ssh_port: u16, ids: (i64, i64)) -> Rc<Part<Container>> {
+    kept(&SIDECARS, |k| *k == (ssh_port, ids), || (ssh_port, ids), || inject::sidecar_fixed(ssh_port, ids))
+}
+
+/// [`inject::claworc_volumes_fixed`].
+pub fn claworc_volumes_fixed(known_hosts_configmap: Option<&str>) -> Rc<Part<Vec<Volume>>> {
+    kept(
+        &VOLUMES,
+        |k| k.as_deref() == known_hosts_configmap,
+        || known_hosts_configmap.map(Into::into),
+        || inject::claworc_volumes_fixed(known_hosts_configmap),
+    )
+}
+
+/// Appends [`inject::installer`]'s text.
+pub fn write_installer(out: &mut Vec<u8>, cfg: &Config, ids: (i64, i64)) {
+    out.extend_from_slice(&installer(cfg, ids).text);
+}
+
+/// Appends [`inject::sidecar`]'s text: [`sidecar_fixed`]'s with the fields of
 /// [`inject::sidecar_from_workload`] added to it.
-pub fn sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) {
-    let key = Key::SidecarFixed { port: s.ssh_port, ids };
-    write_kept(out, key, || json(&inject::sidecar_fixed(s.ssh_port, ids)));
+pub fn write_sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) {
+    out.extend_from_slice(&sidecar_fixed(s.ssh_port, ids).text);
     // `{…fixed}` and `{…from the workload}` (neither empty) make `{…fixed,…from the workload}`.
     debug_assert_eq!(out.last(), Some(&b'}'));
     out.pop();
@@ -71,16 +101,13 @@ pub fn sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: &Home,
     out.remove(start);
 }
 
-/// [`inject::claworc_volumes`], as elements of a list (comma-separated, no brackets).
-pub fn claworc_volumes(out: &mut Vec<u8>, s: &Settings) {
+/// Appends [`inject::claworc_volumes`]'s text as elements of a list
+/// (comma-separated, without the brackets).
+pub fn write_claworc_volumes(out: &mut Vec<u8>, s: &Settings) {
     let _ = extend(out, &inject::keys_volume(&s.ssh_secret));
     out.push(b',');
-    let configmap = s.known_hosts_configmap.clone();
-    write_kept(out, Key::VolumesFixed { known_hosts_configmap: configmap }, || {
-        let volumes = json(&inject::claworc_volumes_fixed(s.known_hosts_configmap.as_deref()));
-        // Without the list's brackets.
-        volumes[1..volumes.len() - 1].to_vec()
-    });
+    let text = &claworc_volumes_fixed(s.known_hosts_configmap.as_deref()).text;
+    out.extend_from_slice(&text[1..text.len() - 1]);
 }
 
 #[cfg(test)]
@@ -104,10 +131,14 @@ mod tests {
         .unwrap()
     }
 
-    /// The text written is inject's value serialized, whether kept or made,
-    /// for every key a second request could find kept under the first's.
+    fn json(value: &impl serde::Serialize) -> Vec<u8> {
+        serde_json::to_vec(value).unwrap()
+    }
+
+    /// What is written and kept is inject's value, made afresh or kept, for
+    /// every key a second request could find kept under the first's.
     #[test]
-    fn writes_what_inject_makes_kept_or_not() {
+    fn parts_are_what_inject_makes_kept_or_not() {
         let cfg = Config::default();
         let other_cfg = Config { sidecar_image: "example.com/sshd:1".into(), ..Config::default() };
         for s in [
@@ -120,16 +151,20 @@ mod tests {
                 let target = target();
                 let home = inject::home(&target);
                 for _ in 0..2 {
+                    assert_eq!(installer(cfg, ids).value, inject::installer(cfg, ids));
+                    assert_eq!(sidecar_fixed(s.ssh_port, ids).value, inject::sidecar_fixed(s.ssh_port, ids));
+                    let cm = s.known_hosts_configmap.as_deref();
+                    assert_eq!(claworc_volumes_fixed(cm).value, inject::claworc_volumes_fixed(cm));
+
                     let mut out = Vec::new();
-                    installer(&mut out, cfg, ids);
+                    write_installer(&mut out, cfg, ids);
                     assert_eq!(out, json(&inject::installer(cfg, ids)));
                     out.clear();
-                    sidecar(&mut out, &s, &target, &home, ids);
+                    write_sidecar(&mut out, &s, &target, &home, ids);
                     let have: Value = serde_json::from_slice(&out).unwrap();
                     assert_eq!(have, serde_json::to_value(inject::sidecar(&s, &target, &home, ids)).unwrap());
-                    out.clear();
-                    out.push(b'[');
-                    claworc_volumes(&mut out, &s);
+                    out = b"[".to_vec();
+                    write_claworc_volumes(&mut out, &s);
                     out.push(b']');
                     assert_eq!(out, json(&inject::claworc_volumes(&s)));
                 }
@@ -144,8 +179,8 @@ mod tests {
         let s = settings(&[]);
         let target = target();
         let fixed = serde_json::to_value(inject::sidecar_fixed(s.ssh_port, (1, 1))).unwrap();
-        let from_workload =
-            serde_json::to_value(inject::sidecar_from_workload(&s, &target, &inject::home(&target))).unwrap();
+        let from_workload = inject::sidecar_from_workload(&s, &target, &inject::home(&target));
+        let from_workload = serde_json::to_value(from_workload).unwrap();
         let (fixed, from_workload) = (fixed.as_object().unwrap(), from_workload.as_object().unwrap());
         assert!(!fixed.is_empty() && !from_workload.is_empty());
         assert!(fixed.keys().all(|k| !from_workload.contains_key(k)), "{fixed:?} {from_workload:?}");

@@ -71,7 +71,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
-    fn partial_answers_as_the_typed_review(d in deployment(), edit in 0usize..22) {
+    fn partial_answers_as_the_typed_review(d in deployment(), edit in 0usize..26) {
         let created = body(None, &d);
         let answered = agree(&d, &created, true)?;
         let res = review::mutate(&wire::parse_review(&created).unwrap(), &Config::default());
@@ -113,6 +113,8 @@ proptest! {
                 let proxy = json!({"name": "GIT_SSH_COMMAND", "value": "ssh -o ProxyCommand=evil"});
                 spec["containers"][0]["env"].as_array_mut().unwrap().insert(0, proxy);
             }
+            10 => spec["initContainers"][1]["securityContext"]["readOnlyRootFilesystem"] = json!(false),
+            11 => spec["initContainers"][0]["command"] = json!(["/bin/sh", "-c", "evil"]),
             _ => spec["containers"][0]["resources"] = json!({"limits": {"cpu": "1"}}),
         }
         let update = body(Some(&stored), &altered);
