@@ -117,7 +117,7 @@ pub fn mark_template(
 /// (rebuilt) first among the init containers. [`crate::partial`] writes the
 /// same from its model of the template.
 fn inject_pod(spec: &mut PodSpec, settings: &Settings, cfg: &Config) {
-    harden_pod(&mut spec.security_context, settings);
+    harden_pod(&mut spec.security_context, (settings.run_as_user, settings.run_as_group));
     set_volumes(&mut spec.volumes, settings);
 
     // The injected init containers are rebuilt below.
@@ -258,14 +258,14 @@ pub fn is_claworc_container(name: &str) -> bool {
     name == SIDECAR || name == INSTALLER
 }
 
-/// The pod's security context as injection leaves it: non-root, the settings'
-/// UID and GIDs unless set, seccomp `RuntimeDefault` unless set.
-pub fn harden_pod(sc: &mut Option<PodSecurityContext>, s: &Settings) {
+/// The pod's security context as injection leaves it: non-root, the
+/// settings' UID and GID (`run_as`) unless set, seccomp `RuntimeDefault` unless set.
+pub fn harden_pod(sc: &mut Option<PodSecurityContext>, (uid, gid): (i64, i64)) {
     let sc = sc.get_or_insert_with(PodSecurityContext::default);
     sc.run_as_non_root = Some(true);
-    sc.run_as_user.get_or_insert(s.run_as_user);
-    sc.run_as_group.get_or_insert(s.run_as_group);
-    sc.fs_group.get_or_insert(s.run_as_group);
+    sc.run_as_user.get_or_insert(uid);
+    sc.run_as_group.get_or_insert(gid);
+    sc.fs_group.get_or_insert(gid);
     sc.fs_group_change_policy.get_or_insert_with(|| "OnRootMismatch".into());
     sc.seccomp_profile.get_or_insert_with(runtime_default);
 }

@@ -498,10 +498,18 @@ impl Template<'_> {
         let pod = self.spec.as_ref()?;
         let target = &pod.containers[inject::target_index_of(pod.containers.iter().map(|c| &*c.name.0), s)?];
         let target = target.typed()?;
-        let mut security_context = pod.security_context.clone();
-        inject::harden_pod(&mut security_context, s);
+        // The hardened context of a pod without one of its own is kept written.
+        let run_as = (s.run_as_user, s.run_as_group);
+        let plain = pod.security_context.as_ref().is_none_or(|sc| *sc == PodSecurityContext::default());
+        let kept = plain.then(|| written::hardened_pod(run_as));
+        let mut made = None;
+        if !plain {
+            made = pod.security_context.clone();
+            inject::harden_pod(&mut made, run_as);
+        }
+        let security_context = kept.as_ref().map_or(made.as_ref(), |k| k.value.as_ref());
         let home = inject::home(&target);
-        let ids = inject::session_ids(security_context.as_ref(), &target, s);
+        let ids = inject::session_ids(security_context, &target, s);
         let git = inject::git_ssh_command(s);
         let known_hosts = inject::known_hosts_mounts(s);
 
@@ -549,7 +557,10 @@ impl Template<'_> {
             let _ = extend(list.next(), &inject::home_volume());
         }
         list.end();
-        spec.typed("securityContext", &security_context);
+        match &kept {
+            Some(kept) => spec.written("securityContext", &kept.text),
+            None => spec.typed("securityContext", &made),
+        }
         for (key, on) in ["hostNetwork", "hostPID", "hostIPC"].into_iter().zip(pod.host) {
             spec.typed(key, &on);
         }
@@ -575,7 +586,7 @@ impl Template<'_> {
             return Some(false);
         }
         let mut security_context = pod.security_context.clone();
-        inject::harden_pod(&mut security_context, s);
+        inject::harden_pod(&mut security_context, (s.run_as_user, s.run_as_group));
         if security_context != pod.security_context {
             return Some(false);
         }
@@ -669,9 +680,13 @@ impl Ctr<'_> {
         o.opt_str("image", &self.image);
         o.opt_str("imagePullPolicy", &self.image_pull_policy);
         o.opt_str("workingDir", &self.working_dir);
-        let mut security_context = self.security_context.clone();
-        inject::harden_container(&mut security_context);
-        o.typed("securityContext", &security_context);
+        if self.security_context.is_none() {
+            o.written("securityContext", &written::hardened_container().text);
+        } else {
+            let mut security_context = self.security_context.clone();
+            inject::harden_container(&mut security_context);
+            o.typed("securityContext", &security_context);
+        }
         o.key("env");
         let mut list = List::new(o.out);
         for e in self.env.iter().flatten().filter(|e| e.name.0 != ENV_GIT_SSH_COMMAND) {
@@ -849,6 +864,12 @@ impl<'o> Obj<'o> {
             self.key(key);
             let _ = extend(self.out, value);
         }
+    }
+
+    /// A field already written as JSON.
+    fn written(&mut self, key: &str, json: &[u8]) {
+        self.key(key);
+        self.out.extend_from_slice(json);
     }
 
     fn raw(&mut self, key: &str, value: Option<Raw>) {

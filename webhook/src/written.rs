@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::thread::LocalKey;
 
 use claworc_contract::Settings;
-use k8s_openapi::api::core::v1::{Container, Volume};
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext, Volume};
 
 use crate::inject::{self, Config, Home};
 use crate::json::extend;
@@ -32,6 +32,9 @@ thread_local! {
     static INSTALLERS: Kept<(String, (i64, i64)), Container> = const { RefCell::new(Vec::new()) };
     static SIDECARS: Kept<(u16, (i64, i64)), Container> = const { RefCell::new(Vec::new()) };
     static VOLUMES: Kept<Option<String>, Vec<Volume>> = const { RefCell::new(Vec::new()) };
+    static HARDENED_PODS: Kept<(i64, i64), Option<PodSecurityContext>> = const { RefCell::new(Vec::new()) };
+    static HARDENED_CONTAINERS: Kept<(), Option<SecurityContext>> = const { RefCell::new(Vec::new()) };
+    static KEYS_VOLUMES: Kept<(), Volume> = const { RefCell::new(Vec::new()) };
 }
 
 /// The part kept for the inputs `is` matches, else `make`'s, kept under `key`.
@@ -82,6 +85,50 @@ pub fn claworc_volumes_fixed(known_hosts_configmap: Option<&str>) -> Rc<Part<Vec
     )
 }
 
+/// [`inject::harden_pod`] of a pod with no security context of its own (or
+/// an empty one, as kube-apiserver writes it).
+pub fn hardened_pod(run_as: (i64, i64)) -> Rc<Part<Option<PodSecurityContext>>> {
+    kept(
+        &HARDENED_PODS,
+        |k| *k == run_as,
+        || run_as,
+        || {
+            let mut sc = None;
+            inject::harden_pod(&mut sc, run_as);
+            sc
+        },
+    )
+}
+
+/// [`inject::harden_container`] of a container with no security context of its own.
+pub fn hardened_container() -> Rc<Part<Option<SecurityContext>>> {
+    kept(
+        &HARDENED_CONTAINERS,
+        |_| true,
+        || (),
+        || {
+            let mut sc = None;
+            inject::harden_container(&mut sc);
+            sc
+        },
+    )
+}
+
+/// A Secret's name no Secret has: where [`write_keys_volume`] writes the instance's.
+const SECRET_HOLE: &str = "\0";
+
+/// Appends [`inject::keys_volume`]'s text for `secret`: the kept text of the
+/// volume for [`SECRET_HOLE`], with `secret` in its place.
+pub fn write_keys_volume(out: &mut Vec<u8>, secret: &str) {
+    let part = kept(&KEYS_VOLUMES, |_| true, || (), || inject::keys_volume(SECRET_HOLE));
+    let mut hole = Vec::new();
+    crate::json::write_str(&mut hole, SECRET_HOLE);
+    let at = part.text.windows(hole.len()).position(|w| w == hole).expect("the keys volume names its Secret");
+    out.extend_from_slice(&part.text[..at]);
+    crate::json::write_str(out, secret);
+    out.extend_from_slice(&part.text[at + hole.len()..]);
+}
+
 /// Appends [`inject::installer`]'s text.
 pub fn write_installer(out: &mut Vec<u8>, cfg: &Config, ids: (i64, i64)) {
     out.extend_from_slice(&installer(cfg, ids).text);
@@ -104,7 +151,7 @@ pub fn write_sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: 
 /// Appends [`inject::claworc_volumes`]'s text as elements of a list
 /// (comma-separated, without the brackets).
 pub fn write_claworc_volumes(out: &mut Vec<u8>, s: &Settings) {
-    let _ = extend(out, &inject::keys_volume(&s.ssh_secret));
+    write_keys_volume(out, &s.ssh_secret);
     out.push(b',');
     let text = &claworc_volumes_fixed(s.known_hosts_configmap.as_deref()).text;
     out.extend_from_slice(&text[1..text.len() - 1]);
@@ -155,6 +202,13 @@ mod tests {
                     assert_eq!(sidecar_fixed(s.ssh_port, ids).value, inject::sidecar_fixed(s.ssh_port, ids));
                     let cm = s.known_hosts_configmap.as_deref();
                     assert_eq!(claworc_volumes_fixed(cm).value, inject::claworc_volumes_fixed(cm));
+
+                    let mut pod = None;
+                    inject::harden_pod(&mut pod, ids);
+                    assert_eq!(hardened_pod(ids).value, pod);
+                    let mut container = None;
+                    inject::harden_container(&mut container);
+                    assert_eq!(hardened_container().value, container);
 
                     let mut out = Vec::new();
                     write_installer(&mut out, cfg, ids);
