@@ -585,20 +585,6 @@ pub fn sidecar(s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) -
     }
 }
 
-/// Whether `c` is what [`sidecar`] makes of `fixed` and `from_workload`,
-/// compared without building it: `c`'s fields drawn from the workload are
-/// taken out of it, and the rest compared with `fixed` whole.
-pub fn take_is_sidecar(c: &mut Container, fixed: &Container, from_workload: &SidecarFromWorkload) -> bool {
-    let SidecarFromWorkload { image, image_pull_policy, working_dir, env, env_from, volume_mounts } = from_workload;
-    c.image.take() == *image
-        && c.image_pull_policy.take().as_ref() == Some(image_pull_policy)
-        && c.working_dir.take() == *working_dir
-        && c.env.take().as_ref() == Some(env)
-        && c.env_from.take() == *env_from
-        && c.volume_mounts.take().as_ref() == Some(volume_mounts)
-        && *c == *fixed
-}
-
 /// The sidecar's fields drawn from the target container (and the settings),
 /// serialized as those of a `Container`.
 #[derive(serde::Serialize)]
@@ -780,33 +766,6 @@ pub(crate) mod tests {
         assert!(mounts.contains(&("claworc-no-token", SERVICE_ACCOUNT_TOKEN_DIR, true)), "{mounts:?}");
         assert!(mounts.contains(&("home", "/home/claworc", false)), "shares the first container's volumes: {mounts:?}");
         assert!(!mounts.iter().any(|m| m.0 == "cache"), "{mounts:?}");
-    }
-
-    /// `take_is_sidecar` knows the sidecar `sidecar` makes, and nothing else.
-    #[test]
-    fn take_is_sidecar_compares_with_what_sidecar_makes() {
-        let d = deployment(json!({}));
-        let s = settings(&d).unwrap();
-        let target = &pod(&d).containers[0];
-        let home = home(target);
-        let fixed = sidecar_fixed(s.ssh_port, (1000, 1000));
-        let from_workload = sidecar_from_workload(&s, target, &home);
-        let made = sidecar(&s, target, &home, (1000, 1000));
-        assert!(take_is_sidecar(&mut made.clone(), &fixed, &from_workload));
-        let edits: [fn(&mut Container); 7] = [
-            |c| c.image = Some("evil".into()),
-            |c| c.image_pull_policy = None,
-            |c| c.working_dir = Some("/".into()),
-            |c| c.env.as_mut().unwrap().pop().map(drop).unwrap_or_default(),
-            |c| c.env_from = Some(Vec::new()),
-            |c| c.volume_mounts.as_mut().unwrap()[0].read_only = None,
-            |c| c.security_context.as_mut().unwrap().privileged = Some(true),
-        ];
-        for (i, edit) in edits.iter().enumerate() {
-            let mut c = made.clone();
-            edit(&mut c);
-            assert!(!take_is_sidecar(&mut c, &fixed, &from_workload), "edit {i}");
-        }
     }
 
     #[test]

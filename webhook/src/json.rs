@@ -145,12 +145,20 @@ static ESCAPE: [bool; 256] = {
 /// and a borrow only runs on from a byte that is flagged itself.
 #[inline]
 fn needs_escape(x: u64) -> bool {
+    escapes(x) != 0
+}
+
+/// The high bit of each byte of `x` (little-endian) that is below 0x20, '"'
+/// or '\\', exact up to the first (a borrow may flag the bytes after one):
+/// its `trailing_zeros() / 8` is the first such byte's offset.
+#[inline]
+pub(crate) fn escapes(x: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let below_space = x.wrapping_sub(ONES * 0x20);
     let quote = (x ^ (ONES * b'"' as u64)).wrapping_sub(ONES);
     let backslash = (x ^ (ONES * b'\\' as u64)).wrapping_sub(ONES);
-    (below_space | quote | backslash) & !x & HIGH != 0
+    (below_space | quote | backslash) & !x & HIGH
 }
 
 struct Writer<'a> {

@@ -12,6 +12,7 @@
 //!   sidecar's fixed fields, volumes), serialized once per thread for [`partial`].
 //! - [`server`]: the HTTPS server: routes, body limit, health and readiness.
 //! - [`wire`]: the AdmissionReview wire format (parsing, and the patch as base64).
+//! - [`scan`]: a JSON document read in one pass, its values kept as text.
 //! - [`json`]: a compact JSON writer for the patch (serde_json's output, escaped faster).
 //! - [`tls`]: the rustls provider and the serving certificate re-read on change.
 //! - [`metrics`]: request counts and latency histograms in Prometheus text.
@@ -23,6 +24,7 @@ pub mod json;
 pub mod metrics;
 pub mod partial;
 pub mod review;
+pub mod scan;
 pub mod server;
 pub mod tls;
 pub mod validate;

@@ -32,22 +32,19 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::marker::PhantomData;
 
 use claworc_contract::Settings;
 use claworc_contract::instance::opts_in;
 use claworc_contract::names::*;
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, VolumeMount};
 use kube::core::TypeMeta;
 use kube::core::admission::{AdmissionResponse, Operation};
-use serde::Deserialize;
-use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::inject::{self, Config, Home};
 use crate::json::{extend, write_str};
+use crate::scan::{self, Doc, Kind, Val};
 use crate::validate::{self, Verdict};
 use crate::{wire, written};
 
@@ -65,13 +62,13 @@ pub struct Answer<'b> {
 /// injected the template and injection would leave it as it is. `None`: for
 /// [`crate::review::mutate`].
 pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
-    let (request, mut object, settings) = read(body)?;
-    let template = &mut object.spec.template;
+    let (doc, request, object, settings) = read(body, cfg)?;
+    let template = &object.spec.template;
     let stored_version = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
     let response = allowed(&request.uid.0);
     if stored_version == Some(&cfg.version) {
         // Injected by this release: no patch if it is still what injection makes.
-        return template.is_injected(&object.metadata.name.0, &settings, cfg)?.then(|| request.answer(response));
+        return template.is_injected(&doc, &object.metadata.name.0, &settings, cfg)?.then(|| request.answer(response));
     }
     let patch = template.injected_patch(&object.metadata.name.0, &settings, cfg)?;
     let mut response = response.with_patch(json_patch::Patch(Vec::new())).ok()?;
@@ -83,15 +80,15 @@ pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
 /// its template is what this release's injection makes. `None`: for
 /// [`crate::review::validate`] (which also judges another release's template).
 pub fn validate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
-    let (request, mut object, settings) = read(body)?;
-    if !object.spec.template.is_injected(&object.metadata.name.0, &settings, cfg)? {
+    let (doc, request, object, settings) = read(body, cfg)?;
+    let template = &object.spec.template;
+    if !template.is_injected(&doc, &object.metadata.name.0, &settings, cfg)? {
         return None;
     }
-    let template = &object.spec.template;
     let mut verdict = Verdict::default();
-    let strategy = object.spec.strategy.as_ref().and_then(|s| s.type_.as_ref()).map(|t| &*t.0);
+    let strategy = object.spec.strategy_type.as_ref().map(|t| &*t.0);
     let volumes = template.spec.iter().flat_map(|p| p.volumes.iter().flatten());
-    let claims = volumes.flat_map(|v| &v.rest).any(|(k, v)| k.0 == "persistentVolumeClaim" && v.0.get() != "null");
+    let claims = volumes.flat_map(|v| &v.rest).any(|(k, v)| k.0 == "persistentVolumeClaim" && v.0 != "null");
     validate::warn_about(strategy, claims, &settings, &mut verdict);
     let mut response = allowed(&request.uid.0);
     if !verdict.warnings.is_empty() {
@@ -100,18 +97,16 @@ pub fn validate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
     Some(request.answer(response))
 }
 
-/// The request, its opted-in object and its settings, when no rule denies it.
-fn read(body: &[u8]) -> Option<(Request<'_>, Object<'_>, Settings)> {
-    let review: Review = serde_json::from_str(std::str::from_utf8(body).ok()?).ok()?;
-    if review.api_version?.0 != wire::API_VERSION || review.kind?.0 != wire::KIND {
-        return None;
-    }
-    let mut request = review.request?;
+/// The body's scanned document, the request, its opted-in object and its
+/// settings, when no rule denies it.
+fn read<'b>(body: &'b [u8], cfg: &Config) -> Option<(Doc<'b>, Request<'b>, Object<'b>, Settings)> {
+    let doc = Doc::parse(std::str::from_utf8(body).ok()?)?;
+    let mut request = read_review(doc.root())?;
     let object = request.object.take()?;
     if request.uid.0.is_empty()
         || !is_deployment(object.api_version.as_ref(), object.kind.as_ref())
         || request.old_object.as_ref().is_some_and(|o| !is_deployment(o.api_version.as_ref(), o.kind.as_ref()))
-        || object.metadata.deletion_timestamp.is_some()
+        || object.metadata.deletion_timestamp
         || !opts_in(object.metadata.labels.as_ref()?.get(&Str(LABEL_SSH.into())).map(|v| &*v.0))
         || object.metadata.name.0.is_empty()
     {
@@ -126,10 +121,10 @@ fn read(body: &[u8]) -> Option<(Request<'_>, Object<'_>, Settings)> {
         .map(|(k, v)| (k.0.to_string(), v.0.to_string()))
         .collect();
     let settings = Settings::from_annotations(&object.metadata.name.0, &annotations).ok()?;
-    if object.denies(&settings) {
+    if object.denies(&settings, cfg) {
         return None;
     }
-    Some((request, object, settings))
+    Some((doc, request, object, settings))
 }
 
 /// What [`crate::wire`] requires of an object's `apiVersion` and `kind`.
@@ -151,50 +146,25 @@ fn allowed(uid: &str) -> AdmissionResponse {
 // ---- the model ----
 
 /// A string of the body: borrowed unless it was written with escapes.
-#[derive(Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
-struct Str<'a>(#[serde(borrow)] Cow<'a, str>);
+#[derive(PartialEq, Eq, PartialOrd, Ord, Default)]
+struct Str<'a>(Cow<'a, str>);
 
 /// A field no check or injection reads, as the body wrote it.
 #[derive(Clone, Copy)]
-struct Raw<'a>(&'a RawValue);
+struct Raw<'a>(&'a str);
 
 /// The fields of an object no check or injection reads, in the body's order.
 type Rest<'a> = Vec<(Str<'a>, Raw<'a>)>;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Review<'a> {
-    #[serde(borrow)]
-    api_version: Option<Str<'a>>,
-    #[serde(borrow)]
-    kind: Option<Str<'a>>,
-    #[serde(borrow)]
-    request: Option<Request<'a>>,
-}
-
-/// What [`crate::wire`] requires of a request is required here too (the
-/// same types), so that what it calls malformed is not answered here.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What [`crate::wire`] requires of a request is required here too, so that
+/// what it calls malformed is not answered here.
 struct Request<'a> {
-    #[serde(borrow)]
     uid: Str<'a>,
-    #[serde(rename = "kind")]
-    _kind: kube::core::GroupVersionKind,
-    #[serde(rename = "resource")]
-    _resource: kube::core::GroupVersionResource,
-    #[serde(borrow, default)]
     name: Str<'a>,
-    #[serde(borrow, default)]
     namespace: Option<Str<'a>>,
     operation: Operation,
-    #[serde(rename = "userInfo")]
-    _user_info: IgnoredAny,
-    #[serde(borrow, default)]
     object: Option<Object<'a>>,
-    #[serde(borrow, default)]
     old_object: Option<Types<'a>>,
-    #[serde(default)]
     dry_run: Option<bool>,
 }
 
@@ -211,63 +181,38 @@ impl<'b> Request<'b> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct Types<'a> {
-    #[serde(borrow, default)]
     api_version: Option<Str<'a>>,
-    #[serde(borrow, default)]
     kind: Option<Str<'a>>,
 }
 
-/// Not `#[serde(flatten)]`ing [`Types`]: serde would buffer the whole object first.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct Object<'a> {
-    #[serde(borrow, default)]
     api_version: Option<Str<'a>>,
-    #[serde(borrow, default)]
     kind: Option<Str<'a>>,
-    #[serde(borrow)]
     metadata: Meta<'a>,
-    #[serde(borrow)]
     spec: Spec<'a>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct Meta<'a> {
-    #[serde(borrow, default)]
     name: Str<'a>,
-    #[serde(borrow, default)]
     labels: Option<BTreeMap<Str<'a>, Str<'a>>>,
-    #[serde(borrow, default)]
     annotations: Option<BTreeMap<Str<'a>, Str<'a>>>,
-    #[serde(borrow, default)]
-    deletion_timestamp: Option<&'a RawValue>,
+    deletion_timestamp: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Spec<'a> {
-    #[serde(default)]
     replicas: Option<i32>,
-    #[serde(borrow, default)]
-    strategy: Option<Strategy<'a>>,
-    #[serde(borrow)]
+    strategy_type: Option<Str<'a>>,
     template: Template<'a>,
 }
 
-#[derive(Deserialize)]
-struct Strategy<'a> {
-    #[serde(borrow, rename = "type", default)]
-    type_: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
+#[derive(Default)]
 struct Template<'a> {
-    #[serde(borrow, default)]
     metadata: Option<TemplateMeta<'a>>,
-    #[serde(borrow, default)]
     spec: Option<Pod<'a>>,
 }
 
@@ -281,12 +226,28 @@ struct TemplateMeta<'a> {
 #[derive(Default)]
 struct Pod<'a> {
     containers: Vec<Ctr<'a>>,
-    /// Read whole: claworc's are compared whole, and the user's are few.
-    init_containers: Option<Vec<Container>>,
+    init_containers: Option<Vec<Init<'a>>>,
     volumes: Option<Vec<Vol<'a>>>,
     security_context: Option<PodSecurityContext>,
     host: [Option<bool>; 3],
     rest: Rest<'a>,
+}
+
+/// An init container: its name, and the rest as written. claworc's are
+/// compared with what injection makes as they are; the user's (few) are read
+/// whole when a rule or injection needs them.
+#[derive(Default)]
+struct Init<'a> {
+    name: Str<'a>,
+    raw: Raw<'a>,
+    /// Its place in the scanned body.
+    at: usize,
+}
+
+impl Init<'_> {
+    fn typed(&self) -> Option<Container> {
+        serde_json::from_str(self.raw.0).ok()
+    }
 }
 
 /// A container: what the rules and injection read, and the rest.
@@ -333,112 +294,350 @@ struct Port<'a> {
 struct Vol<'a> {
     name: Str<'a>,
     rest: Rest<'a>,
-    /// As it arrived: claworc's are compared whole.
-    raw: Option<Raw<'a>>,
+    /// Its place in the scanned body: claworc's are compared whole.
+    at: usize,
 }
 
-/// A `Deserialize` for a model with typed fields and a rest: each listed key
-/// is read by its statement, any other goes to the rest as raw JSON. A key
-/// given twice is an error (the typed reader and kube-apiserver could read
-/// another value than the checks did).
-macro_rules! read_object {
-    ($ty:ident, |$map:ident, $value:ident, $key:ident| { $($name:literal => $read:expr,)* }) => {
-        impl<'de: 'a, 'a> Deserialize<'de> for $ty<'a> {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V<'a>(PhantomData<&'a ()>);
-                impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-                    type Value = $ty<'a>;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("an object")
-                    }
-                    fn visit_map<A: MapAccess<'de>>(self, mut $map: A) -> Result<$ty<'a>, A::Error> {
-                        let mut $value = $ty::default();
-                        let mut seen = [false; [$($name),*].len()];
-                        while let Some($key) = $map.next_key::<Str<'de>>()? {
-                            match [$($name),*].iter().position(|n| *n == $key.0) {
-                                Some(i) if std::mem::replace(&mut seen[i], true) => {
-                                    return Err(A::Error::custom("a key given twice"));
-                                }
-                                Some(_) => match &*$key.0 { $($name => $read,)* _ => unreachable!() },
-                                None if $value.rest.iter().any(|(k, _)| *k == $key) => {
-                                    return Err(A::Error::custom("a key given twice"));
-                                }
-                                None => $value.rest.push(($key, Raw($map.next_value()?))),
-                            }
-                        }
-                        Ok($value)
-                    }
-                }
-                d.deserialize_map(V(PhantomData))
-            }
-        }
-    };
-}
-
-read_object!(TemplateMeta, |m, t, key| {
-    "labels" => t.labels = m.next_value()?,
-    "annotations" => t.annotations = m.next_value()?,
-});
-
-read_object!(Pod, |m, p, key| {
-    "containers" => p.containers = m.next_value::<Option<_>>()?.unwrap_or_default(),
-    "initContainers" => p.init_containers = m.next_value()?,
-    "volumes" => p.volumes = kept_whole(m.next_value()?, |v: &mut Vol<'a>, raw| v.raw = Some(raw))?,
-    "securityContext" => p.security_context = m.next_value()?,
-    "hostNetwork" => p.host[0] = m.next_value()?,
-    "hostPID" => p.host[1] = m.next_value()?,
-    "hostIPC" => p.host[2] = m.next_value()?,
-    // Not modelled (and not in a Deployment's template as kube-apiserver stores it).
-    "ephemeralContainers" => return Err(A::Error::custom("ephemeral containers")),
-});
-
-read_object!(Ctr, |m, c, key| {
-    "name" => c.name = m.next_value()?,
-    "image" => c.image = m.next_value()?,
-    "imagePullPolicy" => c.image_pull_policy = m.next_value()?,
-    "workingDir" => c.working_dir = m.next_value()?,
-    "securityContext" => c.security_context = m.next_value()?,
-    "env" => c.env = m.next_value()?,
-    "envFrom" => c.env_from = m.next_value::<Option<&RawValue>>()?.map(Raw),
-    "volumeMounts" => c.volume_mounts = m.next_value()?,
-    "ports" => c.ports = m.next_value()?,
-});
-
-read_object!(Env, |m, e, key| {
-    "name" => e.name = m.next_value()?,
-    "value" => e.value = m.next_value()?,
-    "valueFrom" => e.value_from = m.next_value::<Option<&RawValue>>()?.map(Raw),
-});
-
-read_object!(Mount, |m, v, key| {
-    "name" => v.name = m.next_value()?,
-    "mountPath" => v.mount_path = m.next_value()?,
-    "subPath" => v.sub_path = m.next_value()?,
-    "readOnly" => v.read_only = m.next_value()?,
-});
-
-read_object!(Port, |m, p, key| {
-    "containerPort" => p.container_port = m.next_value()?,
-    "hostPort" => p.host_port = m.next_value()?,
-});
-
-read_object!(Vol, |m, v, key| {
-    "name" => v.name = m.next_value()?,
-});
-
-/// Each element of a list read from its raw JSON, which `keep` stores in it.
-fn kept_whole<'a, T: Deserialize<'a>, E: serde::de::Error>(
-    list: Option<Vec<&'a RawValue>>,
-    keep: impl Fn(&mut T, Raw<'a>),
-) -> Result<Option<Vec<T>>, E> {
-    let Some(list) = list else { return Ok(None) };
-    let mut out = Vec::with_capacity(list.len());
-    for raw in list {
-        let mut item: T = serde_json::from_str(raw.get()).map_err(E::custom)?;
-        keep(&mut item, Raw(raw));
-        out.push(item);
+impl Default for Raw<'_> {
+    fn default() -> Self {
+        Raw("null")
     }
-    Ok(Some(out))
+}
+
+// ---- reading the model from the scanned body ----
+//
+// As serde reads the typed review: `null` is an absent optional field, a
+// required one missing or of another type is an error (`None`), and a key
+// given twice in an object read here is an error too (the typed reader and
+// kube-apiserver could read another value than the checks did). Maps of
+// labels and annotations keep the last of a key given twice, as serde does.
+
+/// Each member of the object `v` given to `read` (which answers whether it
+/// reads that key; `None`: an error), the others kept as the rest.
+#[inline(never)]
+fn read_members<'d, 'a>(v: Val<'d, 'a>, read: &mut dyn FnMut(&str, Val<'d, 'a>) -> Option<bool>) -> Option<Rest<'a>> {
+    if v.kind() != Kind::Object || v.repeats_a_key() {
+        return None;
+    }
+    let mut rest = Vec::new();
+    for (key, value) in v.members() {
+        if !read(&key, value)? {
+            rest.push((Str(key), Raw(value.raw())));
+        }
+    }
+    Some(rest)
+}
+
+/// Reads an object whose every member is read by `read` (the unread are ignored).
+fn read_struct<'d, 'a>(v: Val<'d, 'a>, read: &mut dyn FnMut(&str, Val<'d, 'a>) -> Option<()>) -> Option<()> {
+    read_members(v, &mut |k, v| read(k, v).map(|()| true)).map(drop)
+}
+
+/// `Some(x)` for `null`, else `read`'s.
+fn opt<'d, 'a, T>(v: Val<'d, 'a>, read: impl FnOnce(Val<'d, 'a>) -> Option<T>) -> Option<Option<T>> {
+    if v.is_null() { Some(None) } else { read(v).map(Some) }
+}
+
+fn str<'a>(v: Val<'_, 'a>) -> Option<Str<'a>> {
+    v.str().map(Str)
+}
+
+fn list<'d, 'a, T>(v: Val<'d, 'a>, read: fn(Val<'d, 'a>) -> Option<T>) -> Option<Vec<T>> {
+    if v.kind() != Kind::Array {
+        return None;
+    }
+    let mut out = Vec::new();
+    for v in v.children() {
+        out.push(read(v)?);
+    }
+    Some(out)
+}
+
+/// A k8s-openapi value, read from its text by serde.
+fn typed<T: serde::de::DeserializeOwned>(v: Val) -> Option<T> {
+    serde_json::from_str(v.raw()).ok()
+}
+
+fn string_map<'a>(v: Val<'_, 'a>) -> Option<BTreeMap<Str<'a>, Str<'a>>> {
+    (v.kind() == Kind::Object).then(|| v.members().map(|(k, v)| Some((Str(k), str(v)?))).collect()).flatten()
+}
+
+fn owned_map(v: Val) -> Option<BTreeMap<String, String>> {
+    (v.kind() == Kind::Object)
+        .then(|| v.members().map(|(k, v)| Some((k.into_owned(), v.str()?.into_owned()))).collect())
+        .flatten()
+}
+
+/// The review's request, when it is an AdmissionReview as [`crate::wire`] reads one.
+fn read_review<'a>(v: Val<'_, 'a>) -> Option<Request<'a>> {
+    let (mut api_version, mut kind, mut request) = (None, None, None);
+    read_struct(v, &mut |k, v| {
+        match k {
+            "apiVersion" => api_version = opt(v, str)?,
+            "kind" => kind = opt(v, str)?,
+            "request" => request = opt(v, read_request)?,
+            _ => {}
+        }
+        Some(())
+    })?;
+    (api_version?.0 == wire::API_VERSION && kind?.0 == wire::KIND).then_some(request?)
+}
+
+fn read_request<'a>(v: Val<'_, 'a>) -> Option<Request<'a>> {
+    let (mut uid, mut name, mut namespace, mut operation, mut object, mut old_object, mut dry_run) =
+        (None, None, None, None, None, None, None);
+    let (mut kind, mut resource, mut user_info) = (false, false, false);
+    read_struct(v, &mut |k, v| {
+        match k {
+            "uid" => uid = Some(str(v)?),
+            "kind" => kind = gvk(v, "kind")?,
+            "resource" => resource = gvk(v, "resource")?,
+            "name" => name = Some(str(v)?),
+            "namespace" => namespace = opt(v, str)?,
+            "operation" => operation = Some(read_operation(v)?),
+            "userInfo" => user_info = true,
+            "object" => object = opt(v, read_object)?,
+            "oldObject" => old_object = opt(v, read_types)?,
+            "dryRun" => dry_run = opt(v, |v| v.bool())?,
+            _ => {}
+        }
+        Some(())
+    })?;
+    (kind && resource && user_info).then_some(Request {
+        uid: uid?,
+        name: name.unwrap_or_default(),
+        namespace,
+        operation: operation?,
+        object,
+        old_object,
+        dry_run,
+    })
+}
+
+/// A GroupVersionKind (`last` "kind") or GroupVersionResource ("resource"): three strings.
+fn gvk(v: Val, last: &str) -> Option<bool> {
+    let mut found = [false; 3];
+    read_struct(v, &mut |k, v| {
+        if let Some(i) = ["group", "version", last].iter().position(|n| *n == k) {
+            v.str()?;
+            found[i] = true;
+        }
+        Some(())
+    })?;
+    Some(found == [true; 3])
+}
+
+fn read_operation(v: Val) -> Option<Operation> {
+    match &*v.str()? {
+        "CREATE" => Some(Operation::Create),
+        "UPDATE" => Some(Operation::Update),
+        "DELETE" => Some(Operation::Delete),
+        "CONNECT" => Some(Operation::Connect),
+        _ => None,
+    }
+}
+
+fn read_types<'a>(v: Val<'_, 'a>) -> Option<Types<'a>> {
+    let mut t = Types::default();
+    read_struct(v, &mut |k, v| {
+        match k {
+            "apiVersion" => t.api_version = opt(v, str)?,
+            "kind" => t.kind = opt(v, str)?,
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(t)
+}
+
+fn read_object<'a>(v: Val<'_, 'a>) -> Option<Object<'a>> {
+    let mut o = Object::default();
+    let (mut metadata, mut spec) = (false, false);
+    read_struct(v, &mut |k, v| {
+        match k {
+            "apiVersion" => o.api_version = opt(v, str)?,
+            "kind" => o.kind = opt(v, str)?,
+            "metadata" => (o.metadata, metadata) = (read_meta(v)?, true),
+            "spec" => (o.spec, spec) = (read_spec(v)?, true),
+            _ => {}
+        }
+        Some(())
+    })?;
+    (metadata && spec).then_some(o)
+}
+
+fn read_meta<'a>(v: Val<'_, 'a>) -> Option<Meta<'a>> {
+    let mut m = Meta::default();
+    read_struct(v, &mut |k, v| {
+        match k {
+            "name" => m.name = str(v)?,
+            "labels" => m.labels = opt(v, string_map)?,
+            "annotations" => m.annotations = opt(v, string_map)?,
+            "deletionTimestamp" => m.deletion_timestamp = !v.is_null(),
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(m)
+}
+
+fn read_spec<'a>(v: Val<'_, 'a>) -> Option<Spec<'a>> {
+    let mut s = Spec::default();
+    let mut template = false;
+    read_struct(v, &mut |k, v| {
+        match k {
+            "replicas" => s.replicas = opt(v, |v| v.int())?,
+            "strategy" => {
+                s.strategy_type = opt(v, |v| {
+                    let mut t = None;
+                    read_struct(v, &mut |k, v| {
+                        if k == "type" {
+                            t = opt(v, str)?;
+                        }
+                        Some(())
+                    })?;
+                    Some(t)
+                })?
+                .flatten()
+            }
+            "template" => (s.template, template) = (read_template(v)?, true),
+            _ => {}
+        }
+        Some(())
+    })?;
+    template.then_some(s)
+}
+
+fn read_template<'a>(v: Val<'_, 'a>) -> Option<Template<'a>> {
+    let mut t = Template::default();
+    read_struct(v, &mut |k, v| {
+        match k {
+            "metadata" => t.metadata = opt(v, read_template_meta)?,
+            "spec" => t.spec = opt(v, read_pod)?,
+            _ => {}
+        }
+        Some(())
+    })?;
+    Some(t)
+}
+
+fn read_template_meta<'a>(v: Val<'_, 'a>) -> Option<TemplateMeta<'a>> {
+    let mut t = TemplateMeta::default();
+    t.rest = read_members(v, &mut |k, v| {
+        match k {
+            "labels" => t.labels = opt(v, owned_map)?,
+            "annotations" => t.annotations = opt(v, owned_map)?,
+            _ => return Some(false),
+        }
+        Some(true)
+    })?;
+    Some(t)
+}
+
+fn read_pod<'a>(v: Val<'_, 'a>) -> Option<Pod<'a>> {
+    let mut p = Pod::default();
+    p.rest = read_members(v, &mut |k, v| {
+        match k {
+            "containers" => p.containers = opt(v, |v| list(v, read_container))?.unwrap_or_default(),
+            "initContainers" => p.init_containers = opt(v, |v| list(v, read_init))?,
+            "volumes" => p.volumes = opt(v, |v| list(v, read_volume))?,
+            "securityContext" => p.security_context = typed(v)?,
+            "hostNetwork" => p.host[0] = opt(v, |v| v.bool())?,
+            "hostPID" => p.host[1] = opt(v, |v| v.bool())?,
+            "hostIPC" => p.host[2] = opt(v, |v| v.bool())?,
+            // Not modelled (and not in a Deployment's template as kube-apiserver stores it).
+            "ephemeralContainers" => return None,
+            _ => return Some(false),
+        }
+        Some(true)
+    })?;
+    Some(p)
+}
+
+fn read_container<'a>(v: Val<'_, 'a>) -> Option<Ctr<'a>> {
+    let mut c = Ctr::default();
+    c.rest = read_members(v, &mut |k, v| {
+        match k {
+            "name" => c.name = str(v)?,
+            "image" => c.image = opt(v, str)?,
+            "imagePullPolicy" => c.image_pull_policy = opt(v, str)?,
+            "workingDir" => c.working_dir = opt(v, str)?,
+            "securityContext" => c.security_context = typed(v)?,
+            "env" => c.env = opt(v, |v| list(v, read_env))?,
+            "envFrom" => c.env_from = opt(v, |v| Some(Raw(v.raw())))?,
+            "volumeMounts" => c.volume_mounts = opt(v, |v| list(v, read_mount))?,
+            "ports" => c.ports = opt(v, |v| list(v, read_port))?,
+            _ => return Some(false),
+        }
+        Some(true)
+    })?;
+    Some(c)
+}
+
+fn read_init<'a>(v: Val<'_, 'a>) -> Option<Init<'a>> {
+    let mut init = Init { raw: Raw(v.raw()), at: v.index(), ..Init::default() };
+    let mut named = false;
+    read_struct(v, &mut |k, v| {
+        if k == "name" {
+            (init.name, named) = (str(v)?, true);
+        }
+        Some(())
+    })?;
+    named.then_some(init)
+}
+
+fn read_env<'a>(v: Val<'_, 'a>) -> Option<Env<'a>> {
+    let mut e = Env::default();
+    e.rest = read_members(v, &mut |k, v| {
+        match k {
+            "name" => e.name = str(v)?,
+            "value" => e.value = opt(v, str)?,
+            "valueFrom" => e.value_from = opt(v, |v| Some(Raw(v.raw())))?,
+            _ => return Some(false),
+        }
+        Some(true)
+    })?;
+    Some(e)
+}
+
+fn read_mount<'a>(v: Val<'_, 'a>) -> Option<Mount<'a>> {
+    let mut m = Mount::default();
+    m.rest = read_members(v, &mut |k, v| {
+        match k {
+            "name" => m.name = str(v)?,
+            "mountPath" => m.mount_path = str(v)?,
+            "subPath" => m.sub_path = opt(v, str)?,
+            "readOnly" => m.read_only = opt(v, |v| v.bool())?,
+            _ => return Some(false),
+        }
+        Some(true)
+    })?;
+    Some(m)
+}
+
+fn read_port<'a>(v: Val<'_, 'a>) -> Option<Port<'a>> {
+    let mut p = Port::default();
+    p.rest = read_members(v, &mut |k, v| {
+        match k {
+            "containerPort" => p.container_port = v.int()?,
+            "hostPort" => p.host_port = opt(v, |v| v.int())?,
+            _ => return Some(false),
+        }
+        Some(true)
+    })?;
+    Some(p)
+}
+
+fn read_volume<'a>(v: Val<'_, 'a>) -> Option<Vol<'a>> {
+    let mut vol = Vol { at: v.index(), ..Vol::default() };
+    vol.rest = read_members(v, &mut |k, v| {
+        if k != "name" {
+            return Some(false);
+        }
+        vol.name = str(v)?;
+        Some(true)
+    })?;
+    Some(vol)
 }
 
 // ---- the rules and injection, on the model ----
@@ -448,7 +647,7 @@ impl Object<'_> {
     /// [`validate::before_injection`] checks, read from this model). A volume
     /// field that is `null` or unknown counts as a source type here, which
     /// only sends the request to the typed review.
-    fn denies(&self, settings: &Settings) -> bool {
+    fn denies(&self, settings: &Settings, cfg: &Config) -> bool {
         let mut v = Verdict::default();
         let Some(pod) = &self.spec.template.spec else { return true };
         validate::check_replicas(self.spec.replicas, &mut v);
@@ -473,7 +672,16 @@ impl Object<'_> {
                 &mut v,
             );
         }
-        for c in pod.init_containers.iter().flatten() {
+        // claworc's own in a template this release injected are compared
+        // whole with what injection makes, which these rules allow.
+        let this_release =
+            self.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED))
+                == Some(&cfg.version);
+        for init in pod.init_containers.iter().flatten() {
+            if this_release && inject::is_claworc_container(&init.name.0) {
+                continue;
+            }
+            let Some(c) = init.typed() else { return true };
             let ports = c.ports.iter().flatten().map(|p| (p.container_port, p.host_port));
             let mounts = c.volume_mounts.iter().flatten().map(|m| (m.name.as_str(), m.mount_path.as_str()));
             validate::check_container_entry(
@@ -540,8 +748,8 @@ impl Template<'_> {
         let mut list = List::new(spec.out);
         written::write_installer(list.next(), cfg, ids);
         written::write_sidecar(list.next(), s, &target, &home, ids);
-        for c in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name)) {
-            let _ = extend(list.next(), &injected_init(c, s));
+        for init in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name.0)) {
+            let _ = extend(list.next(), &injected_init(init.typed()?, s));
         }
         list.end();
         spec.key("volumes");
@@ -576,9 +784,8 @@ impl Template<'_> {
     /// Whether injection would leave this template as it is (what
     /// [`inject::inject_template`] compared with the template checks), read
     /// from this model. `None` when a raw field the sidecar copies cannot be read.
-    /// The sidecar is compared in place and left without its workload fields.
-    fn is_injected(&mut self, name: &str, s: &Settings, cfg: &Config) -> Option<bool> {
-        let (Some(meta), Some(pod)) = (&self.metadata, &mut self.spec) else { return Some(false) };
+    fn is_injected(&self, doc: &Doc, name: &str, s: &Settings, cfg: &Config) -> Option<bool> {
+        let (Some(meta), Some(pod)) = (&self.metadata, &self.spec) else { return Some(false) };
         let (Some(labels), Some(annotations)) = (&meta.labels, &meta.annotations) else { return Some(false) };
         let (mut want_labels, mut want_annotations) = (labels.clone(), annotations.clone());
         inject::mark_template(&mut want_labels, &mut want_annotations, Some(name), s, cfg);
@@ -600,31 +807,42 @@ impl Template<'_> {
         let home = inject::home(&target);
         let ids = inject::session_ids(security_context.as_ref(), &target, s);
         // [installer, sidecar, the user's init containers…], each as injection makes it.
-        let init = pod.init_containers.as_deref_mut().unwrap_or_default();
+        let init = pod.init_containers.as_deref().unwrap_or_default();
         let [installer, sidecar, user @ ..] = init else { return Some(false) };
-        let from_workload = inject::sidecar_from_workload(s, &target, &home);
-        if *installer != written::installer(cfg, ids).value
-            || !inject::take_is_sidecar(sidecar, &written::sidecar_fixed(s.ssh_port, ids).value, &from_workload)
-        {
+        let mut want = Vec::with_capacity(4096);
+        written::write_installer(&mut want, cfg, ids);
+        if !same_as_written(doc.get(installer.at)?, &want) {
             return Some(false);
         }
-        if !user.iter().all(|c| !inject::is_claworc_container(&c.name) && injected_init(c, s) == *c) {
+        want.clear();
+        written::write_sidecar(&mut want, s, &target, &home, ids);
+        if !same_as_written(doc.get(sidecar.at)?, &want) {
             return Some(false);
+        }
+        for init in user {
+            let c = init.typed()?;
+            if inject::is_claworc_container(&c.name) || injected_init(c.clone(), s) != c {
+                return Some(false);
+            }
         }
         // [the user's volumes…, claworc's…, the home emptyDir if it needs one].
-        let keys = inject::keys_volume(&s.ssh_secret);
-        let fixed = written::claworc_volumes_fixed(s.known_hosts_configmap.as_deref());
-        let home_volume = (home == Home::EmptyDir).then(inject::home_volume);
-        let want: Vec<&Volume> = std::iter::once(&keys).chain(&fixed.value).chain(&home_volume).collect();
+        want.clear();
+        want.push(b'[');
+        written::write_claworc_volumes(&mut want, s);
+        if home == Home::EmptyDir {
+            want.push(b',');
+            let _ = extend(&mut want, &inject::home_volume());
+        }
+        want.push(b']');
+        let want = Doc::parse(std::str::from_utf8(&want).ok()?)?;
         let volumes = pod.volumes.as_deref().unwrap_or_default();
-        let Some(users) = volumes.len().checked_sub(want.len()) else { return Some(false) };
+        let Some(users) = volumes.len().checked_sub(want.root().children().count()) else { return Some(false) };
         let (user, claworc) = volumes.split_at(users);
         if user.iter().any(|v| inject::VOLUMES.contains(&&*v.name.0)) {
             return Some(false);
         }
-        for (have, want) in claworc.iter().zip(want) {
-            let have: Volume = serde_json::from_str(have.raw?.0.get()).ok()?;
-            if have != *want {
+        for (have, want) in claworc.iter().zip(want.root().children()) {
+            if !scan::same(doc.get(have.at)?, want) {
                 return Some(false);
             }
         }
@@ -632,9 +850,13 @@ impl Template<'_> {
     }
 }
 
+/// Whether `have` holds what `want` (written by this program) holds.
+fn same_as_written(have: Val, want: &[u8]) -> bool {
+    std::str::from_utf8(want).ok().and_then(Doc::parse).is_some_and(|want| scan::same(have, want.root()))
+}
+
 /// A user's init container as injection leaves it (see `inject::set_known_hosts`).
-fn injected_init(c: &Container, s: &Settings) -> Container {
-    let mut c = c.clone();
+fn injected_init(mut c: Container, s: &Settings) -> Container {
     inject::harden_container(&mut c.security_context);
     inject::set_known_hosts(&mut c, s);
     c
@@ -734,7 +956,7 @@ impl Ctr<'_> {
                     Some(EnvVar {
                         name: e.name.0.to_string(),
                         value: owned(&e.value),
-                        value_from: e.value_from.map(|r| serde_json::from_str(r.0.get())).transpose().ok()?,
+                        value_from: e.value_from.map(|r| serde_json::from_str(r.0)).transpose().ok()?,
                     })
                 })
                 .collect::<Option<Vec<_>>>()
@@ -769,7 +991,7 @@ impl Ctr<'_> {
                 Some(env) => Some(env?),
                 None => None,
             },
-            env_from: self.env_from.map(|r| serde_json::from_str(r.0.get())).transpose().ok()?,
+            env_from: self.env_from.map(|r| serde_json::from_str(r.0)).transpose().ok()?,
             volume_mounts: match mounts {
                 Some(mounts) => Some(mounts?),
                 None => None,
@@ -875,14 +1097,14 @@ impl<'o> Obj<'o> {
     fn raw(&mut self, key: &str, value: Option<Raw>) {
         if let Some(v) = value {
             self.key(key);
-            self.out.extend_from_slice(v.0.get().as_bytes());
+            self.out.extend_from_slice(v.0.as_bytes());
         }
     }
 
     fn rest(&mut self, rest: &[(Str, Raw)]) {
         for (key, value) in rest {
             self.key(&key.0);
-            self.out.extend_from_slice(value.0.get().as_bytes());
+            self.out.extend_from_slice(value.0.as_bytes());
         }
     }
 
