@@ -60,7 +60,7 @@ impl<'a> Doc<'a> {
         if text.len() >= u32::MAX as usize {
             return None;
         }
-        let mut p = Parser { bytes: text.as_bytes(), at: 0, nodes: Vec::with_capacity(text.len() / 16) };
+        let mut p = Parser { bytes: text.as_bytes(), at: 0, nodes: Vec::with_capacity(text.len() / 8 + 1) };
         p.value(0, (0, 0, false))?;
         p.space();
         (p.at == p.bytes.len()).then_some(Doc { text, nodes: p.nodes })
@@ -127,13 +127,21 @@ impl<'d, 'a> Val<'d, 'a> {
 
     /// Whether this object gives a key twice.
     pub fn repeats_a_key(&self) -> bool {
-        if self.children().nth(8).is_none() {
-            return self
-                .children()
-                .enumerate()
-                .any(|(i, v)| self.children().take(i).any(|earlier| earlier.same_key(&v)));
+        // Each key's text sets one of 64 bits; only a key whose bit is set
+        // already is compared with the ones before it. A key written with
+        // escapes has other texts for the same key: those are all compared.
+        let (mut seen, mut escapes) = (0u64, false);
+        for (i, v) in self.children().enumerate() {
+            let n = v.node();
+            let key = &self.doc.text.as_bytes()[n.key_start as usize..n.key_end as usize];
+            let bit = 1u64 << ((key.len() + 7 * usize::from(key[key.len() / 2])) % 64);
+            escapes |= n.key_escaped;
+            if (escapes || seen & bit != 0) && self.children().take(i).any(|earlier| earlier.same_key(&v)) {
+                return true;
+            }
+            seen |= bit;
         }
-        sorted_members(*self).windows(2).any(|w| w[0].0 == w[1].0)
+        false
     }
 
     /// Whether this member's key is `other`'s.
@@ -436,9 +444,15 @@ impl Parser<'_> {
     }
 
     fn literal(&mut self) -> Option<()> {
-        let rest = &self.bytes[self.at..];
-        let len = [&b"true"[..], b"false", b"null"].into_iter().find(|l| rest.starts_with(l))?.len();
-        self.at += len;
+        let literal: &[u8] = match self.peek()? {
+            b't' => b"true",
+            b'f' => b"false",
+            _ => b"null",
+        };
+        if !self.bytes[self.at..].starts_with(literal) {
+            return None;
+        }
+        self.at += literal.len();
         Some(())
     }
 
@@ -501,6 +515,15 @@ mod tests {
         assert_eq!(b, [("c".to_string(), Kind::Null), ("d".to_string(), Kind::Bool)]);
         assert_eq!(members[2].1.bool(), Some(false));
         assert!(doc.root().str().is_none() && members[0].1.members().next().is_none());
+    }
+
+    #[test]
+    fn finds_a_key_given_twice_however_written() {
+        let repeats = |text: &str| Doc::parse(text).unwrap().root().repeats_a_key();
+        let many: String = (0..40).map(|i| format!(r#""k{i}":{i},"#)).collect();
+        assert!(!repeats(r#"{"a": 1, "b": 2}"#) && !repeats("{}") && !repeats(&format!("{{{many}\"z\":0}}")));
+        assert!(repeats(r#"{"a": 1, "a": 2}"#) && repeats(&format!("{{{many}\"k7\":0}}")));
+        assert!(repeats(r#"{"\u0061": 1, "a": 2}"#) && repeats(r#"{"a": 1, "\u0061": 2}"#));
     }
 
     #[test]
