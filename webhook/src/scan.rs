@@ -195,18 +195,10 @@ impl<'d, 'a> Val<'d, 'a> {
 pub fn same(a: Val, b: Val) -> bool {
     match (a.kind(), b.kind()) {
         (Kind::Object, Kind::Object) => {
-            let (a, b) = (sorted_members(a), sorted_members(b));
-            if a.windows(2).any(|w| w[0].0 == w[1].0) {
-                return false;
-            }
-            let (mut a, mut b) = (a.iter().filter(|m| !m.1.is_null()), b.iter().filter(|m| !m.1.is_null()));
-            loop {
-                match (a.next(), b.next()) {
-                    (None, None) => return true,
-                    (Some((k, v)), Some((l, w))) if k == l && same(*v, *w) => {}
-                    _ => return false,
-                }
-            }
+            let present = |v: Val| v.children().filter(|v| !v.is_null()).count();
+            !a.repeats_a_key()
+                && present(a) == present(b)
+                && a.children().all(|v| v.is_null() || b.children().any(|w| w.same_key(&v) && same(v, w)))
         }
         (Kind::Array, Kind::Array) => {
             let (mut x, mut y) = (a.children(), b.children());
@@ -222,13 +214,6 @@ pub fn same(a: Val, b: Val) -> bool {
         (Kind::String, Kind::String) => a.raw() == b.raw() || ((a.escaped() || b.escaped()) && a.str() == b.str()),
         (x, y) => x == y && a.raw() == b.raw(),
     }
-}
-
-/// An object's members, sorted by key.
-fn sorted_members<'d, 'a>(v: Val<'d, 'a>) -> Vec<(Cow<'a, str>, Val<'d, 'a>)> {
-    let mut members: Vec<_> = v.members().collect();
-    members.sort_unstable_by(|x, y| x.0.cmp(&y.0));
-    members
 }
 
 /// The characters of a string's text (without its quotes), which [`Doc::parse`] checked.
