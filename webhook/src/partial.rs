@@ -766,7 +766,7 @@ impl Template<'_> {
         }
         list.end();
         match &kept {
-            Some(kept) => spec.written("securityContext", &kept.text),
+            Some(kept) => spec.written("securityContext", kept.text()),
             None => spec.typed("securityContext", &made),
         }
         for (key, on) in ["hostNetwork", "hostPID", "hostIPC"].into_iter().zip(pod.host) {
@@ -809,14 +809,16 @@ impl Template<'_> {
         // [installer, sidecar, the user's init containers…], each as injection makes it.
         let init = pod.init_containers.as_deref().unwrap_or_default();
         let [installer, sidecar, user @ ..] = init else { return Some(false) };
-        let mut want = Vec::with_capacity(4096);
-        written::write_installer(&mut want, cfg, ids);
-        if !same_as_written(doc.get(installer.at)?, &want) {
+        let want_installer = written::installer(cfg, ids);
+        if !scan::same(doc.get(installer.at)?, want_installer.json.doc().root()) {
             return Some(false);
         }
-        want.clear();
-        written::write_sidecar(&mut want, s, &target, &home, ids);
-        if !same_as_written(doc.get(sidecar.at)?, &want) {
+        // The sidecar: its fixed fields, and those drawn from the workload.
+        let fixed = written::sidecar_fixed(s.ssh_port, ids);
+        let mut from_workload = Vec::with_capacity(2048);
+        let _ = extend(&mut from_workload, &inject::sidecar_from_workload(s, &target, &home));
+        let from_workload = Doc::parse(std::str::from_utf8(&from_workload).ok()?)?;
+        if !scan::same_as_union(doc.get(sidecar.at)?, &[fixed.json.doc().root(), from_workload.root()]) {
             return Some(false);
         }
         for init in user {
@@ -826,33 +828,32 @@ impl Template<'_> {
             }
         }
         // [the user's volumes…, claworc's…, the home emptyDir if it needs one].
-        want.clear();
-        want.push(b'[');
-        written::write_claworc_volumes(&mut want, s);
+        let mut extra = b"[".to_vec();
+        written::write_keys_volume(&mut extra, &s.ssh_secret);
         if home == Home::EmptyDir {
-            want.push(b',');
-            let _ = extend(&mut want, &inject::home_volume());
+            extra.push(b',');
+            let _ = extend(&mut extra, &inject::home_volume());
         }
-        want.push(b']');
-        let want = Doc::parse(std::str::from_utf8(&want).ok()?)?;
+        extra.push(b']');
+        let extra = Doc::parse(std::str::from_utf8(&extra).ok()?)?;
+        let fixed = written::claworc_volumes_fixed(s.known_hosts_configmap.as_deref());
+        let fixed = fixed.json.doc();
+        let mut extra_volumes = extra.root().children();
+        let keys = extra_volumes.next()?;
+        let want: Vec<Val> = std::iter::once(keys).chain(fixed.root().children()).chain(extra_volumes).collect();
         let volumes = pod.volumes.as_deref().unwrap_or_default();
-        let Some(users) = volumes.len().checked_sub(want.root().children().count()) else { return Some(false) };
+        let Some(users) = volumes.len().checked_sub(want.len()) else { return Some(false) };
         let (user, claworc) = volumes.split_at(users);
         if user.iter().any(|v| inject::VOLUMES.contains(&&*v.name.0)) {
             return Some(false);
         }
-        for (have, want) in claworc.iter().zip(want.root().children()) {
+        for (have, want) in claworc.iter().zip(want) {
             if !scan::same(doc.get(have.at)?, want) {
                 return Some(false);
             }
         }
         Some(true)
     }
-}
-
-/// Whether `have` holds what `want` (written by this program) holds.
-fn same_as_written(have: Val, want: &[u8]) -> bool {
-    std::str::from_utf8(want).ok().and_then(Doc::parse).is_some_and(|want| scan::same(have, want.root()))
 }
 
 /// A user's init container as injection leaves it (see `inject::set_known_hosts`).
@@ -903,7 +904,7 @@ impl Ctr<'_> {
         o.opt_str("imagePullPolicy", &self.image_pull_policy);
         o.opt_str("workingDir", &self.working_dir);
         if self.security_context.is_none() {
-            o.written("securityContext", &written::hardened_container().text);
+            o.written("securityContext", written::hardened_container().text());
         } else {
             let mut security_context = self.security_context.clone();
             inject::harden_container(&mut security_context);

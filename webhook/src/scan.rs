@@ -17,7 +17,29 @@ pub const MAX_DEPTH: usize = 100;
 /// A parsed document.
 pub struct Doc<'a> {
     text: &'a str,
-    nodes: Vec<Node>,
+    nodes: Cow<'a, [Node]>,
+}
+
+/// A document that owns its text, kept to be read again.
+pub struct Scanned {
+    text: Box<str>,
+    nodes: Box<[Node]>,
+}
+
+impl Scanned {
+    /// `text` scanned, or `None` if it is not one JSON value.
+    pub fn parse(text: String) -> Option<Scanned> {
+        let nodes = Doc::parse(&text)?.nodes.into_owned().into_boxed_slice();
+        Some(Scanned { text: text.into_boxed_str(), nodes })
+    }
+
+    pub fn doc(&self) -> Doc<'_> {
+        Doc { text: &self.text, nodes: Cow::Borrowed(&self.nodes) }
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +53,7 @@ pub enum Kind {
 }
 
 #[derive(Clone, Copy)]
-struct Node {
+pub struct Node {
     kind: Kind,
     /// The value's text: `start..end`.
     start: u32,
@@ -63,7 +85,7 @@ impl<'a> Doc<'a> {
         let mut p = Parser { bytes: text.as_bytes(), at: 0, nodes: Vec::with_capacity(text.len() / 8 + 1) };
         p.value(0, (0, 0, false))?;
         p.space();
-        (p.at == p.bytes.len()).then_some(Doc { text, nodes: p.nodes })
+        (p.at == p.bytes.len()).then_some(Doc { text, nodes: Cow::Owned(p.nodes) })
     }
 
     pub fn root(&self) -> Val<'_, 'a> {
@@ -194,12 +216,7 @@ impl<'d, 'a> Val<'d, 'a> {
 /// gives a key twice (serde refuses it), or has a member `b` has not.
 pub fn same(a: Val, b: Val) -> bool {
     match (a.kind(), b.kind()) {
-        (Kind::Object, Kind::Object) => {
-            let present = |v: Val| v.children().filter(|v| !v.is_null()).count();
-            !a.repeats_a_key()
-                && present(a) == present(b)
-                && a.children().all(|v| v.is_null() || b.children().any(|w| w.same_key(&v) && same(v, w)))
-        }
+        (Kind::Object, Kind::Object) => same_as_union(a, &[b]),
         (Kind::Array, Kind::Array) => {
             let (mut x, mut y) = (a.children(), b.children());
             loop {
@@ -214,6 +231,17 @@ pub fn same(a: Val, b: Val) -> bool {
         (Kind::String, Kind::String) => a.raw() == b.raw() || ((a.escaped() || b.escaped()) && a.str() == b.str()),
         (x, y) => x == y && a.raw() == b.raw(),
     }
+}
+
+/// Whether the object `a` holds what the objects `parts` hold together (as
+/// [`same`] compares; no key is in two of `parts`).
+pub fn same_as_union(a: Val, parts: &[Val]) -> bool {
+    let present = |v: &Val| v.children().filter(|v| !v.is_null()).count();
+    a.kind() == Kind::Object
+        && parts.iter().all(|p| p.kind() == Kind::Object)
+        && !a.repeats_a_key()
+        && present(&a) == parts.iter().map(present).sum::<usize>()
+        && a.children().all(|v| v.is_null() || parts.iter().any(|p| p.children().any(|w| w.same_key(&v) && same(v, w))))
 }
 
 /// The characters of a string's text (without its quotes), which [`Doc::parse`] checked.
@@ -524,6 +552,16 @@ mod tests {
         assert!(!same("[1, 2]", "[2, 1]") && !same("[1]", "[1, 1]") && !same("[]", "{}"));
         assert!(!same("3", "3.0") && !same("3", r#""3""#) && !same("true", "false") && same("null", "null"));
         assert!(!same(r#"{"a": []}"#, "{}"), "an empty list is not an absent one");
+
+        let union = |a: &str, b: &str, c: &str| {
+            let (a, b, c) = (Doc::parse(a).unwrap(), Doc::parse(b).unwrap(), Doc::parse(c).unwrap());
+            same_as_union(a.root(), &[b.root(), c.root()])
+        };
+        assert!(union(r#"{"a": 1, "b": 2}"#, r#"{"b": 2}"#, r#"{"a": 1}"#));
+        assert!(!union(r#"{"a": 1}"#, r#"{"b": 2}"#, r#"{"a": 1}"#), "b missing");
+        assert!(!union(r#"{"a": 1, "b": 2, "c": 3}"#, r#"{"b": 2}"#, r#"{"a": 1}"#), "c in neither");
+        assert!(!union(r#"{"a": 1, "b": 3}"#, r#"{"b": 2}"#, r#"{"a": 1}"#));
+        assert!(!union("[]", "{}", "{}"));
     }
 
     /// What serde_json accepts, this accepts (and the reverse), on every

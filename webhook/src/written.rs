@@ -15,11 +15,18 @@ use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext,
 
 use crate::inject::{self, Config, Home};
 use crate::json::extend;
+use crate::scan::Scanned;
 
-/// One of the shared parts: inject's value, and its JSON text.
+/// One of the shared parts: inject's value, and its JSON text, scanned.
 pub struct Part<T> {
     pub value: T,
-    pub text: Box<[u8]>,
+    pub json: Scanned,
+}
+
+impl<T> Part<T> {
+    pub fn text(&self) -> &[u8] {
+        self.json.text().as_bytes()
+    }
 }
 
 /// The parts of one kind kept on a thread, with the inputs each was made from.
@@ -51,7 +58,8 @@ fn kept<K, T: serde::Serialize>(
         let value = make();
         let mut text = Vec::with_capacity(1024);
         let _ = extend(&mut text, &value);
-        let part = Rc::new(Part { value, text: text.into_boxed_slice() });
+        let json = String::from_utf8(text).ok().and_then(Scanned::parse).expect("inject's values are JSON");
+        let part = Rc::new(Part { value, json });
         if parts.len() == KEPT {
             parts.clear();
         }
@@ -123,21 +131,22 @@ pub fn write_keys_volume(out: &mut Vec<u8>, secret: &str) {
     let part = kept(&KEYS_VOLUMES, |_| true, || (), || inject::keys_volume(SECRET_HOLE));
     let mut hole = Vec::new();
     crate::json::write_str(&mut hole, SECRET_HOLE);
-    let at = part.text.windows(hole.len()).position(|w| w == hole).expect("the keys volume names its Secret");
-    out.extend_from_slice(&part.text[..at]);
+    let text = part.text();
+    let at = text.windows(hole.len()).position(|w| w == hole).expect("the keys volume names its Secret");
+    out.extend_from_slice(&text[..at]);
     crate::json::write_str(out, secret);
-    out.extend_from_slice(&part.text[at + hole.len()..]);
+    out.extend_from_slice(&text[at + hole.len()..]);
 }
 
 /// Appends [`inject::installer`]'s text.
 pub fn write_installer(out: &mut Vec<u8>, cfg: &Config, ids: (i64, i64)) {
-    out.extend_from_slice(&installer(cfg, ids).text);
+    out.extend_from_slice(installer(cfg, ids).text());
 }
 
 /// Appends [`inject::sidecar`]'s text: [`sidecar_fixed`]'s with the fields of
 /// [`inject::sidecar_from_workload`] added to it.
 pub fn write_sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) {
-    out.extend_from_slice(&sidecar_fixed(s.ssh_port, ids).text);
+    out.extend_from_slice(sidecar_fixed(s.ssh_port, ids).text());
     // `{…fixed}` and `{…from the workload}` (neither empty) make `{…fixed,…from the workload}`.
     debug_assert_eq!(out.last(), Some(&b'}'));
     out.pop();
@@ -153,7 +162,8 @@ pub fn write_sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: 
 pub fn write_claworc_volumes(out: &mut Vec<u8>, s: &Settings) {
     write_keys_volume(out, &s.ssh_secret);
     out.push(b',');
-    let text = &claworc_volumes_fixed(s.known_hosts_configmap.as_deref()).text;
+    let part = claworc_volumes_fixed(s.known_hosts_configmap.as_deref());
+    let text = part.text();
     out.extend_from_slice(&text[1..text.len() - 1]);
 }
 
