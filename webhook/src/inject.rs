@@ -647,7 +647,7 @@ pub fn sidecar_from_workload(s: &Settings, target: &Container, home: &Home) -> S
 }
 
 /// The sidecar's fields that depend only on the SSH port and the session IDs
-/// (the same for most instances, so [`crate::partial`] writes them once).
+/// (the same for most instances: [`crate::written`] keeps them written).
 pub fn sidecar_fixed(ssh_port: u16, ids: (i64, i64)) -> Container {
     Container {
         name: SIDECAR.into(),

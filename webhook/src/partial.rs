@@ -5,14 +5,16 @@
 //!
 //! Parsing the whole object into k8s-openapi values, and writing the template
 //! back from them, cost more than everything else the webhook does. Here the
-//! pod template is read only as far as the rules and injection read it:
-//! strings borrowed from the body; the security contexts, the init containers
-//! and claworc's volumes as the k8s-openapi values that [`validate`]'s rules
-//! and [`inject`]'s functions take; every other field kept as the raw JSON it
-//! arrived as. The patch is written straight from that: the user's fields as
-//! they came, claworc's parts serialized from [`inject`]'s own values. The
-//! re-check compares the template with what injection makes piece by piece,
-//! with the same values.
+//! body is read once by [`scan`] (one small reader: in the server, the code a
+//! request runs costs beside its instructions), and the pod template only as
+//! far as the rules and injection read it: strings borrowed from the body; the
+//! security contexts as the k8s-openapi values that [`validate`]'s rules and
+//! [`inject`]'s functions take; every other field kept as the text it arrived
+//! as. The patch is written straight from that: the user's fields as they
+//! came, claworc's parts as [`written`] keeps them (serialized from
+//! [`inject`]'s own values). The re-check compares the template with what
+//! injection makes piece by piece: claworc's init containers and volumes with
+//! the text injection writes ([`scan::same`]), the rest as values.
 //!
 //! This model only ever *allows*. Whatever it does not model (an object that
 //! is not opted in, or being deleted; a template another release injected; an

@@ -2,9 +2,10 @@
 //! inputs they depend on (the configuration, the session IDs, the SSH port,
 //! the user's `known_hosts` ConfigMap), made and serialized once per thread
 //! and kept for the inputs last asked. [`crate::partial`] writes their text
-//! into the patch and compares templates with their values. Making them for
-//! every request was a fifth of `/mutate`'s work; the answers are the same
-//! either way (`tests/partial_props.rs` compares them with the typed review's).
+//! into the patch and compares templates with it (kept scanned, for
+//! [`crate::scan::same`]). Making them for every request was a fifth of
+//! `/mutate`'s work; the answers are the same either way
+//! (`tests/partial_props.rs` compares them with the typed review's).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -126,7 +127,7 @@ pub fn hardened_container() -> Rc<Part<Option<SecurityContext>>> {
 const SECRET_HOLE: &str = "\0";
 
 /// Appends [`inject::keys_volume`]'s text for `secret`: the kept text of the
-/// volume for [`SECRET_HOLE`], with `secret` in its place.
+/// volume for a name no Secret has (`SECRET_HOLE`), with `secret` in its place.
 pub fn write_keys_volume(out: &mut Vec<u8>, secret: &str) {
     let part = kept(&KEYS_VOLUMES, |_| true, || (), || inject::keys_volume(SECRET_HOLE));
     let mut hole = Vec::new();
