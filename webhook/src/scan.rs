@@ -564,8 +564,8 @@ mod tests {
         assert!(!union("[]", "{}", "{}"));
     }
 
-    /// What serde_json accepts, this accepts (and the reverse), on every
-    /// case of JSONTestSuite's kinds that matter here.
+    /// What serde_json accepts, this accepts, and the reverse: numbers,
+    /// literals, strings and their escapes, separators, nesting.
     #[test]
     fn accepts_what_serde_json_accepts() {
         let deep_ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
