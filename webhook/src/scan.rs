@@ -14,6 +14,11 @@ use std::borrow::Cow;
 /// How deep arrays and objects may nest (serde_json refuses deeper than 128).
 pub const MAX_DEPTH: usize = 100;
 
+/// Values reserved for before reading (compact JSON has about one per eight
+/// bytes); a larger document grows the list as it goes, so a body of long
+/// strings is not given a list several times its size.
+const MAX_RESERVED: usize = 4096;
+
 /// A parsed document.
 pub struct Doc<'a> {
     text: &'a str,
@@ -82,7 +87,7 @@ impl<'a> Doc<'a> {
         if text.len() >= u32::MAX as usize {
             return None;
         }
-        let mut p = Parser { bytes: text.as_bytes(), at: 0, nodes: Vec::with_capacity(text.len() / 8 + 1) };
+        let mut p = Parser { bytes: text.as_bytes(), at: 0, nodes: Vec::with_capacity((text.len() / 8 + 1).min(MAX_RESERVED)) };
         p.value(0, (0, 0, false))?;
         p.space();
         (p.at == p.bytes.len()).then_some(Doc { text, nodes: Cow::Owned(p.nodes) })
