@@ -87,7 +87,8 @@ impl<'a> Doc<'a> {
         if text.len() >= u32::MAX as usize {
             return None;
         }
-        let mut p = Parser { bytes: text.as_bytes(), at: 0, nodes: Vec::with_capacity((text.len() / 8 + 1).min(MAX_RESERVED)) };
+        let mut p =
+            Parser { bytes: text.as_bytes(), at: 0, nodes: Vec::with_capacity((text.len() / 8 + 1).min(MAX_RESERVED)) };
         p.value(0, (0, 0, false))?;
         p.space();
         (p.at == p.bytes.len()).then_some(Doc { text, nodes: Cow::Owned(p.nodes) })
