@@ -489,25 +489,25 @@ fn read_spec<'a>(v: Val<'_, 'a>) -> Option<Spec<'a>> {
     read_struct(v, &mut |k, v| {
         match k {
             "replicas" => s.replicas = opt(v, |v| v.int())?,
-            "strategy" => {
-                s.strategy_type = opt(v, |v| {
-                    let mut t = None;
-                    read_struct(v, &mut |k, v| {
-                        if k == "type" {
-                            t = opt(v, str)?;
-                        }
-                        Some(())
-                    })?;
-                    Some(t)
-                })?
-                .flatten()
-            }
+            "strategy" => s.strategy_type = opt(v, read_strategy_type)?.flatten(),
             "template" => (s.template, template) = (read_template(v)?, true),
             _ => {}
         }
         Some(())
     })?;
     template.then_some(s)
+}
+
+/// A Deployment strategy's `type`.
+fn read_strategy_type<'a>(v: Val<'_, 'a>) -> Option<Option<Str<'a>>> {
+    let mut t = None;
+    read_struct(v, &mut |k, v| {
+        if k == "type" {
+            t = opt(v, str)?;
+        }
+        Some(())
+    })?;
+    Some(t)
 }
 
 fn read_template<'a>(v: Val<'_, 'a>) -> Option<Template<'a>> {
