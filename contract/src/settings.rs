@@ -52,13 +52,28 @@ impl Settings {
     /// Parses the annotations of the Deployment `name`. Every problem is
     /// reported, not just the first.
     pub fn from_annotations(name: &str, annotations: &BTreeMap<String, String>) -> Result<Self, Vec<AnnotationError>> {
+        Self::from_pairs(name, annotations.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// [`Settings::from_annotations`] from the annotations as key–value
+    /// pairs, in any order (of a key given twice, the last counts).
+    pub fn from_pairs<'a>(
+        name: &str,
+        annotations: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, Vec<AnnotationError>> {
         let mut errors = Vec::new();
-        for key in annotations.keys().filter(|k| k.starts_with(PREFIX)) {
+        let mut given = Vec::new();
+        for (key, value) in annotations.into_iter().filter(|(k, _)| k.starts_with(PREFIX)) {
             if a::find(key).is_none() {
-                errors.push(AnnotationError::Unknown { key: key.clone(), suggestion: a::nearest(key) });
+                errors.push(AnnotationError::Unknown { key: key.to_string(), suggestion: a::nearest(key) });
             }
+            given.push((key, value));
         }
-        let mut p = Parser { annotations, errors };
+        Self::parse(name, Parser { given, errors })
+    }
+
+    /// The settings from the annotations given (not generic: one copy).
+    fn parse(name: &str, mut p: Parser) -> Result<Self, Vec<AnnotationError>> {
         let settings = Settings {
             ssh_secret: p.get(a::SSH_SECRET, names::default_secret_name(name), |v| {
                 dns_subdomain(v).then(|| v.to_string()).ok_or("use a Secret name: lower-case letters, digits, '-' and '.', at most 253 characters")
@@ -110,17 +125,25 @@ const PORT_FIX: &str = "use a port from 1024 to 65535 (sshd runs without root, s
 const ID_FIX: &str = "use a numeric id from 1 to 2147483647 (0 is root, which Pod Security \"restricted\" refuses)";
 
 struct Parser<'a> {
-    annotations: &'a BTreeMap<String, String>,
+    /// The `claworc.io/*` annotations given, in order.
+    given: Vec<(&'a str, &'a str)>,
     errors: Vec<AnnotationError>,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn get<T>(&mut self, key: &'static str, default: T, parse: impl FnOnce(&str) -> Result<T, &'static str>) -> T {
-        let Some(value) = self.annotations.get(key) else { return default };
+        let Some(value) = self.value(key) else { return default };
         parse(value.trim()).unwrap_or_else(|fix| {
-            self.errors.push(AnnotationError::Invalid { key, value: value.clone(), fix: fix.to_string() });
+            self.errors.push(AnnotationError::Invalid { key, value: value.to_string(), fix: fix.to_string() });
             default
         })
+    }
+
+    /// The value last given for `key`. Out of line: one copy of the search
+    /// instead of one inlined into each annotation's parse.
+    #[inline(never)]
+    fn value(&self, key: &str) -> Option<&'a str> {
+        self.given.iter().rev().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 }
 
@@ -188,6 +211,23 @@ mod tests {
         assert_eq!(s.known_hosts, ["github", "gitlab", "bitbucket"]);
         assert_eq!(s.strict_host_key_checking, StrictHostKeyChecking::Yes);
         assert_eq!(s.egress, "restricted");
+    }
+
+    /// Pairs read as the map they make: the last of a key given twice
+    /// counts, and other prefixes are ignored.
+    #[test]
+    fn pairs_read_as_the_map_they_make() {
+        let pairs = [
+            (a::SSH_PORT, "22"),
+            ("app.kubernetes.io/name", "x"),
+            (a::EGRESS, "open"),
+            (a::SSH_PORT, "2200"),
+            ("claworc.io/unknown", "1"),
+        ];
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(Settings::from_pairs("box", pairs), Settings::from_annotations("box", &map));
+        let s = Settings::from_pairs("box", pairs[..4].iter().copied()).unwrap();
+        assert_eq!((s.ssh_port, s.egress.as_str()), (2200, "open"));
     }
 
     #[test]

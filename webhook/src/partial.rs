@@ -109,20 +109,13 @@ fn read<'b>(body: &'b [u8], cfg: &Config) -> Option<(Doc<'b>, Request<'b>, Objec
         || !is_deployment(object.api_version.as_ref(), object.kind.as_ref())
         || request.old_object.as_ref().is_some_and(|o| !is_deployment(o.api_version.as_ref(), o.kind.as_ref()))
         || object.metadata.deletion_timestamp
-        || !opts_in(object.metadata.labels.as_ref()?.get(&Str(LABEL_SSH.into())).map(|v| &*v.0))
+        || !opts_in(object.metadata.labels.as_ref()?.iter().rev().find(|(k, _)| k.0 == LABEL_SSH).map(|(_, v)| &*v.0))
         || object.metadata.name.0.is_empty()
     {
         return None;
     }
-    let annotations: BTreeMap<String, String> = object
-        .metadata
-        .annotations
-        .iter()
-        .flatten()
-        .filter(|(k, _)| k.0.starts_with(PREFIX))
-        .map(|(k, v)| (k.0.to_string(), v.0.to_string()))
-        .collect();
-    let settings = Settings::from_annotations(&object.metadata.name.0, &annotations).ok()?;
+    let annotations = object.metadata.annotations.iter().flatten().map(|(k, v)| (&*k.0, &*v.0));
+    let settings = Settings::from_pairs(&object.metadata.name.0, annotations).ok()?;
     if object.denies(&settings, cfg) {
         return None;
     }
@@ -200,8 +193,9 @@ struct Object<'a> {
 #[derive(Default)]
 struct Meta<'a> {
     name: Str<'a>,
-    labels: Option<BTreeMap<Str<'a>, Str<'a>>>,
-    annotations: Option<BTreeMap<Str<'a>, Str<'a>>>,
+    /// Labels and annotations as given (of a key given twice, the last counts).
+    labels: Option<Vec<(Str<'a>, Str<'a>)>>,
+    annotations: Option<Vec<(Str<'a>, Str<'a>)>>,
     deletion_timestamp: bool,
 }
 
@@ -360,7 +354,7 @@ fn typed<T: serde::de::DeserializeOwned>(v: Val) -> Option<T> {
     serde_json::from_str(v.raw()).ok()
 }
 
-fn string_map<'a>(v: Val<'_, 'a>) -> Option<BTreeMap<Str<'a>, Str<'a>>> {
+fn string_pairs<'a>(v: Val<'_, 'a>) -> Option<Vec<(Str<'a>, Str<'a>)>> {
     (v.kind() == Kind::Object).then(|| v.members().map(|(k, v)| Some((Str(k), str(v)?))).collect()).flatten()
 }
 
@@ -473,8 +467,8 @@ fn read_meta<'a>(v: Val<'_, 'a>) -> Option<Meta<'a>> {
     read_struct(v, &mut |k, v| {
         match k {
             "name" => m.name = str(v)?,
-            "labels" => m.labels = opt(v, string_map)?,
-            "annotations" => m.annotations = opt(v, string_map)?,
+            "labels" => m.labels = opt(v, string_pairs)?,
+            "annotations" => m.annotations = opt(v, string_pairs)?,
             "deletionTimestamp" => m.deletion_timestamp = !v.is_null(),
             _ => {}
         }
