@@ -41,8 +41,7 @@ use claworc_contract::names::*;
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, VolumeMount};
-use kube::core::TypeMeta;
-use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::admission::Operation;
 
 use crate::inject::{self, Config, Home};
 use crate::json::{extend, write_str};
@@ -52,7 +51,10 @@ use crate::{wire, written};
 
 /// The answer (allowed, with its patch or warnings), and what the server logs of the request.
 pub struct Answer<'b> {
-    pub response: AdmissionResponse,
+    /// The AdmissionReview to send ([`wire::allowed_review`]).
+    pub review: Vec<u8>,
+    /// Whether it carries a patch.
+    pub patched: bool,
     pub uid: Cow<'b, str>,
     pub namespace: Cow<'b, str>,
     pub name: Cow<'b, str>,
@@ -67,15 +69,12 @@ pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
     let (doc, request, object, settings) = read(body, cfg)?;
     let template = &object.spec.template;
     let stored_version = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
-    let response = allowed(&request.uid.0);
     if stored_version == Some(&cfg.version) {
         // Injected by this release: no patch if it is still what injection makes.
-        return template.is_injected(&doc, &object.metadata.name.0, &settings, cfg)?.then(|| request.answer(response));
+        return template.is_injected(&doc, &object.metadata.name.0, &settings, cfg)?.then(|| request.answer(None, &[]));
     }
     let patch = template.injected_patch(&object.metadata.name.0, &settings, cfg)?;
-    let mut response = response.with_patch(json_patch::Patch(Vec::new())).ok()?;
-    response.patch = Some(patch);
-    Some(request.answer(response))
+    Some(request.answer(Some(&patch), &[]))
 }
 
 /// `/validate`: allowed, with its warnings, when no rule denies the object and
@@ -92,11 +91,7 @@ pub fn validate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
     let volumes = template.spec.iter().flat_map(|p| p.volumes.iter().flatten());
     let claims = volumes.flat_map(|v| &v.rest).any(|(k, v)| k.0 == "persistentVolumeClaim" && v.0 != "null");
     validate::warn_about(strategy, claims, &settings, &mut verdict);
-    let mut response = allowed(&request.uid.0);
-    if !verdict.warnings.is_empty() {
-        response.warnings = Some(verdict.warnings);
-    }
-    Some(request.answer(response))
+    Some(request.answer(None, &verdict.warnings))
 }
 
 /// The body's scanned document, the request, its opted-in object and its
@@ -128,16 +123,6 @@ fn is_deployment(api_version: Option<&Str>, kind: Option<&Str>) -> bool {
         && kind.is_none_or(|k| k.0 == <Deployment as Resource>::KIND)
 }
 
-/// An allowed response (to be given its patch or warnings).
-fn allowed(uid: &str) -> AdmissionResponse {
-    let mut response = AdmissionResponse::invalid("");
-    response.types = TypeMeta { api_version: wire::API_VERSION.into(), kind: wire::KIND.into() };
-    response.uid = uid.to_string();
-    response.allowed = true;
-    response.result = Default::default();
-    response
-}
-
 // ---- the model ----
 
 /// A string of the body: borrowed unless it was written with escapes.
@@ -164,9 +149,11 @@ struct Request<'a> {
 }
 
 impl<'b> Request<'b> {
-    fn answer(self, response: AdmissionResponse) -> Answer<'b> {
+    /// Allowed, with this patch or these warnings.
+    fn answer(self, patch: Option<&[u8]>, warnings: &[String]) -> Answer<'b> {
         Answer {
-            response,
+            review: wire::allowed_review(&self.uid.0, patch, warnings),
+            patched: patch.is_some(),
             uid: self.uid.0,
             namespace: self.namespace.map_or(Cow::Borrowed(""), |n| n.0),
             name: self.name.0,

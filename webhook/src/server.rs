@@ -268,11 +268,10 @@ fn answer_partial<'b>(config: &Config, endpoint: Endpoint, body: &'b [u8]) -> Op
         Endpoint::Validate => partial::validate(body, config),
     })
     .ok()??;
-    let outcome = if a.response.patch.is_some() { Outcome::Patched } else { Outcome::Allowed };
-    let body = review_json(a.response).ok()?;
+    let outcome = if a.patched { Outcome::Patched } else { Outcome::Allowed };
     let subject =
         Subject { uid: a.uid, namespace: a.namespace, name: a.name, operation: a.operation, dry_run: a.dry_run };
-    Some((subject, Ok((outcome, body, String::new()))))
+    Some((subject, Ok((outcome, a.review, String::new()))))
 }
 
 /// The review of a parsed request: its outcome, the AdmissionReview to send

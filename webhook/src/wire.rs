@@ -375,6 +375,36 @@ pub fn review_json(mut response: AdmissionResponse) -> serde_json::Result<Vec<u8
     Ok(out)
 }
 
+/// What [`review_json`] writes for an allowed response with this uid, JSONPatch
+/// and warnings, written directly (for [`crate::partial`]: kube-core's
+/// response, its `Status` and their serializers are code each request runs).
+pub fn allowed_review(uid: &str, patch: Option<&[u8]>, warnings: &[String]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + patch.map_or(0, |p| p.len().div_ceil(3) * 4));
+    out.extend_from_slice(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"#);
+    crate::json::write_str(&mut out, uid);
+    out.extend_from_slice(br#","allowed":true,"status":{}"#);
+    if patch.is_some() {
+        out.extend_from_slice(br#","patchType":"JSONPatch""#);
+    }
+    if !warnings.is_empty() {
+        out.extend_from_slice(br#","warnings":["#);
+        for (i, w) in warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            crate::json::write_str(&mut out, w);
+        }
+        out.push(b']');
+    }
+    if let Some(patch) = patch {
+        out.extend_from_slice(br#","patch":""#);
+        encode_base64(&mut out, patch);
+        out.push(b'"');
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
 /// Appends `data` in standard base64 with padding.
 fn encode_base64(out: &mut Vec<u8>, data: &[u8]) {
     base64_simd::STANDARD.encode_append(data, out);
@@ -383,6 +413,32 @@ fn encode_base64(out: &mut Vec<u8>, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The allowed answer written directly is, byte for byte, kube-core's
+    /// response as [`review_json`] writes it.
+    #[test]
+    fn the_allowed_review_is_kube_cores() {
+        let warnings = ["one \"quoted\" warning".to_string(), "another\n".to_string()];
+        for uid in ["6f0c7a6e-3f5e-4a0b-9d6c-1c9f1c2b7a11", "an \"odd\" uid\u{1}"] {
+            for patch in [None, Some(&b"[{\"op\":\"add\",\"path\":\"/a\",\"value\":1}]"[..])] {
+                for warnings in [&[][..], &warnings[..1], &warnings[..]] {
+                    let mut response = AdmissionResponse::invalid("");
+                    response.uid = uid.into();
+                    response.allowed = true;
+                    response.result = Default::default();
+                    if let Some(patch) = patch {
+                        response = response.with_patch(serde_json::from_slice(patch).unwrap()).unwrap();
+                    }
+                    if !warnings.is_empty() {
+                        response.warnings = Some(warnings.to_vec());
+                    }
+                    let want = String::from_utf8(review_json(response).unwrap()).unwrap();
+                    let have = String::from_utf8(allowed_review(uid, patch, warnings)).unwrap();
+                    assert_eq!(have, want);
+                }
+            }
+        }
+    }
 
     #[test]
     fn refuses_wrong_kinds_and_missing_parts() {

@@ -198,12 +198,11 @@ fn no_request_body_makes_the_review_panic() {
             mutate_bytes(&mut body, &mut rng, other);
         }
         let outcome = std::panic::catch_unwind(|| {
-            let fast = [partial::mutate(&body, &cfg), partial::validate(&body, &cfg)]
-                .map(|a| a.map(|a| (a.response.patch.is_some(), server::review_json(a.response).expect("it encodes"))));
+            let fast = [partial::mutate(&body, &cfg), partial::validate(&body, &cfg)].map(|a| a.map(|a| a.patched));
             let Ok(req) = server::parse_review(&body) else { return (false, false) };
             let typed = [review::mutate(&req, &cfg), review::validate(&req, &cfg)];
             for (fast, typed) in fast.iter().zip(&typed) {
-                if let Some((patched, _)) = fast {
+                if let Some(patched) = fast {
                     assert!(
                         typed.allowed && typed.patch.is_some() == *patched,
                         "partial answers unlike the typed review"

@@ -10,7 +10,6 @@
 use claworc_webhook::inject::Config;
 use claworc_webhook::{partial, review, wire};
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::core::admission::AdmissionResponse;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -30,10 +29,10 @@ fn body(old: Option<&Value>, object: &Value) -> Vec<u8> {
     .unwrap()
 }
 
-/// The Deployment stored when `response` is applied to `object`.
-fn stored(object: &Value, response: &AdmissionResponse) -> Deployment {
+/// The Deployment stored when `patch` (a JSONPatch) is applied to `object`.
+fn stored(object: &Value, patch: Option<&[u8]>) -> Deployment {
     let mut v = object.clone();
-    if let Some(patch) = &response.patch {
+    if let Some(patch) = patch {
         let patch: json_patch::Patch = serde_json::from_slice(patch).unwrap();
         json_patch::patch(&mut v, &patch).unwrap();
     }
@@ -48,14 +47,21 @@ fn agree(object: &Value, body: &[u8], mutate: bool) -> Result<bool, TestCaseErro
     let typed = if mutate { review::mutate(&req, &cfg) } else { review::validate(&req, &cfg) };
     let fast = if mutate { partial::mutate(body, &cfg) } else { partial::validate(body, &cfg) };
     let Some(fast) = fast else { return Ok(false) };
-    let fast = fast.response;
     prop_assert!(typed.allowed, "partial allowed what the typed review denies: {}", typed.result.message);
-    prop_assert!(fast.allowed);
-    prop_assert_eq!(fast.patch.is_some(), typed.patch.is_some(), "one patches, the other does not");
-    prop_assert!(stored(object, &fast) == stored(object, &typed), "the patches store different Deployments");
+    let (patched, fast): (bool, Value) = (fast.patched, serde_json::from_slice(&fast.review).unwrap());
+    let typed: Value = serde_json::from_slice(&wire::review_json(typed).unwrap()).unwrap();
+    prop_assert_eq!(patched, fast["response"].get("patch").is_some(), "the answer says it patches and does not");
+    prop_assert_eq!(patched, typed["response"].get("patch").is_some(), "one patches, the other does not");
+    let patch = |review: &Value| -> Option<Vec<u8>> {
+        let patch = review["response"].get("patch")?.clone();
+        Some(serde_json::from_value::<k8s_openapi::ByteString>(patch).unwrap().0)
+    };
+    prop_assert!(
+        stored(object, patch(&fast).as_deref()) == stored(object, patch(&typed).as_deref()),
+        "the patches store different Deployments"
+    );
     // Both answers, as the server writes them, are the same JSON but for the patch's bytes.
-    let answer = |r: AdmissionResponse| -> Value {
-        let mut v: Value = serde_json::from_slice(&wire::review_json(r).unwrap()).unwrap();
+    let answer = |mut v: Value| -> Value {
         v["response"]["patch"] = Value::Null;
         v
     };
@@ -81,7 +87,7 @@ proptest! {
         }
         // The stored object sent again (an UPDATE such as `kubectl apply`
         // makes): no patch, and allowed, with the same warnings.
-        let stored = serde_json::to_value(stored(&d, &res)).unwrap();
+        let stored = serde_json::to_value(stored(&d, res.patch.as_deref())).unwrap();
         let update = body(Some(&stored), &stored);
         prop_assert!(agree(&stored, &update, true)?, "partial must answer /mutate of what this release injected");
         prop_assert!(agree(&stored, &update, false)?, "partial must answer /validate of what this release injected");
@@ -133,7 +139,7 @@ fn partial_answers_the_fixtures_as_the_typed_review() {
         let object = &review["request"]["object"];
         assert!(agree(object, &text, true).unwrap(), "{fixture}: partial did not answer /mutate");
         let res = review::mutate(&wire::parse_review(&text).unwrap(), &Config::default());
-        let injected = serde_json::to_value(stored(object, &res)).unwrap();
+        let injected = serde_json::to_value(stored(object, res.patch.as_deref())).unwrap();
         let update = body(Some(&injected), &injected);
         assert!(agree(&injected, &update, true).unwrap(), "{fixture}: partial did not answer /mutate of it injected");
         assert!(agree(&injected, &update, false).unwrap(), "{fixture}: partial did not answer /validate");
