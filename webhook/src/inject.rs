@@ -140,7 +140,7 @@ fn inject_pod(spec: &mut PodSpec, settings: &Settings, cfg: &Config) {
     };
     let home = home(target);
     set_home_volume(&mut spec.volumes, &home);
-    let ids = session_ids(spec.security_context.as_ref(), target, settings);
+    let ids = session_ids(spec.security_context.as_ref(), target.security_context.as_ref(), settings);
     let mut init = Vec::with_capacity(user_init.len() + 2);
     init.push(installer(cfg, ids));
     init.push(sidecar(settings, target, &home, ids));
@@ -338,7 +338,12 @@ pub fn shareable(path: &str) -> bool {
 
 /// The target's mounts the sidecar shares (claworc's own are added separately).
 pub fn shared_mounts(target: &Container) -> impl Iterator<Item = &VolumeMount> {
-    target.volume_mounts.iter().flatten().filter(|m| !m.name.starts_with(VOLUME_PREFIX) && shareable(&m.mount_path))
+    target.volume_mounts.iter().flatten().filter(|m| is_shared(&m.name, &m.mount_path))
+}
+
+/// Whether the sidecar shares the target's mount of volume `name` at `path`.
+pub fn is_shared(name: &str, path: &str) -> bool {
+    !name.starts_with(VOLUME_PREFIX) && shareable(path)
 }
 
 /// Where SSH sessions live: `$HOME`, and whether it needs a volume of its own.
@@ -364,14 +369,31 @@ impl Home {
 /// home=PATH:SIZE`), else [`HOME_DIR`] when a shared volume holds it, else an
 /// emptyDir at [`HOME_DIR`].
 pub fn home(target: &Container) -> Home {
-    let shared: Vec<String> = shared_mounts(target).filter_map(|m| clean_path(&m.mount_path)).collect();
-    let in_volume = |p: &str| shared.iter().any(|m| is_under(p, m));
     let env_home = target.env.iter().flatten().find(|e| e.name == "HOME" && e.value_from.is_none());
-    if let Some(h) = env_home.and_then(|e| e.value.as_deref()).and_then(clean_path).filter(|h| in_volume(h)) {
+    let shared: Vec<SharedMount> = shared_mounts(target)
+        .map(|m| SharedMount { name: &m.name, path: &m.mount_path, sub_path: m.sub_path.is_some() })
+        .collect();
+    home_of(env_home.and_then(|e| e.value.as_deref()), &shared)
+}
+
+/// A mount of the target the sidecar shares, as [`home_of`] reads it.
+pub struct SharedMount<'a> {
+    pub name: &'a str,
+    pub path: &'a str,
+    /// Whether it mounts a `subPath`.
+    pub sub_path: bool,
+}
+
+/// [`home`], from the target's first `HOME` given as a value (if any) and the
+/// mounts the sidecar shares.
+pub fn home_of(env_home: Option<&str>, shared: &[SharedMount]) -> Home {
+    let paths: Vec<String> = shared.iter().filter_map(|m| clean_path(m.path)).collect();
+    let in_volume = |p: &str| paths.iter().any(|m| is_under(p, m));
+    if let Some(h) = env_home.and_then(clean_path).filter(|h| in_volume(h)) {
         return Home::InVolume(h);
     }
-    if let Some(m) = shared_mounts(target).find(|m| m.name == HOME_VOLUME && m.sub_path.is_none()) {
-        return Home::InVolume(clean_path(&m.mount_path).unwrap_or_default());
+    if let Some(m) = shared.iter().find(|m| m.name == HOME_VOLUME && !m.sub_path) {
+        return Home::InVolume(clean_path(m.path).unwrap_or_default());
     }
     if in_volume(HOME_DIR) { Home::InVolume(HOME_DIR.into()) } else { Home::EmptyDir }
 }
@@ -407,10 +429,10 @@ fn empty_dir(name: &str, medium: Option<&str>, size: &str) -> Volume {
     }
 }
 
-/// The UID and GID sessions run as: the target container's, else the pod's
-/// (which [`harden_pod`] always sets), so files are shared with the workload.
-pub fn session_ids(pod: Option<&PodSecurityContext>, target: &Container, s: &Settings) -> (i64, i64) {
-    let container = target.security_context.as_ref();
+/// The UID and GID sessions run as: the target container's (given its
+/// security context), else the pod's (which [`harden_pod`] always sets), so
+/// files are shared with the workload.
+pub fn session_ids(pod: Option<&PodSecurityContext>, container: Option<&SecurityContext>, s: &Settings) -> (i64, i64) {
     let uid = container.and_then(|c| c.run_as_user).or(pod.and_then(|p| p.run_as_user)).unwrap_or(s.run_as_user);
     let gid = container.and_then(|c| c.run_as_group).or(pod.and_then(|p| p.run_as_group)).unwrap_or(s.run_as_group);
     (uid, gid)
@@ -603,47 +625,53 @@ pub struct SidecarFromWorkload {
 
 /// The sidecar's image, pull policy, working directory, environment and mounts.
 pub fn sidecar_from_workload(s: &Settings, target: &Container, home: &Home) -> SidecarFromWorkload {
-    let mut mounts = vec![
-        VolumeMount {
-            name: VOLUME_KEYS.into(),
-            mount_path: KEYS_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        VolumeMount {
-            name: VOLUME_RUN.into(),
-            mount_path: RUN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        // An SSH user must not act as the pod's ServiceAccount: the
-        // ServiceAccount admission plugin adds no token where a mount exists.
-        VolumeMount {
-            name: VOLUME_NO_TOKEN.into(),
-            mount_path: SERVICE_ACCOUNT_TOKEN_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-    ];
+    let mut mounts = sidecar_own_mounts();
     mounts.extend(shared_mounts(target).cloned());
     if *home == Home::EmptyDir {
-        mounts.push(VolumeMount { name: VOLUME_HOME.into(), mount_path: HOME_DIR.into(), ..Default::default() });
+        mounts.push(home_mount());
     }
     mounts.extend(known_hosts_mounts(s));
     let mut env: Vec<EnvVar> =
         target.env.iter().flatten().filter(|e| !SIDECAR_ENV.contains(&e.name.as_str())).cloned().collect();
-    let var = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
-    env.push(var(ENV_SSHD_CONFIG, SshdConfig::from_settings(s).render()));
-    env.push(var(ENV_GIT_SSH_COMMAND, git_ssh_command(s)));
-    env.push(var("HOME", home.path().to_string()));
+    env.extend(sidecar_settings_env(s));
+    env.push(EnvVar { name: "HOME".into(), value: Some(home.path().to_string()), ..Default::default() });
     SidecarFromWorkload {
         image: target.image.clone(),
-        image_pull_policy: target.image_pull_policy.clone().unwrap_or_else(|| default_pull_policy(target)),
+        image_pull_policy: pull_policy(target.image.as_deref(), target.image_pull_policy.as_deref()),
         working_dir: target.working_dir.clone(),
         env,
         env_from: target.env_from.clone(),
         volume_mounts: mounts,
     }
+}
+
+/// The sidecar's own mounts, before those it shares with the target.
+pub fn sidecar_own_mounts() -> Vec<VolumeMount> {
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..Default::default()
+    };
+    vec![
+        mount(VOLUME_KEYS, KEYS_DIR),
+        mount(VOLUME_RUN, RUN_DIR),
+        // An SSH user must not act as the pod's ServiceAccount: the
+        // ServiceAccount admission plugin adds no token where a mount exists.
+        mount(VOLUME_NO_TOKEN, SERVICE_ACCOUNT_TOKEN_DIR),
+    ]
+}
+
+/// The mount of the `claworc-home` emptyDir, for [`Home::EmptyDir`].
+pub fn home_mount() -> VolumeMount {
+    VolumeMount { name: VOLUME_HOME.into(), mount_path: HOME_DIR.into(), ..Default::default() }
+}
+
+/// The sidecar's variables drawn from the settings: its sshd config and
+/// `GIT_SSH_COMMAND` (after the target's, before `HOME`).
+pub fn sidecar_settings_env(s: &Settings) -> Vec<EnvVar> {
+    let var = |name: &str, value: String| EnvVar { name: name.into(), value: Some(value), ..Default::default() };
+    vec![var(ENV_SSHD_CONFIG, SshdConfig::from_settings(s).render()), var(ENV_GIT_SSH_COMMAND, git_ssh_command(s))]
 }
 
 /// The sidecar's fields that depend only on the SSH port and the session IDs
@@ -682,8 +710,13 @@ pub fn sidecar_fixed(ssh_port: u16, ids: (i64, i64)) -> Container {
 
 /// What kube-apiserver defaults `imagePullPolicy` to: `Always` for `:latest`
 /// or no tag, else `IfNotPresent` (a digest counts as a tag).
-fn default_pull_policy(c: &Container) -> String {
-    let image = c.image.as_deref().unwrap_or_default();
+/// The sidecar's pull policy: the target's, else the default Kubernetes
+/// gives its image (`Always` for `:latest` or no tag).
+pub fn pull_policy(image: Option<&str>, given: Option<&str>) -> String {
+    if let Some(given) = given {
+        return given.into();
+    }
+    let image = image.unwrap_or_default();
     let name = image.rsplit('/').next().unwrap_or_default();
     let tagged = image.contains('@') || name.split_once(':').is_some_and(|(_, tag)| tag != "latest");
     if tagged { "IfNotPresent" } else { "Always" }.into()

@@ -43,10 +43,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, VolumeMount};
 use kube::core::admission::Operation;
 
-use crate::inject::{self, Config, Home};
+use crate::inject::{self, Config, Home, SharedMount};
 use crate::json::{extend, write_str};
 use crate::scan::{self, Doc, Kind, Val};
 use crate::validate::{self, Verdict};
+use crate::written::Part;
 use crate::{wire, written};
 
 /// The answer (allowed, with its patch or warnings), and what the server logs of the request.
@@ -688,7 +689,6 @@ impl Template<'_> {
     fn injected_patch(&self, name: &str, s: &Settings, cfg: &Config) -> Option<Vec<u8>> {
         let pod = self.spec.as_ref()?;
         let target = &pod.containers[inject::target_index_of(pod.containers.iter().map(|c| &*c.name.0), s)?];
-        let target = target.typed()?;
         // The hardened context of a pod without one of its own is kept written.
         let run_as = (s.run_as_user, s.run_as_group);
         let plain = pod.security_context.as_ref().is_none_or(|sc| *sc == PodSecurityContext::default());
@@ -699,10 +699,10 @@ impl Template<'_> {
             inject::harden_pod(&mut made, run_as);
         }
         let security_context = kept.as_ref().map_or(made.as_ref(), |k| k.value.as_ref());
-        let home = inject::home(&target);
-        let ids = inject::session_ids(security_context, &target, s);
+        let home = target.home();
+        let ids = inject::session_ids(security_context, target.security_context.as_ref(), s);
         let git = inject::git_ssh_command(s);
-        let known_hosts = inject::known_hosts_mounts(s);
+        let known_hosts = written::known_hosts_mounts(s);
 
         let mut out = Vec::with_capacity(8 * 1024);
         out.extend_from_slice(br#"[{"op":"replace","path":"/spec/template","value":"#);
@@ -730,7 +730,7 @@ impl Template<'_> {
         spec.key("initContainers");
         let mut list = List::new(spec.out);
         written::write_installer(list.next(), cfg, ids);
-        written::write_sidecar(list.next(), s, &target, &home, ids);
+        written::write_sidecar(list.next(), s.ssh_port, ids, |out| target.write_from_workload(out, s, &home));
         for init in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name.0)) {
             let _ = extend(list.next(), &injected_init(init.typed()?, s));
         }
@@ -781,14 +781,13 @@ impl Template<'_> {
             return Some(false);
         }
         let git = inject::git_ssh_command(s);
-        let known_hosts = inject::known_hosts_mounts(s);
-        if !pod.containers.iter().all(|c| c.is_injected_workload(&git, &known_hosts)) {
+        let known_hosts = written::known_hosts_mounts(s);
+        if !pod.containers.iter().all(|c| c.is_injected_workload(&git, &known_hosts.value)) {
             return Some(false);
         }
         let target = &pod.containers[inject::target_index_of(pod.containers.iter().map(|c| &*c.name.0), s)?];
-        let target = target.typed()?;
-        let home = inject::home(&target);
-        let ids = inject::session_ids(security_context.as_ref(), &target, s);
+        let home = target.home();
+        let ids = inject::session_ids(security_context.as_ref(), target.security_context.as_ref(), s);
         // [installer, sidecar, the user's init containers…], each as injection makes it.
         let init = pod.init_containers.as_deref().unwrap_or_default();
         let [installer, sidecar, user @ ..] = init else { return Some(false) };
@@ -799,7 +798,7 @@ impl Template<'_> {
         // The sidecar: its fixed fields, and those drawn from the workload.
         let fixed = written::sidecar_fixed(s.ssh_port, ids);
         let mut from_workload = Vec::with_capacity(2048);
-        let _ = extend(&mut from_workload, &inject::sidecar_from_workload(s, &target, &home));
+        target.write_from_workload(&mut from_workload, s, &home);
         let from_workload = Doc::parse(std::str::from_utf8(&from_workload).ok()?)?;
         if !scan::same_as_union(doc.get(sidecar.at)?, &[fixed.json.doc().root(), from_workload.root()]) {
             return Some(false);
@@ -880,7 +879,7 @@ impl Ctr<'_> {
 
     /// This container as injection leaves a workload container: hardened,
     /// with `known_hosts` mounted and `GIT_SSH_COMMAND` set (see `inject::set_known_hosts`).
-    fn write_injected(&self, out: &mut Vec<u8>, git: &str, known_hosts: &[VolumeMount]) {
+    fn write_injected(&self, out: &mut Vec<u8>, git: &str, known_hosts: &Part<Vec<VolumeMount>>) {
         let mut o = Obj::new(out);
         o.str("name", &self.name.0);
         o.opt_str("image", &self.image);
@@ -910,9 +909,7 @@ impl Ctr<'_> {
         for m in self.volume_mounts.iter().flatten().filter(kept) {
             m.write(list.next());
         }
-        for m in known_hosts {
-            let _ = extend(list.next(), m);
-        }
+        list.elements(written::elements(known_hosts));
         list.end();
         if let Some(ports) = &self.ports {
             o.key("ports");
@@ -930,58 +927,54 @@ impl Ctr<'_> {
         o.end();
     }
 
-    /// The fields of this container the sidecar copies, as a k8s-openapi
-    /// `Container` for [`inject::sidecar`] (`None` when a raw one cannot be read).
-    fn typed(&self) -> Option<Container> {
-        let owned = |s: &Option<Str>| s.as_ref().map(|s| s.0.to_string());
-        let env = self.env.as_ref().map(|env| {
-            env.iter()
-                .map(|e| {
-                    Some(EnvVar {
-                        name: e.name.0.to_string(),
-                        value: owned(&e.value),
-                        value_from: e.value_from.map(|r| serde_json::from_str(r.0)).transpose().ok()?,
-                    })
-                })
-                .collect::<Option<Vec<_>>>()
-        });
-        let mounts = self.volume_mounts.as_ref().map(|mounts| {
-            mounts
-                .iter()
-                .map(|m| {
-                    if m.rest.is_empty() {
-                        return Some(VolumeMount {
-                            name: m.name.0.to_string(),
-                            mount_path: m.mount_path.0.to_string(),
-                            sub_path: owned(&m.sub_path),
-                            read_only: m.read_only,
-                            ..Default::default()
-                        });
-                    }
-                    // The fields this model keeps raw (mountPropagation, subPathExpr…), read as written.
-                    let mut json = Vec::new();
-                    m.write(&mut json);
-                    serde_json::from_slice::<VolumeMount>(&json).ok()
-                })
-                .collect::<Option<Vec<_>>>()
-        });
-        Some(Container {
-            name: self.name.0.to_string(),
-            image: owned(&self.image),
-            image_pull_policy: owned(&self.image_pull_policy),
-            working_dir: owned(&self.working_dir),
-            security_context: self.security_context.clone(),
-            env: match env {
-                Some(env) => Some(env?),
-                None => None,
-            },
-            env_from: self.env_from.map(|r| serde_json::from_str(r.0)).transpose().ok()?,
-            volume_mounts: match mounts {
-                Some(mounts) => Some(mounts?),
-                None => None,
-            },
-            ..Default::default()
-        })
+    /// [`inject::home`] of this container.
+    fn home(&self) -> Home {
+        let env_home = self.env.iter().flatten().find(|e| e.name.0 == "HOME" && e.value_from.is_none());
+        let shared: Vec<SharedMount> = self
+            .shared_mounts()
+            .map(|m| SharedMount { name: &m.name.0, path: &m.mount_path.0, sub_path: m.sub_path.is_some() })
+            .collect();
+        inject::home_of(env_home.and_then(|e| e.value.as_ref()).map(|v| &*v.0), &shared)
+    }
+
+    /// [`inject::shared_mounts`] of this container.
+    fn shared_mounts(&self) -> impl Iterator<Item = &Mount<'_>> {
+        self.volume_mounts.iter().flatten().filter(|m| inject::is_shared(&m.name.0, &m.mount_path.0))
+    }
+
+    /// [`inject::sidecar_from_workload`]'s text, written from this container
+    /// as the target: its fields as they came, the settings' parts as
+    /// [`written`] keeps them.
+    fn write_from_workload(&self, out: &mut Vec<u8>, s: &Settings, home: &Home) {
+        let mut o = Obj::new(out);
+        o.opt_str("image", &self.image);
+        let (image, policy) = (self.image.as_ref().map(|v| &*v.0), self.image_pull_policy.as_ref().map(|v| &*v.0));
+        o.str("imagePullPolicy", &inject::pull_policy(image, policy));
+        o.opt_str("workingDir", &self.working_dir);
+        o.key("env");
+        let mut list = List::new(o.out);
+        for e in self.env.iter().flatten().filter(|e| !inject::SIDECAR_ENV.contains(&&*e.name.0)) {
+            e.write(list.next());
+        }
+        list.elements(written::elements(&written::sidecar_settings_env(s)));
+        let mut var = Obj::new(list.next());
+        var.str("name", "HOME");
+        var.str("value", home.path());
+        var.end();
+        list.end();
+        o.raw("envFrom", self.env_from);
+        o.key("volumeMounts");
+        let mut list = List::new(o.out);
+        list.elements(written::elements(&written::sidecar_own_mounts()));
+        for m in self.shared_mounts() {
+            m.write(list.next());
+        }
+        if *home == Home::EmptyDir {
+            let _ = extend(list.next(), &inject::home_mount());
+        }
+        list.elements(written::elements(&written::known_hosts_mounts(s)));
+        list.end();
+        o.end();
     }
 }
 
@@ -1026,6 +1019,13 @@ impl<'o> List<'o> {
             self.out.push(b',');
         }
         self.out
+    }
+
+    /// Elements already written as JSON (comma-separated, without brackets).
+    fn elements(&mut self, text: &[u8]) {
+        if !text.is_empty() {
+            self.next().extend_from_slice(text);
+        }
     }
 
     fn end(self) {

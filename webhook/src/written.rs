@@ -12,9 +12,11 @@ use std::rc::Rc;
 use std::thread::LocalKey;
 
 use claworc_contract::Settings;
-use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext, Volume};
+use claworc_contract::claworc_sshd_config::SshdConfig;
+use claworc_contract::settings::StrictHostKeyChecking;
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, Volume, VolumeMount};
 
-use crate::inject::{self, Config, Home};
+use crate::inject::{self, Config};
 use crate::json::extend;
 use crate::scan::Scanned;
 
@@ -43,6 +45,9 @@ thread_local! {
     static HARDENED_PODS: Kept<(i64, i64), Option<PodSecurityContext>> = const { RefCell::new(Vec::new()) };
     static HARDENED_CONTAINERS: Kept<(), Option<SecurityContext>> = const { RefCell::new(Vec::new()) };
     static KEYS_VOLUMES: Kept<(), Volume> = const { RefCell::new(Vec::new()) };
+    static SIDECAR_OWN_MOUNTS: Kept<(), Vec<VolumeMount>> = const { RefCell::new(Vec::new()) };
+    static SIDECAR_SETTINGS_ENVS: Kept<(SshdConfig, StrictHostKeyChecking), Vec<EnvVar>> = const { RefCell::new(Vec::new()) };
+    static KNOWN_HOSTS_MOUNTS: Kept<bool, Vec<VolumeMount>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The part kept for the inputs `is` matches, else `make`'s, kept under `key`.
@@ -144,18 +149,42 @@ pub fn write_installer(out: &mut Vec<u8>, cfg: &Config, ids: (i64, i64)) {
     out.extend_from_slice(installer(cfg, ids).text());
 }
 
-/// Appends [`inject::sidecar`]'s text: [`sidecar_fixed`]'s with the fields of
-/// [`inject::sidecar_from_workload`] added to it.
-pub fn write_sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: &Home, ids: (i64, i64)) {
-    out.extend_from_slice(sidecar_fixed(s.ssh_port, ids).text());
+/// Appends [`inject::sidecar`]'s text: [`sidecar_fixed`]'s with the fields
+/// `from_workload` writes (an object: [`inject::sidecar_from_workload`]'s) added to it.
+pub fn write_sidecar(out: &mut Vec<u8>, ssh_port: u16, ids: (i64, i64), from_workload: impl FnOnce(&mut Vec<u8>)) {
+    out.extend_from_slice(sidecar_fixed(ssh_port, ids).text());
     // `{…fixed}` and `{…from the workload}` (neither empty) make `{…fixed,…from the workload}`.
     debug_assert_eq!(out.last(), Some(&b'}'));
     out.pop();
     out.push(b',');
     let start = out.len();
-    let _ = extend(out, &inject::sidecar_from_workload(s, target, home));
+    from_workload(out);
     debug_assert_eq!(out.get(start), Some(&b'{'));
     out.remove(start);
+}
+
+/// [`inject::sidecar_own_mounts`].
+pub fn sidecar_own_mounts() -> Rc<Part<Vec<VolumeMount>>> {
+    kept(&SIDECAR_OWN_MOUNTS, |_| true, || (), inject::sidecar_own_mounts)
+}
+
+/// [`inject::sidecar_settings_env`] for these settings, kept by what it reads of them.
+pub fn sidecar_settings_env(s: &Settings) -> Rc<Part<Vec<EnvVar>>> {
+    let key = (SshdConfig::from_settings(s), s.strict_host_key_checking);
+    kept(&SIDECAR_SETTINGS_ENVS, |k| *k == key, || key.clone(), || inject::sidecar_settings_env(s))
+}
+
+/// [`inject::known_hosts_mounts`] for these settings (which read only whether
+/// a `known_hosts` ConfigMap is given).
+pub fn known_hosts_mounts(s: &Settings) -> Rc<Part<Vec<VolumeMount>>> {
+    let user = s.known_hosts_configmap.is_some();
+    kept(&KNOWN_HOSTS_MOUNTS, |k| *k == user, || user, || inject::known_hosts_mounts(s))
+}
+
+/// The elements of a kept list, as text: comma-separated, without the brackets.
+pub fn elements<T>(list: &Part<Vec<T>>) -> &[u8] {
+    let text = list.text();
+    &text[1..text.len() - 1]
 }
 
 /// Appends [`inject::claworc_volumes`]'s text as elements of a list
@@ -163,9 +192,7 @@ pub fn write_sidecar(out: &mut Vec<u8>, s: &Settings, target: &Container, home: 
 pub fn write_claworc_volumes(out: &mut Vec<u8>, s: &Settings) {
     write_keys_volume(out, &s.ssh_secret);
     out.push(b',');
-    let part = claworc_volumes_fixed(s.known_hosts_configmap.as_deref());
-    let text = part.text();
-    out.extend_from_slice(&text[1..text.len() - 1]);
+    out.extend_from_slice(elements(&claworc_volumes_fixed(s.known_hosts_configmap.as_deref())));
 }
 
 #[cfg(test)]
@@ -204,6 +231,8 @@ mod tests {
             settings(&[("claworc.io/ssh-port", "2022")]),
             settings(&[("claworc.io/known-hosts-configmap", "hosts")]),
             settings(&[("claworc.io/known-hosts-configmap", "other")]),
+            settings(&[("claworc.io/forward-ports", "9000")]),
+            settings(&[("claworc.io/strict-host-key-checking", "accept-new")]),
         ] {
             for (cfg, ids) in [(&cfg, (1000, 1000)), (&other_cfg, (1000, 1000)), (&cfg, (2000, 3000))] {
                 let target = target();
@@ -220,12 +249,17 @@ mod tests {
                     let mut container = None;
                     inject::harden_container(&mut container);
                     assert_eq!(hardened_container().value, container);
+                    assert_eq!(sidecar_own_mounts().value, inject::sidecar_own_mounts());
+                    assert_eq!(sidecar_settings_env(&s).value, inject::sidecar_settings_env(&s));
+                    assert_eq!(known_hosts_mounts(&s).value, inject::known_hosts_mounts(&s));
 
                     let mut out = Vec::new();
                     write_installer(&mut out, cfg, ids);
                     assert_eq!(out, json(&inject::installer(cfg, ids)));
                     out.clear();
-                    write_sidecar(&mut out, &s, &target, &home, ids);
+                    write_sidecar(&mut out, s.ssh_port, ids, |out| {
+                        extend(out, &inject::sidecar_from_workload(&s, &target, &home)).unwrap()
+                    });
                     let have: Value = serde_json::from_slice(&out).unwrap();
                     assert_eq!(have, serde_json::to_value(inject::sidecar(&s, &target, &home, ids)).unwrap());
                     out = b"[".to_vec();

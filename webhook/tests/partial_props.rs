@@ -133,15 +133,66 @@ proptest! {
 #[test]
 fn partial_answers_the_fixtures_as_the_typed_review() {
     for fixture in ["admission-opted-in.json", "admission-kubectl-apply.json"] {
-        let path = format!("{}/../tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let review: Value = serde_json::from_slice(&text).unwrap();
-        let object = &review["request"]["object"];
-        assert!(agree(object, &text, true).unwrap(), "{fixture}: partial did not answer /mutate");
-        let res = review::mutate(&wire::parse_review(&text).unwrap(), &Config::default());
-        let injected = serde_json::to_value(stored(object, res.patch.as_deref())).unwrap();
-        let update = body(Some(&injected), &injected);
-        assert!(agree(&injected, &update, true).unwrap(), "{fixture}: partial did not answer /mutate of it injected");
-        assert!(agree(&injected, &update, false).unwrap(), "{fixture}: partial did not answer /validate");
+        answers_as_the_typed_review(&fixture_review(fixture), fixture);
     }
+}
+
+/// What the sidecar copies from its target (the environment, `HOME` found in
+/// each way `inject::home` looks, the mounts it shares, the pull policy),
+/// answered as the typed review does, as a CREATE and once injected.
+#[test]
+fn partial_copies_the_target_as_the_typed_review() {
+    let envs = [
+        json!([]),
+        json!([{"name": "HOME", "value": "/data/me"}, {"name": "A", "value": "1"}]),
+        json!([{"name": "HOME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "HOME", "value": "/data/x"}]),
+        json!([{"name": "HOME", "value": "/elsewhere"}, {"name": "GIT_SSH_COMMAND", "value": "ssh"}]),
+    ];
+    let mounts = [
+        json!([]),
+        json!([{"name": "data", "mountPath": "/data"}]),
+        json!([{"name": "home", "mountPath": "/h", "subPath": "s"}, {"name": "data", "mountPath": "/data/", "readOnly": true}]),
+        json!([{"name": "home", "mountPath": "/srv/home"}, {"name": "data", "mountPath": "/etc"}]),
+        json!([{"name": "data", "mountPath": "/home/claworc", "mountPropagation": "None"}]),
+    ];
+    let images = [("img", None), ("img:latest", Some("Never")), ("reg.io:5000/img", None), ("img@sha256:0", None)];
+    let base = fixture_review("admission-opted-in.json");
+    for env in &envs {
+        for mounts in &mounts {
+            for (image, policy) in images {
+                let mut review = base.clone();
+                let spec = &mut review["request"]["object"]["spec"]["template"]["spec"];
+                spec["volumes"] = json!([{"name": "home", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]);
+                let c = &mut spec["containers"][0];
+                c["env"] = env.clone();
+                c["volumeMounts"] = mounts.clone();
+                c["image"] = json!(image);
+                c["envFrom"] = json!([{"configMapRef": {"name": "cm"}}]);
+                match policy {
+                    Some(p) => c["imagePullPolicy"] = json!(p),
+                    None => drop(c.as_object_mut().unwrap().remove("imagePullPolicy")),
+                }
+                answers_as_the_typed_review(&review, &format!("env {env}, mounts {mounts}, image {image}"));
+            }
+        }
+    }
+}
+
+fn fixture_review(fixture: &str) -> Value {
+    let path = format!("{}/../tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_slice(&text).unwrap()
+}
+
+/// The opted-in `review` at `/mutate`, and the Deployment it injects at
+/// `/mutate` and `/validate`: each answered by partial, as the typed review does.
+fn answers_as_the_typed_review(review: &Value, what: &str) {
+    let text = serde_json::to_vec(review).unwrap();
+    let object = &review["request"]["object"];
+    assert!(agree(object, &text, true).unwrap(), "{what}: partial did not answer /mutate");
+    let res = review::mutate(&wire::parse_review(&text).unwrap(), &Config::default());
+    let injected = serde_json::to_value(stored(object, res.patch.as_deref())).unwrap();
+    let update = body(Some(&injected), &injected);
+    assert!(agree(&injected, &update, true).unwrap(), "{what}: partial did not answer /mutate of it injected");
+    assert!(agree(&injected, &update, false).unwrap(), "{what}: partial did not answer /validate");
 }

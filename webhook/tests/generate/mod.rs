@@ -67,18 +67,48 @@ fn container(names: Vec<&'static str>) -> impl Strategy<Value = Value> {
         optional(vec![json!({"type": "Unconfined"})]),
         prop::collection::vec(
             (
-                prop_oneof![8 => Just("data"), 1 => Just("claworc-ssh-keys"), 1 => Just("claworc-run"), 1 => Just("claworc-home"), 1 => Just("claworc-known-hosts")],
+                prop_oneof![8 => Just("data"), 2 => Just("home"), 1 => Just("claworc-ssh-keys"), 1 => Just("claworc-run"), 1 => Just("claworc-home"), 1 => Just("claworc-known-hosts")],
                 prop_oneof![
-                    12 => pick(vec!["/data", "/home/claworc", "/home", "/etc", "/etc/app", "/usr/local", "/", "/run", "/var", "/var/run/x", "/var/run/secrets", "/lib64/x", "/data/"]),
+                    12 => pick(vec!["/data", "/data", "/data", "/home/claworc", "/home", "/etc", "/etc/app", "/usr/local", "/", "/run", "/var", "/var/run/x", "/var/run/secrets", "/lib64/x", "/data/"]),
                     1 => pick(vec!["/etc/claworc/ssh/", "/run/claworc/.ssh", "/srv/../etc", "relative"]),
                 ],
+                optional(vec![json!({"subPath": "me"}), json!({"readOnly": true}), json!({"mountPropagation": "None"})]),
             ),
             0..3,
         ),
         optional(vec![json!([{"containerPort": 80, "hostPort": 80}]), json!([{"containerPort": 80}])]),
+        // What the sidecar copies from its target.
+        (
+            prop::collection::vec(
+                pick(vec![
+                    json!({"name": "HOME", "value": "/data/me"}),
+                    json!({"name": "HOME", "value": "/data/me"}),
+                    json!({"name": "HOME", "value": "/elsewhere"}),
+                    json!({"name": "HOME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
+                    json!({"name": "A", "value": "1"}),
+                    json!({"name": "B", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}),
+                    json!({"name": "GIT_SSH_COMMAND", "value": "ssh"}),
+                    json!({"name": "CLAWORC_SSHD_CONFIG", "value": "port 22"}),
+                ]),
+                0..3,
+            ),
+            optional(vec![json!([{"configMapRef": {"name": "cm"}}])]),
+            pick(vec!["img:1", "img:1", "img", "img:latest", "reg.io:5000/img", "img@sha256:0123"]),
+            optional(vec![json!("Always"), json!("Never")]),
+            optional(vec![json!("/data")]),
+        ),
     )
-        .prop_map(|(name, privileged, escalation, caps, user, non_root, seccomp, proc_mount, apparmor, mounts, ports)| {
-            let mut c = json!({"name": name, "image": "img:1"});
+        .prop_map(|(name, privileged, escalation, caps, user, non_root, seccomp, proc_mount, apparmor, mounts, ports, copied)| {
+            let (env, env_from, image, pull_policy, working_dir) = copied;
+            let mut c = json!({"name": name, "image": image});
+            for (k, v) in [("envFrom", env_from), ("imagePullPolicy", pull_policy), ("workingDir", working_dir)] {
+                if let Some(v) = v {
+                    c[k] = v;
+                }
+            }
+            if !env.is_empty() {
+                c["env"] = env.into();
+            }
             let mut sc = json!({});
             for (k, v) in [
                 ("privileged", privileged),
@@ -96,7 +126,16 @@ fn container(names: Vec<&'static str>) -> impl Strategy<Value = Value> {
             }
             c["securityContext"] = sc;
             if !mounts.is_empty() {
-                c["volumeMounts"] = mounts.iter().map(|(n, p)| json!({"name": n, "mountPath": p})).collect();
+                c["volumeMounts"] = mounts
+                    .iter()
+                    .map(|(n, p, extra)| {
+                        let mut m = json!({"name": n, "mountPath": p});
+                        for (k, v) in extra.iter().flat_map(|e| e.as_object().unwrap()) {
+                            m[k] = v.clone();
+                        }
+                        m
+                    })
+                    .collect();
             }
             if let Some(p) = ports {
                 c["ports"] = p;
