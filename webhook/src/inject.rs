@@ -104,12 +104,29 @@ pub fn mark_template(
     settings: &Settings,
     cfg: &Config,
 ) {
-    labels.insert(LABEL_INSTANCE.into(), name.unwrap_or_default().to_string());
-    labels.insert(LABEL_SSH.into(), SSH_ENABLED.into());
-    labels.insert(LABEL_EGRESS.into(), settings.egress.clone());
-    labels.insert(LABEL_MANAGED_BY.into(), MANAGED_BY.into());
-    annotations.insert(ANNOTATION_INJECTED.into(), cfg.version.clone());
-    annotations.insert(ANNOTATION_KNOWN_HOSTS_DATA.into(), known_hosts::lines_for(&settings.known_hosts));
+    for (key, value) in template_labels(name, settings) {
+        labels.insert(key.into(), value.into());
+    }
+    let known_hosts_data = known_hosts::lines_for(&settings.known_hosts);
+    for (key, value) in template_annotations(cfg, &known_hosts_data) {
+        annotations.insert(key.into(), value.into());
+    }
+}
+
+/// The labels injection sets on the pod template of the Deployment `name`.
+pub fn template_labels<'a>(name: Option<&'a str>, settings: &'a Settings) -> [(&'static str, &'a str); 4] {
+    [
+        (LABEL_INSTANCE, name.unwrap_or_default()),
+        (LABEL_SSH, SSH_ENABLED),
+        (LABEL_EGRESS, &settings.egress),
+        (LABEL_MANAGED_BY, MANAGED_BY),
+    ]
+}
+
+/// The annotations injection sets on the pod template, given the
+/// `known_hosts` lines of the settings' hosts ([`known_hosts::lines_for`]).
+pub fn template_annotations<'a>(cfg: &'a Config, known_hosts_data: &'a str) -> [(&'static str, &'a str); 2] {
+    [(ANNOTATION_INJECTED, &cfg.version), (ANNOTATION_KNOWN_HOSTS_DATA, known_hosts_data)]
 }
 
 /// Injects into a pod spec: the hardening, the claworc volumes, `known_hosts`

@@ -33,7 +33,6 @@
 //! object again.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use claworc_contract::Settings;
 use claworc_contract::instance::opts_in;
@@ -69,8 +68,9 @@ pub struct Answer<'b> {
 pub fn mutate<'b>(body: &'b [u8], cfg: &Config) -> Option<Answer<'b>> {
     let (doc, request, object, settings) = read(body, cfg)?;
     let template = &object.spec.template;
-    let stored_version = template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED));
-    if stored_version == Some(&cfg.version) {
+    let stored_version =
+        value_of(template.metadata.as_ref().and_then(|m| m.annotations.as_deref()), ANNOTATION_INJECTED);
+    if stored_version == Some(&*cfg.version) {
         // Injected by this release: no patch if it is still what injection makes.
         return template.is_injected(&doc, &object.metadata.name.0, &settings, cfg)?.then(|| request.answer(None, &[]));
     }
@@ -202,8 +202,9 @@ struct Template<'a> {
 
 #[derive(Default)]
 struct TemplateMeta<'a> {
-    labels: Option<BTreeMap<String, String>>,
-    annotations: Option<BTreeMap<String, String>>,
+    /// Labels and annotations as given (a key given twice: for the typed review).
+    labels: Option<Vec<(Str<'a>, Str<'a>)>>,
+    annotations: Option<Vec<(Str<'a>, Str<'a>)>>,
     rest: Rest<'a>,
 }
 
@@ -346,10 +347,9 @@ fn string_pairs<'a>(v: Val<'_, 'a>) -> Option<Vec<(Str<'a>, Str<'a>)>> {
     (v.kind() == Kind::Object).then(|| v.members().map(|(k, v)| Some((Str(k), str(v)?))).collect()).flatten()
 }
 
-fn owned_map(v: Val) -> Option<BTreeMap<String, String>> {
-    (v.kind() == Kind::Object)
-        .then(|| v.members().map(|(k, v)| Some((k.into_owned(), v.str()?.into_owned()))).collect())
-        .flatten()
+/// [`string_pairs`], none given twice.
+fn unique_pairs<'a>(v: Val<'_, 'a>) -> Option<Vec<(Str<'a>, Str<'a>)>> {
+    if v.repeats_a_key() { None } else { string_pairs(v) }
 }
 
 /// The review's request, when it is an AdmissionReview as [`crate::wire`] reads one.
@@ -509,8 +509,8 @@ fn read_template_meta<'a>(v: Val<'_, 'a>) -> Option<TemplateMeta<'a>> {
     let mut t = TemplateMeta::default();
     t.rest = read_members(v, &mut |k, v| {
         match k {
-            "labels" => t.labels = opt(v, owned_map)?,
-            "annotations" => t.annotations = opt(v, owned_map)?,
+            "labels" => t.labels = opt(v, unique_pairs)?,
+            "annotations" => t.annotations = opt(v, unique_pairs)?,
             _ => return Some(false),
         }
         Some(true)
@@ -642,8 +642,8 @@ impl Object<'_> {
         if let Some(sc) = &pod.security_context {
             validate::check_pod_security_context(sc, &mut v);
         }
-        let annotations = self.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
-        validate::check_apparmor_annotations(annotations, &mut v);
+        let annotations = self.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_deref());
+        validate::check_apparmor_annotations(annotations.into_iter().flatten().map(|(k, v)| (&*k.0, &*v.0)), &mut v);
         for c in &pod.containers {
             let ports = c.ports.iter().flatten().map(|p| (p.container_port, p.host_port));
             let mounts = c.volume_mounts.iter().flatten().map(|m| (&*m.name.0, &*m.mount_path.0));
@@ -658,9 +658,7 @@ impl Object<'_> {
         }
         // claworc's own in a template this release injected are compared
         // whole with what injection makes, which these rules allow.
-        let this_release =
-            self.spec.template.metadata.as_ref().and_then(|m| m.annotations.as_ref()?.get(ANNOTATION_INJECTED))
-                == Some(&cfg.version);
+        let this_release = value_of(annotations, ANNOTATION_INJECTED) == Some(&*cfg.version);
         for init in pod.init_containers.iter().flatten() {
             if this_release && inject::is_claworc_container(&init.name.0) {
                 continue;
@@ -709,13 +707,15 @@ impl Template<'_> {
         let mut t = Obj::new(&mut out);
         t.key("metadata");
         let mut meta = Obj::new(t.out);
-        let (mut labels, mut annotations, rest) = match &self.metadata {
-            Some(m) => (m.labels.clone().unwrap_or_default(), m.annotations.clone().unwrap_or_default(), &m.rest[..]),
+        let (labels, annotations, rest) = match &self.metadata {
+            Some(m) => (m.labels.as_deref(), m.annotations.as_deref(), &m.rest[..]),
             None => Default::default(),
         };
-        inject::mark_template(&mut labels, &mut annotations, Some(name), s, cfg);
-        meta.typed("labels", &Some(labels));
-        meta.typed("annotations", &Some(annotations));
+        let known_hosts_data = written::known_hosts_data(&s.known_hosts);
+        meta.key("labels");
+        write_marked(meta.out, labels, &inject::template_labels(Some(name), s));
+        meta.key("annotations");
+        write_marked(meta.out, annotations, &inject::template_annotations(cfg, &known_hosts_data.value));
         meta.rest(rest);
         meta.end();
 
@@ -770,9 +770,10 @@ impl Template<'_> {
     fn is_injected(&self, doc: &Doc, name: &str, s: &Settings, cfg: &Config) -> Option<bool> {
         let (Some(meta), Some(pod)) = (&self.metadata, &self.spec) else { return Some(false) };
         let (Some(labels), Some(annotations)) = (&meta.labels, &meta.annotations) else { return Some(false) };
-        let (mut want_labels, mut want_annotations) = (labels.clone(), annotations.clone());
-        inject::mark_template(&mut want_labels, &mut want_annotations, Some(name), s, cfg);
-        if want_labels != *labels || want_annotations != *annotations {
+        let known_hosts_data = written::known_hosts_data(&s.known_hosts);
+        if !is_marked(labels, &inject::template_labels(Some(name), s))
+            || !is_marked(annotations, &inject::template_annotations(cfg, &known_hosts_data.value))
+        {
             return Some(false);
         }
         let mut security_context = pod.security_context.clone();
@@ -836,6 +837,30 @@ impl Template<'_> {
         }
         Some(true)
     }
+}
+
+/// A template's labels or annotations with injection's `marks` set: the
+/// others as given, then the marks (see [`inject::mark_template`]).
+fn write_marked(out: &mut Vec<u8>, given: Option<&[(Str, Str)]>, marks: &[(&str, &str)]) {
+    let mut o = Obj::new(out);
+    for (key, value) in given.into_iter().flatten().filter(|(k, _)| !marks.iter().any(|(m, _)| k.0 == *m)) {
+        o.str(&key.0, &value.0);
+    }
+    for (key, value) in marks {
+        o.str(key, value);
+    }
+    o.end();
+}
+
+/// Whether setting `marks` would leave these labels or annotations (read
+/// without a key given twice) as they are.
+fn is_marked(given: &[(Str, Str)], marks: &[(&str, &str)]) -> bool {
+    marks.iter().all(|(key, value)| given.iter().any(|(k, v)| k.0 == *key && v.0 == *value))
+}
+
+/// The value given for `key` among labels or annotations.
+fn value_of<'p>(given: Option<&'p [(Str, Str)]>, key: &str) -> Option<&'p str> {
+    given?.iter().rev().find(|(k, _)| k.0 == key).map(|(_, v)| &*v.0)
 }
 
 /// A user's init container as injection leaves it (see `inject::set_known_hosts`).

@@ -210,7 +210,8 @@ fn check_pod(template: &PodTemplateSpec, pod: &PodSpec, v: &mut Verdict) {
     if let Some(sc) = &pod.security_context {
         check_pod_security_context(sc, v);
     }
-    check_apparmor_annotations(template.metadata.as_ref().and_then(|m| m.annotations.as_ref()), v);
+    let annotations = template.metadata.as_ref().and_then(|m| m.annotations.as_ref());
+    check_apparmor_annotations(annotations.into_iter().flatten().map(|(k, v)| (k.as_str(), v.as_str())), v);
     let containers =
         pod.containers.iter().map(|c| ("containers", &c.name, &c.security_context, &c.ports, &c.volume_mounts));
     let init = pod
@@ -314,8 +315,8 @@ pub(crate) fn check_pod_security_context(sc: &PodSecurityContext, v: &mut Verdic
 }
 
 /// The pod template's AppArmor annotations (the field's older form).
-pub(crate) fn check_apparmor_annotations(annotations: Option<&BTreeMap<String, String>>, v: &mut Verdict) {
-    for (key, value) in annotations.into_iter().flatten().filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION)) {
+pub(crate) fn check_apparmor_annotations<'a>(annotations: impl Iterator<Item = (&'a str, &'a str)>, v: &mut Verdict) {
+    for (key, value) in annotations.filter(|(k, _)| k.starts_with(APPARMOR_ANNOTATION)) {
         if value != "runtime/default" && !value.starts_with("localhost/") {
             v.denials.push(format!(
                 "spec.template.metadata.annotations[{key:?}]: {value:?} is not allowed; use \"runtime/default\" or remove it"

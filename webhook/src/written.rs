@@ -11,9 +11,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::thread::LocalKey;
 
-use claworc_contract::Settings;
 use claworc_contract::claworc_sshd_config::SshdConfig;
 use claworc_contract::settings::StrictHostKeyChecking;
+use claworc_contract::{Settings, known_hosts};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, Volume, VolumeMount};
 
 use crate::inject::{self, Config};
@@ -48,6 +48,7 @@ thread_local! {
     static SIDECAR_OWN_MOUNTS: Kept<(), Vec<VolumeMount>> = const { RefCell::new(Vec::new()) };
     static SIDECAR_SETTINGS_ENVS: Kept<(SshdConfig, StrictHostKeyChecking), Vec<EnvVar>> = const { RefCell::new(Vec::new()) };
     static KNOWN_HOSTS_MOUNTS: Kept<bool, Vec<VolumeMount>> = const { RefCell::new(Vec::new()) };
+    static KNOWN_HOSTS_DATA: Kept<Vec<String>, String> = const { RefCell::new(Vec::new()) };
 }
 
 /// The part kept for the inputs `is` matches, else `make`'s, kept under `key`.
@@ -181,6 +182,11 @@ pub fn known_hosts_mounts(s: &Settings) -> Rc<Part<Vec<VolumeMount>>> {
     kept(&KNOWN_HOSTS_MOUNTS, |k| *k == user, || user, || inject::known_hosts_mounts(s))
 }
 
+/// [`known_hosts::lines_for`] these hosts: the `known_hosts` data annotation.
+pub fn known_hosts_data(hosts: &[String]) -> Rc<Part<String>> {
+    kept(&KNOWN_HOSTS_DATA, |k| k == hosts, || hosts.to_vec(), || known_hosts::lines_for(hosts))
+}
+
 /// The elements of a kept list, as text: comma-separated, without the brackets.
 pub fn elements<T>(list: &Part<Vec<T>>) -> &[u8] {
     let text = list.text();
@@ -233,6 +239,7 @@ mod tests {
             settings(&[("claworc.io/known-hosts-configmap", "other")]),
             settings(&[("claworc.io/forward-ports", "9000")]),
             settings(&[("claworc.io/strict-host-key-checking", "accept-new")]),
+            settings(&[("claworc.io/known-hosts", "gitlab")]),
         ] {
             for (cfg, ids) in [(&cfg, (1000, 1000)), (&other_cfg, (1000, 1000)), (&cfg, (2000, 3000))] {
                 let target = target();
@@ -252,6 +259,7 @@ mod tests {
                     assert_eq!(sidecar_own_mounts().value, inject::sidecar_own_mounts());
                     assert_eq!(sidecar_settings_env(&s).value, inject::sidecar_settings_env(&s));
                     assert_eq!(known_hosts_mounts(&s).value, inject::known_hosts_mounts(&s));
+                    assert_eq!(known_hosts_data(&s.known_hosts).value, known_hosts::lines_for(&s.known_hosts));
 
                     let mut out = Vec::new();
                     write_installer(&mut out, cfg, ids);
