@@ -338,6 +338,12 @@ fn list<'d, 'a, T>(v: Val<'d, 'a>, read: fn(Val<'d, 'a>) -> Option<T>) -> Option
     Some(out)
 }
 
+/// A security context: `{}` as none (what injection and the rules make of
+/// either is the same), others as k8s-openapi reads them.
+fn security_context<T: serde::de::DeserializeOwned>(v: Val) -> Option<Option<T>> {
+    if v.kind() == Kind::Object && v.members().next().is_none() { Some(None) } else { typed(v) }
+}
+
 /// A k8s-openapi value, read from its text by serde.
 fn typed<T: serde::de::DeserializeOwned>(v: Val) -> Option<T> {
     serde_json::from_str(v.raw()).ok()
@@ -525,7 +531,7 @@ fn read_pod<'a>(v: Val<'_, 'a>) -> Option<Pod<'a>> {
             "containers" => p.containers = opt(v, |v| list(v, read_container))?.unwrap_or_default(),
             "initContainers" => p.init_containers = opt(v, |v| list(v, read_init))?,
             "volumes" => p.volumes = opt(v, |v| list(v, read_volume))?,
-            "securityContext" => p.security_context = typed(v)?,
+            "securityContext" => p.security_context = security_context(v)?,
             "hostNetwork" => p.host[0] = opt(v, |v| v.bool())?,
             "hostPID" => p.host[1] = opt(v, |v| v.bool())?,
             "hostIPC" => p.host[2] = opt(v, |v| v.bool())?,
@@ -546,7 +552,7 @@ fn read_container<'a>(v: Val<'_, 'a>) -> Option<Ctr<'a>> {
             "image" => c.image = opt(v, str)?,
             "imagePullPolicy" => c.image_pull_policy = opt(v, str)?,
             "workingDir" => c.working_dir = opt(v, str)?,
-            "securityContext" => c.security_context = typed(v)?,
+            "securityContext" => c.security_context = security_context(v)?,
             "env" => c.env = opt(v, |v| list(v, read_env))?,
             "envFrom" => c.env_from = opt(v, |v| Some(Raw(v.raw())))?,
             "volumeMounts" => c.volume_mounts = opt(v, |v| list(v, read_mount))?,
