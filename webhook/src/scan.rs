@@ -153,8 +153,11 @@ impl<'d, 'a> Val<'d, 'a> {
         if n.key_escaped { unescape(text) } else { Cow::Borrowed(text) }
     }
 
-    /// Whether this object gives a key twice.
+    /// Whether this object gives a key twice (never, for another kind of value).
     pub fn repeats_a_key(&self) -> bool {
+        if self.kind() != Kind::Object {
+            return false;
+        }
         // Each key's text sets one of 64 bits; only a key whose bit is set
         // already is compared with the ones before it. A key written with
         // escapes has other texts for the same key: those are all compared.
@@ -543,6 +546,8 @@ mod tests {
         assert!(!repeats(r#"{"a": 1, "b": 2}"#) && !repeats("{}") && !repeats(&format!("{{{many}\"z\":0}}")));
         assert!(repeats(r#"{"a": 1, "a": 2}"#) && repeats(&format!("{{{many}\"k7\":0}}")));
         assert!(repeats(r#"{"\u0061": 1, "a": 2}"#) && repeats(r#"{"a": 1, "\u0061": 2}"#));
+        // Other values have no keys (an array's elements once panicked here).
+        assert!(!repeats(r#"[{"a": 1}, {"a": 1}]"#) && !repeats("[1, 1]") && !repeats("[]") && !repeats(r#""a""#));
     }
 
     #[test]
