@@ -39,7 +39,7 @@ use claworc_contract::instance::opts_in;
 use claworc_contract::names::*;
 use k8s_openapi::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSecurityContext, SecurityContext, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext, VolumeMount};
 use kube::core::admission::Operation;
 
 use crate::inject::{self, Config, Home, SharedMount};
@@ -928,10 +928,10 @@ impl Ctr<'_> {
         for e in self.env.iter().flatten().filter(|e| e.name.0 != ENV_GIT_SSH_COMMAND) {
             e.write(list.next());
         }
-        let _ = extend(
-            list.next(),
-            &EnvVar { name: ENV_GIT_SSH_COMMAND.into(), value: Some(git.into()), value_from: None },
-        );
+        let mut var = Obj::new(list.next());
+        var.str("name", ENV_GIT_SSH_COMMAND);
+        var.str("value", git);
+        var.end();
         list.end();
         o.raw("envFrom", self.env_from);
         o.key("volumeMounts");
@@ -1076,6 +1076,7 @@ impl<'o> Obj<'o> {
         Obj { out, first: true }
     }
 
+    #[inline(never)]
     fn key(&mut self, key: &str) {
         if !std::mem::take(&mut self.first) {
             self.out.push(b',');
@@ -1084,6 +1085,7 @@ impl<'o> Obj<'o> {
         self.out.push(b':');
     }
 
+    #[inline(never)]
     fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         write_str(self.out, value);
