@@ -9,7 +9,8 @@
 //!   injection patch or none) from a borrowed, partial model of the review;
 //!   [`review`] answers everything else (pure).
 //! - [`written`]: claworc's parts that most instances share (installer,
-//!   sidecar's fixed fields, volumes), serialized once per thread for [`partial`].
+//!   sidecar's fixed fields, its settings' variables and mounts, volumes,
+//!   `known_hosts` data), serialized once per thread for [`partial`].
 //! - [`server`]: the HTTPS server: routes, body limit, health and readiness.
 //! - [`wire`]: the AdmissionReview wire format (parsing, and the patch as base64).
 //! - [`scan`]: a JSON document read in one pass, its values kept as text.

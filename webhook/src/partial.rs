@@ -12,7 +12,10 @@
 //! [`inject`]'s functions take; every other field kept as the text it arrived
 //! as. The patch is written straight from that: the user's fields as they
 //! came, claworc's parts as [`written`] keeps them (serialized from
-//! [`inject`]'s own values). The re-check compares the template with what
+//! [`inject`]'s own values), and the sidecar's fields drawn from its target
+//! (image, environment, shared mounts, home: what
+//! [`inject::sidecar_from_workload`] makes) written from the target's model
+//! with [`inject`]'s rules for them. The re-check compares the template with what
 //! injection makes piece by piece: claworc's init containers and volumes with
 //! the text injection writes ([`scan::same`]), the rest as values.
 //!
