@@ -333,6 +333,30 @@ fn main() {
             Some(validate.throughput / 2.0),
         )
         .await;
+        // The example paced the same way at half its own rate: what this
+        // machine and the pacing give a handler that does almost nothing.
+        let half_peer_m = drive_at(
+            "example at half its rate, opted-in",
+            &kube_rs,
+            &certs.ca_cert,
+            "/mutate",
+            opted_in.clone(),
+            paced_clients,
+            total,
+            Some(peer_m.throughput / 2.0),
+        )
+        .await;
+        let half_peer_v = drive_at(
+            "example at half its rate, injected",
+            &kube_rs,
+            &certs.ca_cert,
+            "/mutate",
+            injected.clone(),
+            paced_clients,
+            total,
+            Some(peer_v.throughput / 2.0),
+        )
+        .await;
         let injected_for_stages = injected;
 
         println!();
@@ -368,7 +392,7 @@ fn main() {
             );
         }
         println!();
-        for f in [&half_m, &half_v] {
+        for f in [&half_m, &half_v, &half_peer_m, &half_peer_v] {
             println!(
                 "{:<32} {:>9} {:>9.0} {:>8.3} {:>8.3}",
                 f.name,
