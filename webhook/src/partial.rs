@@ -130,7 +130,7 @@ fn is_deployment(api_version: Option<&Str>, kind: Option<&Str>) -> bool {
 // ---- the model ----
 
 /// A string of the body: borrowed unless it was written with escapes.
-#[derive(PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Default)]
 struct Str<'a>(Cow<'a, str>);
 
 /// A field no check or injection reads, as the body wrote it.
