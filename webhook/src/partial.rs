@@ -739,7 +739,9 @@ impl Template<'_> {
         spec.key("initContainers");
         let mut list = List::new(spec.out);
         written::write_installer(list.next(), cfg, ids);
-        written::write_sidecar(list.next(), s.ssh_port, ids, |out| target.write_from_workload(out, s, &home));
+        written::write_sidecar(list.next(), s.ssh_port, ids, |out| {
+            target.write_from_workload(out, s, &home, &known_hosts)
+        });
         for init in pod.init_containers.iter().flatten().filter(|c| !inject::is_claworc_container(&c.name.0)) {
             let _ = extend(list.next(), &injected_init(init.typed()?, s));
         }
@@ -808,7 +810,7 @@ impl Template<'_> {
         // The sidecar: its fixed fields, and those drawn from the workload.
         let fixed = written::sidecar_fixed(s.ssh_port, ids);
         let mut from_workload = Vec::with_capacity(2048);
-        target.write_from_workload(&mut from_workload, s, &home);
+        target.write_from_workload(&mut from_workload, s, &home, &known_hosts);
         let from_workload = Doc::parse(std::str::from_utf8(&from_workload).ok()?)?;
         if !scan::same_as_union(doc.get(sidecar.at)?, &[fixed.json.doc().root(), from_workload.root()]) {
             return Some(false);
@@ -978,8 +980,8 @@ impl Ctr<'_> {
 
     /// [`inject::sidecar_from_workload`]'s text, written from this container
     /// as the target: its fields as they came, the settings' parts as
-    /// [`written`] keeps them.
-    fn write_from_workload(&self, out: &mut Vec<u8>, s: &Settings, home: &Home) {
+    /// [`written`] keeps them (`known_hosts`: [`written::known_hosts_mounts`]).
+    fn write_from_workload(&self, out: &mut Vec<u8>, s: &Settings, home: &Home, known_hosts: &Part<Vec<VolumeMount>>) {
         let mut o = Obj::new(out);
         o.opt_str("image", &self.image);
         let (image, policy) = (self.image.as_ref().map(|v| &*v.0), self.image_pull_policy.as_ref().map(|v| &*v.0));
@@ -1006,7 +1008,7 @@ impl Ctr<'_> {
         if *home == Home::EmptyDir {
             let _ = extend(list.next(), &inject::home_mount());
         }
-        list.elements(written::elements(&written::known_hosts_mounts(s)));
+        list.elements(written::elements(known_hosts));
         list.end();
         o.end();
     }
