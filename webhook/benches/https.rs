@@ -311,52 +311,21 @@ fn main() {
         // The latency target: p99 at half the saturating rate (what a webhook
         // with headroom sees), each request timed from when it was due, or
         // from when its client's timer woke if the client was idle then.
-        let half_m = drive_at(
-            "mutate at half its rate",
-            &webhook,
-            &certs.ca_cert,
-            "/mutate",
-            opted_in.clone(),
-            paced_clients,
-            total,
-            Some(mutate.throughput / 2.0),
-        )
-        .await;
-        let half_v = drive_at(
-            "validate at half its rate",
-            &webhook,
-            &certs.ca_cert,
-            "/validate",
-            injected.clone(),
-            paced_clients,
-            total,
-            Some(validate.throughput / 2.0),
-        )
-        .await;
-        // The example paced the same way at half its own rate: what this
+        // The example is paced the same way at half its own rate: what this
         // machine and the pacing give a handler that does almost nothing.
-        let half_peer_m = drive_at(
-            "example at half its rate, opted-in",
-            &kube_rs,
-            &certs.ca_cert,
-            "/mutate",
-            opted_in.clone(),
-            paced_clients,
-            total,
-            Some(peer_m.throughput / 2.0),
-        )
-        .await;
-        let half_peer_v = drive_at(
-            "example at half its rate, injected",
-            &kube_rs,
-            &certs.ca_cert,
-            "/mutate",
-            injected.clone(),
-            paced_clients,
-            total,
-            Some(peer_v.throughput / 2.0),
-        )
-        .await;
+        let mut halves = Vec::new();
+        for (name, server, path, body, saturated) in [
+            ("mutate at half its rate", &webhook, "/mutate", &opted_in, &mutate),
+            ("validate at half its rate", &webhook, "/validate", &injected, &validate),
+            ("example at half its rate, opted-in", &kube_rs, "/mutate", &opted_in, &peer_m),
+            ("example at half its rate, injected", &kube_rs, "/mutate", &injected, &peer_v),
+        ] {
+            let rate = Some(saturated.throughput / 2.0);
+            halves.push(drive_at(name, server, &certs.ca_cert, path, body.clone(), paced_clients, total, rate).await);
+        }
+        let Ok([half_m, half_v, half_peer_m, half_peer_v]) = <[Figures; 4]>::try_from(halves) else {
+            unreachable!("four runs at half the rate")
+        };
         let injected_for_stages = injected;
 
         println!();
