@@ -131,13 +131,14 @@ pub fn hardened_container() -> Rc<Part<Option<SecurityContext>>> {
 
 /// A Secret's name no Secret has: where [`write_keys_volume`] writes the instance's.
 const SECRET_HOLE: &str = "\0";
+/// [`SECRET_HOLE`] as JSON writes it.
+const SECRET_HOLE_JSON: &[u8] = br#""\u0000""#;
 
 /// Appends [`inject::keys_volume`]'s text for `secret`: the kept text of the
 /// volume for a name no Secret has (`SECRET_HOLE`), with `secret` in its place.
 pub fn write_keys_volume(out: &mut Vec<u8>, secret: &str) {
     let part = kept(&KEYS_VOLUMES, |_| true, || (), || inject::keys_volume(SECRET_HOLE));
-    let mut hole = Vec::new();
-    crate::json::write_str(&mut hole, SECRET_HOLE);
+    let hole = SECRET_HOLE_JSON;
     let text = part.text();
     let at = text.windows(hole.len()).position(|w| w == hole).expect("the keys volume names its Secret");
     out.extend_from_slice(&text[..at]);
@@ -277,6 +278,15 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The hole the keys volume's kept text leaves for the Secret's name is
+    /// written as JSON writes that name.
+    #[test]
+    fn the_secret_hole_is_written_as_json_writes_it() {
+        let mut hole = Vec::new();
+        crate::json::write_str(&mut hole, SECRET_HOLE);
+        assert_eq!(hole, SECRET_HOLE_JSON);
     }
 
     /// The two halves of the sidecar set no field in common (else its text
