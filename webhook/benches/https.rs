@@ -4,8 +4,7 @@
 //!
 //! Environment: `CLAWORC_BENCH_CLIENTS` (default 4), `CLAWORC_BENCH_REQUESTS`
 //! (per scenario, default 8000), `CLAWORC_BENCH_PACED_CLIENTS` (the runs at
-//! half the saturating rate, default 32: each client then waits several
-//! milliseconds between requests, well above the timer's 1 ms granularity),
+//! half the saturating rate, default 32, each woken on time by a timerfd),
 //! `CLAWORC_BENCH_FIXTURE` (the opted-in review, a file of tests/fixtures/:
 //! default `admission-opted-in.json`; `admission-kubectl-apply.json` is what
 //! kube-apiserver sends for a `kubectl apply`).
@@ -69,6 +68,40 @@ async fn drive(
     drive_at(name, server, ca, path, body, clients, total, None).await
 }
 
+/// Wakes its task at a given instant to the microsecond: a timerfd in the
+/// runtime's epoll set. tokio's own timer wakes on 1 ms ticks, which sends the
+/// requests due within a millisecond together (about 14 at `/mutate`'s half
+/// rate): bursts that no evenly paced client sends.
+struct Pacer(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
+
+impl Pacer {
+    fn new() -> Self {
+        use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
+        let fd = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)
+            .expect("timerfd_create");
+        // SAFETY: the AsyncFd owns the OwnedFd, which stays open and the same
+        // descriptor until both are dropped together.
+        let fd = unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+        Self(fd.map_err(|e| e.into_parts().1).expect("a timerfd in the runtime's epoll set"))
+    }
+
+    async fn sleep_until(&mut self, at: Instant) {
+        use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+        let Some(wait) = at.checked_duration_since(Instant::now()).filter(|w| !w.is_zero()) else { return };
+        let value = Timespec { tv_sec: wait.as_secs() as _, tv_nsec: wait.subsec_nanos() as _ };
+        let spec = Itimerspec { it_interval: Timespec::default(), it_value: value };
+        timerfd_settime(self.0.get_ref(), TimerfdTimerFlags::empty(), &spec).expect("timerfd_settime");
+        loop {
+            let mut ready = self.0.readable().await.expect("the timerfd is readable");
+            let mut expirations = [0u8; 8];
+            match ready.try_io(|fd| Ok(rustix::io::read(fd.get_ref(), &mut expirations)?)) {
+                Ok(_) => return,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
 /// Like [`drive`], or at `rate` requests per second in all when given: each
 /// request is sent at its scheduled time, and its latency counts from that
 /// time (a late answer delays the next request, and that wait counts too).
@@ -107,6 +140,7 @@ async fn drive_at(
             let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
             let first = start + interval.map_or(Duration::ZERO, |d| d.mul_f64(i as f64 / clients as f64));
             tokio::spawn(async move {
+                let mut pacer = interval.map(|_| Pacer::new());
                 let mut latencies = Vec::with_capacity(per_client);
                 let mut idle_since = start;
                 for k in 0..per_client {
@@ -114,11 +148,11 @@ async fn drive_at(
                         // A request counts from when it was due if the answer
                         // to the one before came later (the server's delay
                         // counts), else from when the timer woke this client:
-                        // tokio's timer wakes up to a millisecond late, which
-                        // is not the server's latency.
+                        // a client thread busy with other answers may wake
+                        // it late, which is not the server's latency.
                         Some(d) => {
                             let at = first + d * k as u32;
-                            tokio::time::sleep_until(at.into()).await;
+                            pacer.as_mut().expect("a paced client has a pacer").sleep_until(at).await;
                             if idle_since > at { at } else { Instant::now() }
                         }
                         None => Instant::now(),
@@ -237,15 +271,19 @@ fn main() {
     let clients = env_usize("CLAWORC_BENCH_CLIENTS", 4);
     let paced_clients = env_usize("CLAWORC_BENCH_PACED_CLIENTS", 32);
     let total = env_usize("CLAWORC_BENCH_REQUESTS", if full { 8000 } else { 200 });
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    // The servers run on a runtime of their own, as `claworc-webhook serve`
+    // does in its own process; the clients on another, as kube-apiserver.
+    let servers = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("server").build().unwrap();
+    let on_servers = servers.handle().clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("client").build().unwrap();
     rt.block_on(async move {
         let dir = common::temp_dir("bench");
         let certs = common::gen_certs(&dir);
         let opts = || ServeOptions::new("127.0.0.1:0".parse().unwrap(), &certs.tls_cert, &certs.tls_key);
-        let webhook = Server::start(opts()).await.unwrap();
-        let floor = Server::start_with(opts(), AppState::new(Default::default()), floor_router()).await.unwrap();
-        let uid_echo = Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router(None)).await.unwrap();
-        let kube_rs = Server::start_with(opts(), AppState::new(Default::default()), kube_rs_example_router()).await.unwrap();
+        let webhook = on_servers.spawn(Server::start(opts())).await.unwrap().unwrap();
+        let floor = on_servers.spawn(Server::start_with(opts(), AppState::new(Default::default()), floor_router())).await.unwrap().unwrap();
+        let uid_echo = on_servers.spawn(Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router(None))).await.unwrap().unwrap();
+        let kube_rs = on_servers.spawn(Server::start_with(opts(), AppState::new(Default::default()), kube_rs_example_router())).await.unwrap().unwrap();
 
         // mutate: an opted-in Deployment, answered with a patch.
         // `CLAWORC_BENCH_FIXTURE` as in benches/cost.rs.
@@ -255,10 +293,11 @@ fn main() {
         let mut c = Client::connect(webhook.local_addr(), &[&certs.ca_cert]).await.unwrap();
         let (_, review) = c.post("/mutate", opted_in.clone()).await.unwrap();
         let answer_bytes = serde_json::to_vec(&review).unwrap().len();
-        let uid_echo_sized =
-            Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router(Some(answer_bytes)))
-                .await
-                .unwrap();
+        let uid_echo_sized = on_servers
+            .spawn(Server::start_with(opts(), AppState::new(Default::default()), uid_echo_router(Some(answer_bytes))))
+            .await
+            .unwrap()
+            .unwrap();
         let patch_b64 = review["response"]["patch"].clone();
         let patch_bytes: k8s_openapi::ByteString = serde_json::from_value(patch_b64).expect("mutate returns a patch");
         let patch: json_patch::Patch = serde_json::from_slice(&patch_bytes.0).unwrap();
