@@ -725,10 +725,9 @@ pub fn sidecar_fixed(ssh_port: u16, ids: (i64, i64)) -> Container {
     }
 }
 
-/// What kube-apiserver defaults `imagePullPolicy` to: `Always` for `:latest`
-/// or no tag, else `IfNotPresent` (a digest counts as a tag).
-/// The sidecar's pull policy: the target's, else the default Kubernetes
-/// gives its image (`Always` for `:latest` or no tag).
+/// The sidecar's pull policy: the target's, else what kube-apiserver defaults
+/// `imagePullPolicy` to for its image: `Always` for `:latest` or no tag, else
+/// `IfNotPresent` (a digest counts as a tag).
 pub fn pull_policy(image: Option<&str>, given: Option<&str>) -> String {
     if let Some(given) = given {
         return given.into();
