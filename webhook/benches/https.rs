@@ -68,8 +68,8 @@ async fn drive(
     drive_at(name, server, ca, path, body, clients, total, None).await
 }
 
-/// Wakes its task at a given instant to the microsecond: a timerfd in the
-/// runtime's epoll set. tokio's own timer wakes on 1 ms ticks, which sends the
+/// Wakes its task at a given instant by a high-resolution kernel timer: a
+/// timerfd in the runtime's epoll set. tokio's own timer wakes on 1 ms ticks, which sends the
 /// requests due within a millisecond together (about 14 at `/mutate`'s half
 /// rate): bursts that no evenly paced client sends.
 struct Pacer(tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>);
